@@ -1,0 +1,252 @@
+//! Cluster mode: one namespace over the volumes of every task of a service.
+//!
+//! The blog runs two tasks behind one load balancer, each with its own volume,
+//! so an upload and the next list may reach different tasks. Given its *peers*
+//! (the base URLs of every task of the service), a task answers as if all
+//! volumes were one: lists merge every member's own list, reads of a file held
+//! elsewhere are streamed from its holder, and a new name is placed on the
+//! member chosen by rendezvous hashing, so every task picks the same one for
+//! the same member set. Requests between members carry `X-Berth-Scope: local`,
+//! which makes the receiver answer from its own volume only (no recursion).
+
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, HeaderValue, Method};
+use futures_util::future::join_all;
+use reqwest::Url;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use crate::config::{PeerSource, ServeConfig};
+use crate::name::FileName;
+
+/// Header marking a request from another member.
+pub const SCOPE_HEADER: &str = "x-berth-scope";
+
+/// How long a fetched member list is reused.
+const REFRESH_EVERY: Duration = Duration::from_secs(2);
+
+/// This task's view of its cluster.
+pub struct Cluster {
+    me: String,
+    source: PeerSource,
+    client: reqwest::Client,
+    token: Option<String>,
+    timeout: Duration,
+    fetched: Mutex<Option<(Instant, Vec<String>)>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PeerList {
+    Object { peers: Vec<String> },
+    List(Vec<String>),
+}
+
+impl Cluster {
+    /// A cluster for `config`, or `None` when the task runs alone.
+    pub fn new(config: &ServeConfig) -> Option<Self> {
+        if config.peers == PeerSource::None {
+            return None;
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.peer_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .ok()?;
+        Some(Self {
+            me: normalize(&config.advertise_url()),
+            source: config.peers.clone(),
+            client,
+            token: config.token.clone(),
+            timeout: config.peer_timeout,
+            fetched: Mutex::new(None),
+        })
+    }
+
+    /// This member's own base URL.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// Every member's base URL, this one included, sorted.
+    pub async fn members(&self) -> Vec<String> {
+        let mut members = match &self.source {
+            PeerSource::None => Vec::new(),
+            PeerSource::Static(list) => list.iter().map(|u| normalize(u)).collect(),
+            PeerSource::Url(url) => self.fetch_members(url).await,
+        };
+        members.push(self.me.clone());
+        members.sort();
+        members.dedup();
+        members
+    }
+
+    async fn fetch_members(&self, url: &str) -> Vec<String> {
+        let mut fetched = self.fetched.lock().await;
+        if let Some((at, list)) = &*fetched {
+            if at.elapsed() < REFRESH_EVERY {
+                return list.clone();
+            }
+        }
+        let result = async {
+            let resp = self
+                .client
+                .get(url)
+                .timeout(self.timeout)
+                .send()
+                .await?
+                .error_for_status()?;
+            resp.json::<PeerList>().await
+        }
+        .await;
+        match result {
+            Ok(PeerList::Object { peers } | PeerList::List(peers)) => {
+                let list: Vec<String> = peers.iter().map(|u| normalize(u)).collect();
+                *fetched = Some((Instant::now(), list.clone()));
+                list
+            }
+            Err(e) => {
+                // Keep serving with the last known members: a flapping peer
+                // service must not split the namespace.
+                tracing::warn!(url, error = %e, "could not fetch the peer list");
+                fetched
+                    .as_ref()
+                    .map(|(_, list)| list.clone())
+                    .unwrap_or_default()
+            }
+        }
+    }
+
+    /// The members other than this one.
+    pub async fn others(&self) -> Vec<String> {
+        self.members()
+            .await
+            .into_iter()
+            .filter(|m| *m != self.me)
+            .collect()
+    }
+
+    /// Starts a request to `member` for `segments` (path segments, encoded here),
+    /// with the token and the local-scope marker.
+    pub fn request(
+        &self,
+        method: Method,
+        member: &str,
+        segments: &[&str],
+    ) -> reqwest::RequestBuilder {
+        let mut url = Url::parse(member).expect("member URLs are validated by normalize");
+        url.path_segments_mut()
+            .expect("http URLs have a path")
+            .pop_if_empty()
+            .extend(segments);
+        let mut builder = self
+            .client
+            .request(method, url)
+            .header(SCOPE_HEADER, "local");
+        if let Some(token) = &self.token {
+            builder = builder.bearer_auth(token);
+        }
+        builder
+    }
+
+    /// Short requests (lists, lookups) also get a total deadline.
+    pub fn short_request(
+        &self,
+        method: Method,
+        member: &str,
+        segments: &[&str],
+    ) -> reqwest::RequestBuilder {
+        self.request(method, member, segments).timeout(self.timeout)
+    }
+
+    /// The other member that holds `name`, if any; the rendezvous owner is preferred.
+    pub async fn holder(&self, name: &FileName, members: &[String]) -> Option<String> {
+        let owner = owner(name, members);
+        let mut others: Vec<&String> = members.iter().filter(|m| **m != self.me).collect();
+        others.sort_by_key(|m| m.as_str() != owner);
+        let answers = join_all(others.iter().map(|m| async move {
+            let resp = self
+                .short_request(Method::HEAD, m, &["files", name.as_str()])
+                .send()
+                .await;
+            matches!(resp, Ok(r) if r.status().is_success())
+        }))
+        .await;
+        others
+            .into_iter()
+            .zip(answers)
+            .find(|(_, has)| *has)
+            .map(|(m, _)| m.clone())
+    }
+}
+
+/// The member a new `name` is placed on: the highest rendezvous score.
+/// SHA-256 rather than the std hasher, whose output may change between Rust
+/// releases, so members built by different versions still agree.
+pub fn owner<'a>(name: &FileName, members: &'a [String]) -> &'a str {
+    members
+        .iter()
+        .max_by_key(|m| {
+            let digest = Sha256::new()
+                .chain_update(m.as_bytes())
+                .chain_update([0u8])
+                .chain_update(name.as_str().as_bytes())
+                .finalize();
+            u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+        })
+        .map(String::as_str)
+        .unwrap_or("")
+}
+
+/// Whether a request came from another member and must be answered locally.
+pub fn is_local_scope(headers: &HeaderMap) -> bool {
+    headers.get(SCOPE_HEADER) == Some(&HeaderValue::from_static("local"))
+}
+
+/// Canonical form of a member URL, so `http://h:1/` and `http://h:1` match.
+fn normalize(url: &str) -> String {
+    match Url::parse(url.trim()) {
+        Ok(u) => u.as_str().trim_end_matches('/').to_owned(),
+        Err(_) => url.trim().trim_end_matches('/').to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendezvous_is_stable_and_spreads() {
+        let members: Vec<String> = (0..3)
+            .map(|i| format!("http://127.0.0.1:{}", 5000 + i))
+            .collect();
+        let mut counts = [0; 3];
+        for i in 0..300 {
+            let name = FileName::parse(&format!("file-{i}")).unwrap();
+            let o = owner(&name, &members);
+            assert_eq!(o, owner(&name, &members));
+            counts[members.iter().position(|m| m == o).unwrap()] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 60), "{counts:?}");
+        // Removing a member moves only the names it owned.
+        let fewer = &members[..2];
+        for i in 0..300 {
+            let name = FileName::parse(&format!("file-{i}")).unwrap();
+            let before = owner(&name, &members);
+            if before != members[2] {
+                assert_eq!(owner(&name, fewer), before);
+            }
+        }
+    }
+
+    #[test]
+    fn normalize_strips_trailing_slash() {
+        assert_eq!(normalize("http://127.0.0.1:5000/"), "http://127.0.0.1:5000");
+        assert_eq!(
+            normalize(" http://127.0.0.1:5000 "),
+            "http://127.0.0.1:5000"
+        );
+    }
+}

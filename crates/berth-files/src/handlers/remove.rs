@@ -1,0 +1,46 @@
+//! `DELETE /files/{name}`: removes a file here and on any member holding it.
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::Path;
+use axum::http::{HeaderMap, Method};
+use axum::Json;
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+
+use super::{blocking, Shared};
+use crate::cluster::is_local_scope;
+use crate::error::ApiError;
+use crate::name::FileName;
+
+pub async fn delete_file(
+    state: Shared,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(raw) = name.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let name = FileName::parse(&raw)?;
+    let volume = state.volume.clone();
+    let target = name.clone();
+    let mut found = blocking(move || volume.delete(&target))
+        .await?
+        .map_err(|e| ApiError::io(name.as_str(), &e))?;
+    if let Some(cluster) = state.cluster.as_ref().filter(|_| !is_local_scope(&headers)) {
+        let others = cluster.others().await;
+        let answers = join_all(others.iter().map(|m| {
+            cluster
+                .short_request(Method::DELETE, m, &["files", name.as_str()])
+                .send()
+        }))
+        .await;
+        found |= answers
+            .iter()
+            .any(|a| matches!(a, Ok(r) if r.status().is_success()));
+    }
+    if !found {
+        return Err(ApiError::not_found(name.as_str()));
+    }
+    tracing::info!(file = %name, "file deleted");
+    Ok(Json(
+        json!({ "message": "File deleted", "filename": name.as_str() }),
+    ))
+}

@@ -1,0 +1,61 @@
+//! The health check: is the volume there and writable?
+//!
+//! A load balancer must see a lost, read-only or full-of-errors volume as
+//! unhealthy, so `/health` runs a real write probe (create, write, fsync,
+//! delete) rather than answering a constant. The result is cached for about a
+//! second so a storm of checks costs one probe.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+
+use crate::volume::Volume;
+
+/// How long one probe result is reused.
+const CACHE_FOR: Duration = Duration::from_secs(1);
+/// A probe slower than this counts as a failure (a hung disk is not healthy).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Cached health of one volume.
+pub struct Health {
+    volume: Arc<Volume>,
+    last: Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+impl Health {
+    pub fn new(volume: Arc<Volume>) -> Self {
+        Self {
+            volume,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// `Ok` when the storage path exists, is a directory and takes a write;
+    /// otherwise the reason.
+    pub async fn check(&self) -> Result<(), String> {
+        // Holding the lock across the probe makes concurrent checks wait for
+        // one probe instead of each starting their own.
+        let mut last = self.last.lock().await;
+        if let Some((at, result)) = &*last {
+            if at.elapsed() < CACHE_FOR {
+                return result.clone();
+            }
+        }
+        let volume = Arc::clone(&self.volume);
+        let probe = tokio::task::spawn_blocking(move || volume.probe());
+        let result = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(format!(
+                "storage path {} is not writable: {e}",
+                self.volume.root().display()
+            )),
+            Ok(Err(e)) => Err(format!("health probe failed: {e}")),
+            Err(_) => Err(format!(
+                "storage write probe took longer than {PROBE_TIMEOUT:?}"
+            )),
+        };
+        *last = Some((Instant::now(), result.clone()));
+        result
+    }
+}

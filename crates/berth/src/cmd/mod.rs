@@ -1,0 +1,3 @@
+//! One module per `berth` command.
+
+pub mod serve;
