@@ -516,6 +516,8 @@ dd_cell="dd: $(cell dd)"
     echo "- nginx: sendfile on, \`location /download/ { alias DIR/; }\` and a static /health; it has no upload or listing, so its upload cells show dd (\`dd bs=1M conv=fsync\`, the disk's physical limit) instead."
     echo "- gunicorn: \`gunicorn -w 4\` (sync workers) running $REF_FLASK_DIR/app.py; berth's /files is called with \`?limit=100000\`."
     echo "- peak RSS: VmHWM of a freshly started server process read right after its upload."
+    echo "- dd includes an fsync; a server that answers before its data reaches the disk can beat it, so upload/dd above 1× means the disk was not the bound."
+    echo "- gunicorn's send_file also uses sendfile (wsgi.file_wrapper), so 1 MiB downloads are bound by 4 sync workers and the loopback, not by Python."
     for n in ${NOTES[@]+"${NOTES[@]}"}; do echo "- $n"; done
 } >"$RESULTS"
 

@@ -39,6 +39,9 @@ use crate::volume::{Committed, UploadError};
 const CHANNEL_CHUNKS: usize = 16;
 /// Slack for the multipart envelope when checking Content-Length up front.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+/// Most a refused upload is read on for, so its client sees the answer.
+const LINGER_TIME: Duration = Duration::from_secs(3);
+const LINGER_BYTES: i64 = 64 << 20;
 
 const CHECKSUM_HEADER: HeaderName = HeaderName::from_static("x-checksum-sha256");
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("content-digest");
@@ -53,7 +56,6 @@ pub async fn upload_multipart(
             "expected a multipart/form-data body with a 'file' field (curl -F file=@PATH)",
         )
     })?;
-    check_declared_length(&state, &headers, MULTIPART_OVERHEAD)?;
     // The digest of a multipart request covers the envelope, so only the
     // per-file header applies here.
     let expected = parse_checksum(&headers, false)?;
@@ -78,7 +80,16 @@ pub async fn upload_multipart(
         }
         let name = FileName::parse(&raw)?;
         let body = field.map_err(|e| e.to_string()).boxed();
-        return receive(&state, &headers, name, body, expected, StatusCode::OK).await;
+        return receive(
+            &state,
+            &headers,
+            name,
+            body,
+            expected,
+            StatusCode::OK,
+            MULTIPART_OVERHEAD,
+        )
+        .await;
     }
 }
 
@@ -90,14 +101,23 @@ pub async fn put_file(
 ) -> Result<Response, ApiError> {
     let Path(raw) = name.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let name = FileName::parse(&raw)?;
-    check_declared_length(&state, &headers, 0)?;
     let expected = parse_checksum(&headers, true)?;
     let body = body.into_data_stream().map_err(|e| e.to_string()).boxed();
-    receive(&state, &headers, name, body, expected, StatusCode::CREATED).await
+    receive(
+        &state,
+        &headers,
+        name,
+        body,
+        expected,
+        StatusCode::CREATED,
+        0,
+    )
+    .await
 }
 
 /// Stores `body` under `name` here or on the member that should hold it.
-/// `created` is the status for a name that did not exist before.
+/// `created` is the status for a name that did not exist before; `overhead`
+/// the bytes of envelope around the content in the declared length.
 async fn receive(
     state: &Shared,
     headers: &HeaderMap,
@@ -105,45 +125,65 @@ async fn receive(
     body: BoxStream<'_, Result<Bytes, String>>,
     expected: Option<[u8; 32]>,
     created: StatusCode,
+    overhead: u64,
 ) -> Result<Response, ApiError> {
-    let inbound = Inbound {
+    let mut inbound = Inbound {
         stream: body,
         received: 0,
+        polled: false,
         max: state.config.max_upload,
         idle: state.config.body_idle_timeout,
     };
-    if let Some(member) = remote_placement(state, headers, &name).await? {
-        return forward(state, &member, &name, inbound, expected).await;
+    let result = async {
+        check_declared_length(state, headers, overhead)?;
+        if let Some(member) = remote_placement(state, headers, &name).await? {
+            return forward(state, &member, &name, &mut inbound, expected, created).await;
+        }
+        let done = store_local(state, name.clone(), &mut inbound, expected).await?;
+        let status = if done.replaced {
+            StatusCode::OK
+        } else {
+            created
+        };
+        tracing::info!(file = %name, size = done.size, replaced = done.replaced, "file stored");
+        Ok((
+            status,
+            Json(json!({
+                "message": "File uploaded successfully",
+                "filename": name.as_str(),
+                "size": done.size,
+                "path": done.path.display().to_string(),
+            })),
+        )
+            .into_response())
     }
-    let done = store_local(state, name.clone(), inbound, expected).await?;
-    let status = if done.replaced {
-        StatusCode::OK
-    } else {
-        created
-    };
-    tracing::info!(file = %name, size = done.size, replaced = done.replaced, "file stored");
-    Ok((
-        status,
-        Json(json!({
-            "message": "File uploaded successfully",
-            "filename": name.as_str(),
-            "size": done.size,
-            "path": done.path.display().to_string(),
-        })),
-    )
-        .into_response())
+    .await;
+    if let Err(e) = &result {
+        // A client waiting for "100 Continue" has sent nothing yet: a refusal
+        // before the body was read needs no lingering.
+        let waiting = headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if e.status != StatusCode::REQUEST_TIMEOUT && (inbound.polled || !waiting) {
+            inbound.linger().await;
+        }
+    }
+    result
 }
 
 /// The request body, read with the size limit and the stall timeout applied.
 struct Inbound<'a> {
     stream: BoxStream<'a, Result<Bytes, String>>,
     received: u64,
+    /// Whether the body was read at all (after which "100 Continue" was sent).
+    polled: bool,
     max: u64,
     idle: Duration,
 }
 
 impl Inbound<'_> {
     async fn next(&mut self) -> Result<Option<Bytes>, ApiError> {
+        self.polled = true;
         match tokio::time::timeout(self.idle, self.stream.next()).await {
             Err(_) => Err(ApiError::timeout("the request body (the client stalled)")),
             Ok(None) => Ok(None),
@@ -157,13 +197,29 @@ impl Inbound<'_> {
             }
         }
     }
+
+    /// Reads and discards what the client still sends after a refusal, for a
+    /// bounded time and size, so that it reads the error instead of a reset
+    /// connection (as nginx's lingering close does).
+    async fn linger(&mut self) {
+        let discard = async {
+            let mut left: i64 = LINGER_BYTES;
+            while left > 0 {
+                match self.stream.next().await {
+                    Some(Ok(chunk)) => left -= chunk.len() as i64,
+                    _ => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, discard).await;
+    }
 }
 
 /// Writes the body into this volume and commits it.
 async fn store_local(
     state: &Shared,
     name: FileName,
-    mut inbound: Inbound<'_>,
+    inbound: &mut Inbound<'_>,
     expected: Option<[u8; 32]>,
 ) -> Result<Committed, ApiError> {
     let volume = state.volume.clone();
@@ -336,8 +392,9 @@ async fn forward(
     state: &Shared,
     member: &str,
     name: &FileName,
-    mut inbound: Inbound<'_>,
+    inbound: &mut Inbound<'_>,
     expected: Option<[u8; 32]>,
+    created: StatusCode,
 ) -> Result<Response, ApiError> {
     let cluster = state
         .cluster
@@ -352,7 +409,8 @@ async fn forward(
     if let Some(d) = expected {
         request = request.header(CHECKSUM_HEADER, hex::encode(d));
     }
-    let pump = async move {
+    let pump = async {
+        let tx = tx; // owned by the pump, so the body ends when the pump does
         loop {
             match inbound.next().await {
                 Ok(Some(chunk)) => {
@@ -370,7 +428,6 @@ async fn forward(
             }
         }
     };
-    // The pump owns the sender, so the body ends when the pump does.
     let (pumped, answer) = tokio::join!(pump, request.send());
     pumped?;
     let answer = answer.map_err(|e| {
@@ -379,7 +436,10 @@ async fn forward(
             format!("peer {member} did not take the upload: {e}"),
         )
     })?;
-    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let status = match answer.status().as_u16() {
+        201 => created,
+        code => StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
+    };
     let bytes = answer.bytes().await.map_err(|e| {
         ApiError::new(
             StatusCode::BAD_GATEWAY,

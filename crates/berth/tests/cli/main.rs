@@ -1,0 +1,9 @@
+//! End-to-end tests of the `berth` binary: real processes, real HTTP on
+//! loopback, real files. One test binary; `util` has the setup helpers.
+
+mod util;
+
+mod serve_api;
+mod serve_cluster;
+mod serve_lifecycle;
+mod serve_safety;

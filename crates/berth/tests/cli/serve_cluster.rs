@@ -1,0 +1,176 @@
+//! Cluster mode: three tasks, three volumes, one namespace, whichever task
+//! each request reaches (the blog's two tasks behind one load balancer).
+
+use std::io::Write;
+use std::net::TcpListener;
+
+use serde_json::Value;
+
+use crate::util::{client, free_port, Opts, Server};
+
+fn start_cluster(n: usize, peers_arg: impl Fn(&[String]) -> Vec<String>) -> Vec<Server> {
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let urls: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    ports
+        .iter()
+        .map(|&port| {
+            let mut opts = Opts::default().port(port);
+            for a in peers_arg(&urls) {
+                opts = opts.arg(a);
+            }
+            Server::start_with(opts)
+        })
+        .collect()
+}
+
+#[test]
+fn three_tasks_present_one_namespace() {
+    let tasks = start_cluster(3, |urls| vec!["--peers".into(), urls.join(",")]);
+    let c = client();
+    let names: Vec<String> = (0..30).map(|i| format!("doc-{i}.txt")).collect();
+
+    // The blog's sequence, each step on a different task.
+    for (i, name) in names.iter().enumerate() {
+        let form = reqwest::blocking::multipart::Form::new().part(
+            "file",
+            reqwest::blocking::multipart::Part::bytes(format!("content of {name}").into_bytes())
+                .file_name(name.clone()),
+        );
+        let r = c
+            .post(tasks[i % 3].url("/upload"))
+            .multipart(form)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    }
+    for t in &tasks {
+        let list: Value = c.get(t.url("/files")).send().unwrap().json().unwrap();
+        assert_eq!(list["count"], 30, "{list}");
+        assert_eq!(list["peers_unavailable"], serde_json::json!([]));
+        let listed: Vec<&str> = list["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        let mut want: Vec<&str> = names.iter().map(String::as_str).collect();
+        want.sort();
+        assert_eq!(listed, want);
+    }
+    for (i, name) in names.iter().enumerate() {
+        let body = c
+            .get(tasks[(i + 1) % 3].url(&format!("/download/{name}")))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        assert_eq!(body, format!("content of {name}"));
+    }
+    // Each file is stored exactly once, and placement spreads them.
+    let per_task: Vec<usize> = tasks.iter().map(|t| t.disk_names().len()).collect();
+    assert_eq!(per_task.iter().sum::<usize>(), 30, "{per_task:?}");
+    assert!(per_task.iter().all(|&n| n > 0), "{per_task:?}");
+
+    // An existing name is rewritten where it lives, not copied.
+    let holder = tasks
+        .iter()
+        .position(|t| t.disk_names().contains(&names[0]))
+        .unwrap();
+    let other = (holder + 1) % 3;
+    let r = c
+        .put(tasks[other].url(&format!("/files/{}", names[0])))
+        .body("v2")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        std::fs::read_to_string(tasks[holder].storage.join(&names[0])).unwrap(),
+        "v2"
+    );
+    assert!(!tasks[other].disk_names().contains(&names[0]));
+
+    // Ranges pass through a proxied read.
+    let r = c
+        .get(tasks[other].url(&format!("/download/{}", names[0])))
+        .header("range", "bytes=1-1")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.text().unwrap(), "2");
+
+    // Delete through any task removes it where it lives.
+    let r = c
+        .delete(tasks[other].url(&format!("/files/{}", names[0])))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!tasks[holder].disk_names().contains(&names[0]));
+
+    // A lost member is named, and the rest still answer.
+    let mut tasks = tasks;
+    let gone = tasks.pop().unwrap();
+    let gone_url = gone.base();
+    drop(gone);
+    let list: Value = c
+        .get(tasks[0].url("/files"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(list["peers_unavailable"], serde_json::json!([gone_url]));
+    assert!(list["count"].as_u64().unwrap() < 29);
+}
+
+#[test]
+fn members_come_from_a_peer_list_url() {
+    // A tiny peer-list endpoint, as the local platform will serve.
+    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let list_url = format!("http://{}/peers", listener.local_addr().unwrap());
+    let body = serde_json::json!({ "peers": ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect::<Vec<_>>() })
+        .to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(200) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 2048];
+            let _ = std::io::Read::read(&mut s, &mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                body.len(),
+                body
+            );
+        }
+    });
+    let tasks: Vec<Server> = ports
+        .iter()
+        .map(|&p| {
+            Server::start_with(
+                Opts::default()
+                    .port(p)
+                    .arg("--peers-url")
+                    .arg(list_url.clone()),
+            )
+        })
+        .collect();
+    let c = client();
+    for i in 0..10 {
+        let r = c
+            .put(tasks[i % 2].url(&format!("/files/p{i}")))
+            .body(format!("{i}"))
+            .send()
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    for t in &tasks {
+        let list: Value = c.get(t.url("/files")).send().unwrap().json().unwrap();
+        assert_eq!(list["count"], 10, "{list}");
+    }
+    assert_eq!(
+        tasks.iter().map(|t| t.disk_names().len()).sum::<usize>(),
+        10
+    );
+}
