@@ -9,7 +9,7 @@
 #   --peers-only  run without berth (its cells say "not run"); for developing the script
 #
 # Environment (defaults):
-#   BENCH_DIR=bench/out  BERTH_BIN=target/release/berth  REF_FLASK_DIR=/work/shared/ref-flask
+#   BENCH_DIR=bench/out  BERTH_BIN=target/release/berth  REF_FLASK_DIR=../shared/ref-flask
 #   PORT_BASE=18080 (berth +0, nginx +1, gunicorn +2, fresh upload servers +3/+4,
 #                    /files servers +5/+6; each also settable as BERTH_PORT, NGINX_PORT, ...)
 #   BENCH_TIMEOUT=2400 (seconds; the whole run stops by itself after this)
@@ -21,7 +21,7 @@ set -euo pipefail
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-$REPO_DIR/bench/out}
 BERTH_BIN=${BERTH_BIN:-$REPO_DIR/target/release/berth}
-REF_FLASK_DIR=${REF_FLASK_DIR:-/work/shared/ref-flask}
+REF_FLASK_DIR=${REF_FLASK_DIR:-$REPO_DIR/../shared/ref-flask}
 NGINX_TMPL=${NGINX_TMPL:-$REPO_DIR/bench/nginx.conf.tmpl}
 HOST=127.0.0.1 # loopback only, not configurable on purpose
 PORT_BASE=${PORT_BASE:-18080}

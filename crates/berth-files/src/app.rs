@@ -53,38 +53,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/files", get(handlers::list::list_files))
         .route(
             "/files/{name}",
-            get(handlers::download::download)
-                .put(handlers::upload::put_file)
-                .delete(handlers::remove::delete_file),
+            get(handlers::download::download).put(handlers::upload::put_file).delete(handlers::remove::delete_file),
         )
         .route("/download/{name}", get(handlers::download::download))
         .route("/upload", post(handlers::upload::upload_multipart))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed on this route",
-            )
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
         })
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            require_token,
-        ))
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            record_metrics,
-        ))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), require_token))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), record_metrics))
         // Uploads are streamed to disk and limited by `max_upload`, not buffered.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
 /// Refuses every route but `/health` without the configured bearer token.
-async fn require_token(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn require_token(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let Some(token) = &state.config.token else {
         return next.run(request).await;
     };
@@ -105,31 +90,13 @@ async fn require_token(
 }
 
 /// Counts requests and times them to the response headers, by route template.
-async fn record_metrics(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn record_metrics(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     let method = request.method().as_str().to_owned();
     let response = next.run(request).await;
     let m = &state.metrics;
-    m.latency
-        .get_or_create(&RouteLabels {
-            route: route.clone(),
-        })
-        .observe(start.elapsed().as_secs_f64());
-    m.requests
-        .get_or_create(&RequestLabels {
-            route,
-            method,
-            status: response.status().as_u16(),
-        })
-        .inc();
+    m.latency.get_or_create(&RouteLabels { route: route.clone() }).observe(start.elapsed().as_secs_f64());
+    m.requests.get_or_create(&RequestLabels { route, method, status: response.status().as_u16() }).inc();
     response
 }

@@ -91,13 +91,7 @@ impl Cluster {
             }
         }
         let result = async {
-            let resp = self
-                .client
-                .get(url)
-                .timeout(self.timeout)
-                .send()
-                .await?
-                .error_for_status()?;
+            let resp = self.client.get(url).timeout(self.timeout).send().await?.error_for_status()?;
             resp.json::<PeerList>().await
         }
         .await;
@@ -111,40 +105,22 @@ impl Cluster {
                 // Keep serving with the last known members: a flapping peer
                 // service must not split the namespace.
                 tracing::warn!(url, error = %e, "could not fetch the peer list");
-                fetched
-                    .as_ref()
-                    .map(|(_, list)| list.clone())
-                    .unwrap_or_default()
+                fetched.as_ref().map(|(_, list)| list.clone()).unwrap_or_default()
             }
         }
     }
 
     /// The members other than this one.
     pub async fn others(&self) -> Vec<String> {
-        self.members()
-            .await
-            .into_iter()
-            .filter(|m| *m != self.me)
-            .collect()
+        self.members().await.into_iter().filter(|m| *m != self.me).collect()
     }
 
     /// Starts a request to `member` for `segments` (path segments, encoded here),
     /// with the token and the local-scope marker.
-    pub fn request(
-        &self,
-        method: Method,
-        member: &str,
-        segments: &[&str],
-    ) -> reqwest::RequestBuilder {
+    pub fn request(&self, method: Method, member: &str, segments: &[&str]) -> reqwest::RequestBuilder {
         let mut url = Url::parse(member).expect("member URLs are validated by normalize");
-        url.path_segments_mut()
-            .expect("http URLs have a path")
-            .pop_if_empty()
-            .extend(segments);
-        let mut builder = self
-            .client
-            .request(method, url)
-            .header(SCOPE_HEADER, "local");
+        url.path_segments_mut().expect("http URLs have a path").pop_if_empty().extend(segments);
+        let mut builder = self.client.request(method, url).header(SCOPE_HEADER, "local");
         if let Some(token) = &self.token {
             builder = builder.bearer_auth(token);
         }
@@ -152,12 +128,7 @@ impl Cluster {
     }
 
     /// Short requests (lists, lookups) also get a total deadline.
-    pub fn short_request(
-        &self,
-        method: Method,
-        member: &str,
-        segments: &[&str],
-    ) -> reqwest::RequestBuilder {
+    pub fn short_request(&self, method: Method, member: &str, segments: &[&str]) -> reqwest::RequestBuilder {
         self.request(method, member, segments).timeout(self.timeout)
     }
 
@@ -167,18 +138,11 @@ impl Cluster {
         let mut others: Vec<&String> = members.iter().filter(|m| **m != self.me).collect();
         others.sort_by_key(|m| m.as_str() != owner);
         let answers = join_all(others.iter().map(|m| async move {
-            let resp = self
-                .short_request(Method::HEAD, m, &["files", name.as_str()])
-                .send()
-                .await;
+            let resp = self.short_request(Method::HEAD, m, &["files", name.as_str()]).send().await;
             matches!(resp, Ok(r) if r.status().is_success())
         }))
         .await;
-        others
-            .into_iter()
-            .zip(answers)
-            .find(|(_, has)| *has)
-            .map(|(m, _)| m.clone())
+        others.into_iter().zip(answers).find(|(_, has)| *has).map(|(m, _)| m.clone())
     }
 }
 
@@ -219,9 +183,7 @@ mod tests {
 
     #[test]
     fn rendezvous_is_stable_and_spreads() {
-        let members: Vec<String> = (0..3)
-            .map(|i| format!("http://127.0.0.1:{}", 5000 + i))
-            .collect();
+        let members: Vec<String> = (0..3).map(|i| format!("http://127.0.0.1:{}", 5000 + i)).collect();
         let mut counts = [0; 3];
         for i in 0..300 {
             let name = FileName::parse(&format!("file-{i}")).unwrap();
@@ -244,9 +206,6 @@ mod tests {
     #[test]
     fn normalize_strips_trailing_slash() {
         assert_eq!(normalize("http://127.0.0.1:5000/"), "http://127.0.0.1:5000");
-        assert_eq!(
-            normalize(" http://127.0.0.1:5000 "),
-            "http://127.0.0.1:5000"
-        );
+        assert_eq!(normalize(" http://127.0.0.1:5000 "), "http://127.0.0.1:5000");
     }
 }

@@ -70,11 +70,7 @@ impl ServeConfig {
             return url.trim_end_matches('/').to_owned();
         }
         let ip = self.listen.ip();
-        let host = if ip.is_unspecified() {
-            "127.0.0.1".to_owned()
-        } else {
-            ip.to_string()
-        };
+        let host = if ip.is_unspecified() { "127.0.0.1".to_owned() } else { ip.to_string() };
         format!("http://{host}:{}", self.listen.port())
     }
 }

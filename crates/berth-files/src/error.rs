@@ -23,10 +23,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
+        Self { status, message: message.into() }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -38,24 +35,15 @@ impl ApiError {
     }
 
     pub fn too_large(limit: u64) -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("upload is larger than the limit of {limit} bytes"),
-        )
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, format!("upload is larger than the limit of {limit} bytes"))
     }
 
     pub fn volume_full(detail: &str) -> Self {
-        Self::new(
-            StatusCode::INSUFFICIENT_STORAGE,
-            format!("volume full: {detail}"),
-        )
+        Self::new(StatusCode::INSUFFICIENT_STORAGE, format!("volume full: {detail}"))
     }
 
     pub fn timeout(what: &str) -> Self {
-        Self::new(
-            StatusCode::REQUEST_TIMEOUT,
-            format!("timed out waiting for {what}"),
-        )
+        Self::new(StatusCode::REQUEST_TIMEOUT, format!("timed out waiting for {what}"))
     }
 
     pub fn unauthorized() -> Self {
@@ -91,9 +79,7 @@ impl IntoResponse for ApiError {
         }
         let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -25,10 +25,7 @@ pub struct Health {
 
 impl Health {
     pub fn new(volume: Arc<Volume>) -> Self {
-        Self {
-            volume,
-            last: Mutex::new(None),
-        }
+        Self { volume, last: Mutex::new(None) }
     }
 
     /// `Ok` when the storage path exists, is a directory and takes a write;
@@ -46,14 +43,9 @@ impl Health {
         let probe = tokio::task::spawn_blocking(move || volume.probe());
         let result = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
             Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(format!(
-                "storage path {} is not writable: {e}",
-                self.volume.root().display()
-            )),
+            Ok(Ok(Err(e))) => Err(format!("storage path {} is not writable: {e}", self.volume.root().display())),
             Ok(Err(e)) => Err(format!("health probe failed: {e}")),
-            Err(_) => Err(format!(
-                "storage write probe took longer than {PROBE_TIMEOUT:?}"
-            )),
+            Err(_) => Err(format!("storage write probe took longer than {PROBE_TIMEOUT:?}")),
         };
         *last = Some((Instant::now(), result.clone()));
         result

@@ -14,6 +14,7 @@ mod config;
 mod error;
 mod handlers;
 mod health;
+mod index;
 mod metrics;
 mod name;
 mod server;

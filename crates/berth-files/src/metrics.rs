@@ -46,46 +46,17 @@ impl Default for Metrics {
         let volume_free = Gauge::default();
         let volume_capacity = Gauge::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
-        registry.register(
-            "http_request_duration_seconds",
-            "Time to answer a request (headers)",
-            latency.clone(),
-        );
-        registry.register(
-            "upload_bytes",
-            "Bytes received in committed and failed uploads",
-            upload_bytes.clone(),
-        );
-        registry.register(
-            "download_bytes",
-            "Bytes sent in downloads",
-            download_bytes.clone(),
-        );
-        registry.register(
-            "volume_used_bytes",
-            "Bytes held by files on the volume",
-            volume_used.clone(),
-        );
-        registry.register(
-            "volume_free_bytes",
-            "Bytes still writable on the volume",
-            volume_free.clone(),
-        );
+        registry.register("http_request_duration_seconds", "Time to answer a request (headers)", latency.clone());
+        registry.register("upload_bytes", "Bytes received in committed and failed uploads", upload_bytes.clone());
+        registry.register("download_bytes", "Bytes sent in downloads", download_bytes.clone());
+        registry.register("volume_used_bytes", "Bytes held by files on the volume", volume_used.clone());
+        registry.register("volume_free_bytes", "Bytes still writable on the volume", volume_free.clone());
         registry.register(
             "volume_capacity_bytes",
             "Capacity of the volume (the quota if set, else the filesystem size)",
             volume_capacity.clone(),
         );
-        Self {
-            registry,
-            requests,
-            latency,
-            upload_bytes,
-            download_bytes,
-            volume_used,
-            volume_free,
-            volume_capacity,
-        }
+        Self { registry, requests, latency, upload_bytes, download_bytes, volume_used, volume_free, volume_capacity }
     }
 }
 

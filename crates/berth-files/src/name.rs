@@ -79,15 +79,7 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_names() {
-        for ok in [
-            "test.txt",
-            "a",
-            ".hidden",
-            "...",
-            "naïve café.png",
-            "x y",
-            &"a".repeat(255),
-        ] {
+        for ok in ["test.txt", "a", ".hidden", "...", "naïve café.png", "x y", &"a".repeat(255)] {
             assert_eq!(FileName::parse(ok).unwrap().as_str(), ok);
         }
     }
@@ -112,9 +104,6 @@ mod tests {
             assert_eq!(FileName::parse(raw).unwrap_err(), *want, "{raw:?}");
         }
         // 256 bytes made of 2-byte characters: 128 chars, too long in bytes.
-        assert_eq!(
-            FileName::parse(&"é".repeat(128)).unwrap_err(),
-            NameError::TooLong
-        );
+        assert_eq!(FileName::parse(&"é".repeat(128)).unwrap_err(), NameError::TooLong);
     }
 }

@@ -39,25 +39,15 @@ pub enum ServeError {
 
 /// Opens the volume, binds, and serves until `shutdown` completes; then stops
 /// accepting and gives in-flight requests `drain_timeout` to finish.
-pub async fn serve(
-    mut config: ServeConfig,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), ServeError> {
+pub async fn serve(mut config: ServeConfig, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
     let storage = config.storage.clone();
     let capacity = config.capacity;
     let volume = tokio::task::spawn_blocking(move || Volume::open(&storage, capacity))
         .await
         .expect("volume open does not panic")
-        .map_err(|source| ServeError::Storage {
-            path: config.storage.display().to_string(),
-            source,
-        })?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        .map_err(|source| ServeError::Storage { path: config.storage.display().to_string(), source })?;
+    let listener =
+        TcpListener::bind(config.listen).await.map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     // With port 0 the kernel picks one; peers must be told the real one.
     if let Ok(addr) = listener.local_addr() {
         config.listen = addr;

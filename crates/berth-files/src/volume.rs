@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use crate::index::{DirStamp, Index, Meta};
 use crate::name::{FileName, TEMP_PREFIX};
 
 /// One regular file as listed by the service.
@@ -55,6 +56,7 @@ pub struct Volume {
     /// Serializes "stat the old file, rename, update usage" so concurrent
     /// uploads of one name account for the replaced file exactly once.
     commit_lock: Mutex<()>,
+    index: Index,
 }
 
 impl Volume {
@@ -77,12 +79,8 @@ impl Volume {
             }
             used += entry.metadata()?.len();
         }
-        let volume = Self {
-            root,
-            capacity,
-            usage: Usage::default(),
-            commit_lock: Mutex::new(()),
-        };
+        let volume =
+            Self { root, capacity, usage: Usage::default(), commit_lock: Mutex::new(()), index: Index::default() };
         volume.usage.used.store(used, Ordering::Relaxed);
         Ok(volume)
     }
@@ -108,8 +106,7 @@ impl Volume {
     pub fn free(&self) -> io::Result<u64> {
         let fs_free = filesystem_free(&self.root)?;
         Ok(match self.capacity {
-            Some(cap) => fs_free
-                .min(cap.saturating_sub(self.used() + self.usage.reserved.load(Ordering::Relaxed))),
+            Some(cap) => fs_free.min(cap.saturating_sub(self.used() + self.usage.reserved.load(Ordering::Relaxed))),
             None => fs_free,
         })
     }
@@ -117,43 +114,8 @@ impl Volume {
     /// Lists regular files (not links, folders or temporary files) whose name
     /// starts with `prefix` and sorts after `after`, sorted by name, at most `limit`.
     /// Returns the entries and whether more remained.
-    pub fn list(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> io::Result<(Vec<Entry>, bool)> {
-        let mut entries = Vec::new();
-        for entry in fs::read_dir(&self.root)? {
-            let entry = entry?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue; // not UTF-8: no client could name it
-            };
-            if !name.starts_with(prefix) || after.is_some_and(|a| name.as_str() <= a) {
-                continue;
-            }
-            if FileName::parse(&name).is_err() {
-                continue;
-            }
-            // DirEntry::metadata does not follow links; a file removed since
-            // readdir is simply skipped.
-            let Ok(meta) = entry.metadata() else { continue };
-            if !meta.file_type().is_file() {
-                continue;
-            }
-            entries.push(Entry {
-                name,
-                size: meta.len(),
-                modified: meta.modified()?,
-            });
-        }
-        let more = entries.len() > limit;
-        if more {
-            entries.select_nth_unstable_by(limit, |a, b| a.name.cmp(&b.name));
-            entries.truncate(limit);
-        }
-        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        Ok((entries, more))
+    pub fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> io::Result<(Vec<Entry>, bool)> {
+        self.index.list(&self.root, prefix, after, limit)
     }
 
     /// Opens a regular file for reading without following links.
@@ -169,22 +131,15 @@ impl Volume {
             return Err(io::Error::from(io::ErrorKind::NotFound));
         }
         let modified = meta.modified()?;
-        Ok(OpenFile {
-            size: meta.len(),
-            modified,
-            etag: etag(&meta),
-            file,
-        })
+        Ok(OpenFile { size: meta.len(), modified, etag: etag(&meta), file })
     }
 
     /// Metadata of a regular file, without following links; `None` if absent.
     pub fn stat(&self, name: &FileName) -> io::Result<Option<Entry>> {
         match fs::symlink_metadata(self.path_of(name)) {
-            Ok(meta) if meta.file_type().is_file() => Ok(Some(Entry {
-                name: name.to_string(),
-                size: meta.len(),
-                modified: meta.modified()?,
-            })),
+            Ok(meta) if meta.file_type().is_file() => {
+                Ok(Some(Entry { name: name.to_string(), size: meta.len(), modified: meta.modified()? }))
+            }
             Ok(_) => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -204,35 +159,24 @@ impl Volume {
         if meta.is_dir() {
             return Err(io::Error::from_raw_os_error(libc::EISDIR));
         }
+        let before = DirStamp::of(&self.root).ok();
         fs::remove_file(&path)?;
+        self.index.apply(&self.root, before, |files| {
+            files.remove(name.as_str());
+        });
         sync_dir(&self.root)?;
         if meta.file_type().is_file() {
-            self.usage
-                .used
-                .fetch_sub(meta.len().min(self.used()), Ordering::Relaxed);
+            self.usage.used.fetch_sub(meta.len().min(self.used()), Ordering::Relaxed);
         }
         Ok(true)
     }
 
     /// Starts an upload: a new, empty temporary file in the volume.
     pub fn begin_upload(self: &Arc<Self>, name: FileName) -> io::Result<PendingUpload> {
-        let temp = self
-            .root
-            .join(format!("{TEMP_PREFIX}{:016x}", fastrand::u64(..)));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&temp)?;
-        Ok(PendingUpload {
-            volume: Arc::clone(self),
-            name,
-            temp,
-            file: Some(file),
-            reserved: 0,
-            committed: false,
-        })
+        let temp = self.root.join(format!("{TEMP_PREFIX}{:016x}", fastrand::u64(..)));
+        let file =
+            OpenOptions::new().write(true).create_new(true).mode(0o644).custom_flags(libc::O_CLOEXEC).open(&temp)?;
+        Ok(PendingUpload { volume: Arc::clone(self), name, temp, file: Some(file), reserved: 0, committed: false })
     }
 
     /// Runs the write probe of the health check: create, write, fsync, delete.
@@ -241,18 +185,18 @@ impl Volume {
         if !meta.is_dir() {
             return Err(io::Error::other("storage path is not a directory"));
         }
-        let path = self
-            .root
-            .join(format!("{TEMP_PREFIX}health-{:016x}", fastrand::u64(..)));
+        let path = self.root.join(format!("{TEMP_PREFIX}health-{:016x}", fastrand::u64(..)));
+        // The probe changes the folder; under the commit lock it can tell the
+        // listing index so, and spare it a rebuild.
+        let _guard = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let before = DirStamp::of(&self.root).ok();
         let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)?;
+            let mut file = OpenOptions::new().write(true).create_new(true).open(&path)?;
             io::Write::write_all(&mut file, b"ok")?;
             file.sync_all()
         })();
         let removed = fs::remove_file(&path);
+        self.index.apply(&self.root, before, |_| {});
         result.and(removed)
     }
 
@@ -312,47 +256,36 @@ impl PendingUpload {
         drop(file);
         let target = self.volume.path_of(&self.name);
         let replaced = {
-            let _guard = self
-                .volume
-                .commit_lock
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let _guard = self.volume.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
             let old = match fs::symlink_metadata(&target) {
                 Ok(m) if m.is_dir() => return Err(io::Error::from_raw_os_error(libc::EISDIR)),
                 Ok(m) => Some(m),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => None,
                 Err(e) => return Err(e),
             };
+            let before = DirStamp::of(self.volume.root()).ok();
             fs::rename(&self.temp, &target)?;
             self.committed = true;
+            let modified =
+                fs::symlink_metadata(&target).and_then(|m| m.modified()).unwrap_or_else(|_| SystemTime::now());
+            self.volume.index.apply(self.volume.root(), before, |files| {
+                files.insert(self.name.to_string(), Meta { size, modified });
+            });
             let usage = &self.volume.usage;
-            let old_len = old
-                .as_ref()
-                .filter(|m| m.file_type().is_file())
-                .map_or(0, |m| m.len());
+            let old_len = old.as_ref().filter(|m| m.file_type().is_file()).map_or(0, |m| m.len());
             usage.used.fetch_add(size, Ordering::AcqRel);
-            usage.used.fetch_sub(
-                old_len.min(usage.used.load(Ordering::Acquire)),
-                Ordering::AcqRel,
-            );
+            usage.used.fetch_sub(old_len.min(usage.used.load(Ordering::Acquire)), Ordering::AcqRel);
             old.is_some()
         };
         sync_dir(self.volume.root())?;
-        Ok(Committed {
-            size,
-            replaced,
-            path: target,
-        })
+        Ok(Committed { size, replaced, path: target })
     }
 }
 
 impl Drop for PendingUpload {
     fn drop(&mut self) {
         if self.reserved > 0 && self.volume.capacity.is_some() {
-            self.volume
-                .usage
-                .reserved
-                .fetch_sub(self.reserved, Ordering::AcqRel);
+            self.volume.usage.reserved.fetch_sub(self.reserved, Ordering::AcqRel);
         }
         if !self.committed {
             self.file.take();
@@ -373,13 +306,7 @@ pub struct Committed {
 
 /// A strong validator that changes whenever the file is replaced or rewritten.
 fn etag(meta: &fs::Metadata) -> String {
-    format!(
-        "\"{:x}-{:x}{:08x}-{:x}\"",
-        meta.len(),
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.ino()
-    )
+    format!("\"{:x}-{:x}{:08x}-{:x}\"", meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino())
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -447,10 +374,7 @@ mod tests {
         up.write(b"123456").unwrap();
         up.commit().unwrap();
         let mut up = vol.begin_upload(name("a")).unwrap();
-        assert!(matches!(
-            up.write(b"123456"),
-            Err(UploadError::Capacity(10))
-        ));
+        assert!(matches!(up.write(b"123456"), Err(UploadError::Capacity(10))));
         drop(up);
         assert_eq!(fs::read(dir.path().join("a")).unwrap(), b"123456");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -467,16 +391,10 @@ mod tests {
         fs::create_dir(dir.path().join("sub")).unwrap();
         let vol = Volume::open(dir.path(), None).unwrap();
         let (list, more) = vol.list("", None, 10).unwrap();
-        assert_eq!(
-            list.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
-            ["b"]
-        );
+        assert_eq!(list.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["b"]);
         assert!(!more);
         assert!(!dir.path().join(format!("{TEMP_PREFIX}dead")).exists());
-        assert_eq!(
-            vol.open_read(&name("link")).unwrap_err().raw_os_error(),
-            Some(libc::ELOOP)
-        );
+        assert_eq!(vol.open_read(&name("link")).unwrap_err().raw_os_error(), Some(libc::ELOOP));
     }
 
     #[test]
@@ -487,16 +405,10 @@ mod tests {
         }
         let vol = Volume::open(dir.path(), None).unwrap();
         let (page, more) = vol.list("", None, 2).unwrap();
-        assert_eq!(
-            page.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
-            ["a", "b"]
-        );
+        assert_eq!(page.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         assert!(more);
         let (page, more) = vol.list("", Some("b"), 2).unwrap();
-        assert_eq!(
-            page.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
-            ["c", "d"]
-        );
+        assert_eq!(page.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["c", "d"]);
         assert!(more);
         let (page, more) = vol.list("x", None, 2).unwrap();
         assert_eq!(page.len(), 1);

@@ -7,24 +7,16 @@ use std::time::Duration;
 /// KiB, ...; all powers of 1024, as disk sizes are usually meant).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size (try 512M or 16G)"))?;
+    let value: f64 = num.parse().map_err(|_| format!("'{text}' is not a size (try 512M or 16G)"))?;
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,
         "m" | "mb" | "mib" => 20,
         "g" | "gb" | "gib" => 30,
         "t" | "tb" | "tib" => 40,
-        other => {
-            return Err(format!(
-                "unknown size unit '{other}' in '{text}' (use K, M, G or T)"
-            ))
-        }
+        other => return Err(format!("unknown size unit '{other}' in '{text}' (use K, M, G or T)")),
     };
     let bytes = value * (1u64 << shift) as f64;
     if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
@@ -41,8 +33,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             return Ok(Duration::from_secs_f64(secs));
         }
     }
-    humantime::parse_duration(t)
-        .map_err(|e| format!("'{text}' is not a duration (try 30s or 500ms): {e}"))
+    humantime::parse_duration(t).map_err(|e| format!("'{text}' is not a duration (try 30s or 500ms): {e}"))
 }
 
 #[cfg(test)]

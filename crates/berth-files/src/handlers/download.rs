@@ -23,8 +23,7 @@ use crate::name::FileName;
 const READ_CHUNK: usize = 512 * 1024;
 
 /// Request headers a proxied read passes on to the member holding the file.
-const FORWARDED_REQUEST: [header::HeaderName; 3] =
-    [header::RANGE, header::IF_NONE_MATCH, header::IF_RANGE];
+const FORWARDED_REQUEST: [header::HeaderName; 3] = [header::RANGE, header::IF_NONE_MATCH, header::IF_RANGE];
 /// Response headers a proxied read passes back.
 const FORWARDED_RESPONSE: [header::HeaderName; 6] = [
     header::CONTENT_LENGTH,
@@ -70,24 +69,15 @@ pub async fn download(
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CONTENT_TYPE, "application/octet-stream");
 
-    if let Some(tags) = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    {
-        if tags
-            .split(',')
-            .any(|t| t.trim() == "*" || t.trim() == file.etag)
-        {
-            return Ok(response
-                .status(StatusCode::NOT_MODIFIED)
-                .body(Body::empty())
-                .expect("valid response"));
+    if let Some(tags) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        if tags.split(',').any(|t| t.trim() == "*" || t.trim() == file.etag) {
+            return Ok(response.status(StatusCode::NOT_MODIFIED).body(Body::empty()).expect("valid response"));
         }
     }
     // If-Range with another validator means "the file changed: send it whole".
-    let range_applies = headers.get(header::IF_RANGE).is_none_or(|v| {
-        v.to_str().ok() == Some(file.etag.as_str()) || v.to_str().ok() == Some(&last_modified)
-    });
+    let range_applies = headers
+        .get(header::IF_RANGE)
+        .is_none_or(|v| v.to_str().ok() == Some(file.etag.as_str()) || v.to_str().ok() == Some(&last_modified));
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         Some(spec) if range_applies => parse_range(spec, file.size),
         _ => Range::Full,
@@ -95,16 +85,11 @@ pub async fn download(
     let (status, start, len) = match range {
         Range::Full => (StatusCode::OK, 0, file.size),
         Range::Part { start, end } => {
-            response = response.header(
-                header::CONTENT_RANGE,
-                format!("bytes {start}-{end}/{}", file.size),
-            );
+            response = response.header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{}", file.size));
             (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
         }
         Range::Unsatisfiable => {
-            let mut resp =
-                ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable")
-                    .into_response();
+            let mut resp = ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable").into_response();
             resp.headers_mut().insert(
                 header::CONTENT_RANGE,
                 HeaderValue::from_str(&format!("bytes */{}", file.size)).expect("ascii"),
@@ -119,18 +104,14 @@ pub async fn download(
 
     let mut std_file = file.file;
     if start > 0 {
-        std_file
-            .seek(SeekFrom::Start(start))
-            .map_err(|e| ApiError::io(name.as_str(), &e))?;
+        std_file.seek(SeekFrom::Start(start)).map_err(|e| ApiError::io(name.as_str(), &e))?;
     }
     let reader = tokio::fs::File::from_std(std_file).take(len);
     let counter = state.metrics.download_bytes.clone();
     let stream = ReaderStream::with_capacity(reader, READ_CHUNK).inspect_ok(move |chunk| {
         counter.inc_by(chunk.len() as u64);
     });
-    Ok(response
-        .body(Body::from_stream(stream))
-        .expect("valid response"))
+    Ok(response.body(Body::from_stream(stream)).expect("valid response"))
 }
 
 /// Streams a read from the member that holds the file.
@@ -141,22 +122,17 @@ async fn proxy(
     method: Method,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let cluster = state
-        .cluster
-        .as_ref()
-        .expect("proxy is only called in a cluster");
+    let cluster = state.cluster.as_ref().expect("proxy is only called in a cluster");
     let mut request = cluster.request(method, member, &["download", name.as_str()]);
     for h in FORWARDED_REQUEST {
         if let Some(v) = headers.get(&h) {
             request = request.header(h, v);
         }
     }
-    let upstream = request.send().await.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            format!("peer {member} did not answer: {e}"),
-        )
-    })?;
+    let upstream = request
+        .send()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("peer {member} did not answer: {e}")))?;
     let mut response = Response::builder().status(upstream.status().as_u16());
     for h in FORWARDED_RESPONSE {
         if let Some(v) = upstream.headers().get(&h) {
@@ -167,9 +143,7 @@ async fn proxy(
     let body = upstream.bytes_stream().inspect_ok(move |chunk| {
         counter.inc_by(chunk.len() as u64);
     });
-    Ok(response
-        .body(Body::from_stream(body))
-        .expect("valid response"))
+    Ok(response.body(Body::from_stream(body)).expect("valid response"))
 }
 
 /// A parsed `Range` header, against a file of known length.
@@ -202,10 +176,7 @@ fn parse_range(spec: &str, size: u64) -> Range {
         return match last.parse::<u64>() {
             Ok(0) => Range::Unsatisfiable,
             Ok(_) if size == 0 => Range::Unsatisfiable,
-            Ok(n) => Range::Part {
-                start: size.saturating_sub(n),
-                end: size - 1,
-            },
+            Ok(n) => Range::Part { start: size.saturating_sub(n), end: size - 1 },
             Err(_) => Range::Full,
         };
     }
@@ -223,10 +194,7 @@ fn parse_range(spec: &str, size: u64) -> Range {
     if start >= size {
         return Range::Unsatisfiable;
     }
-    Range::Part {
-        start,
-        end: end.min(size - 1),
-    }
+    Range::Part { start, end: end.min(size - 1) }
 }
 
 #[cfg(test)]
@@ -235,26 +203,11 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(
-            parse_range("bytes=0-9", 100),
-            Range::Part { start: 0, end: 9 }
-        );
-        assert_eq!(
-            parse_range("bytes=90-", 100),
-            Range::Part { start: 90, end: 99 }
-        );
-        assert_eq!(
-            parse_range("bytes=90-200", 100),
-            Range::Part { start: 90, end: 99 }
-        );
-        assert_eq!(
-            parse_range("bytes=-10", 100),
-            Range::Part { start: 90, end: 99 }
-        );
-        assert_eq!(
-            parse_range("bytes=-500", 100),
-            Range::Part { start: 0, end: 99 }
-        );
+        assert_eq!(parse_range("bytes=0-9", 100), Range::Part { start: 0, end: 9 });
+        assert_eq!(parse_range("bytes=90-", 100), Range::Part { start: 90, end: 99 });
+        assert_eq!(parse_range("bytes=90-200", 100), Range::Part { start: 90, end: 99 });
+        assert_eq!(parse_range("bytes=-10", 100), Range::Part { start: 90, end: 99 });
+        assert_eq!(parse_range("bytes=-500", 100), Range::Part { start: 0, end: 99 });
         assert_eq!(parse_range("bytes=100-", 100), Range::Unsatisfiable);
         assert_eq!(parse_range("bytes=-0", 100), Range::Unsatisfiable);
         assert_eq!(parse_range("bytes=0-", 0), Range::Unsatisfiable);

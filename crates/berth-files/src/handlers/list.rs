@@ -54,13 +54,10 @@ pub async fn list_files(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Listing>, ApiError> {
-    let Query(query) =
-        query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_LIMIT}"
-        )));
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIMIT}")));
     }
     let after = match &query.cursor {
         Some(c) => Some(decode_cursor(c)?),
@@ -72,14 +69,8 @@ pub async fn list_files(
     let (entries, mut more) = blocking(move || volume.list(&prefix2, after2.as_deref(), limit))
         .await?
         .map_err(|e| ApiError::io("storage path", &e))?;
-    let mut files: Vec<FileInfo> = entries
-        .into_iter()
-        .map(|e| FileInfo {
-            name: e.name,
-            size: e.size,
-            modified: iso8601(e.modified),
-        })
-        .collect();
+    let mut files: Vec<FileInfo> =
+        entries.into_iter().map(|e| FileInfo { name: e.name, size: e.size, modified: iso8601(e.modified) }).collect();
 
     let mut unavailable = None;
     if let Some(cluster) = state.cluster.as_ref().filter(|_| !is_local_scope(&headers)) {
@@ -92,9 +83,7 @@ pub async fn list_files(
             params.push(("cursor", c.clone()));
         }
         let answers = join_all(others.iter().map(|m| {
-            let req = cluster
-                .short_request(Method::GET, m, &["files"])
-                .query(&params);
+            let req = cluster.short_request(Method::GET, m, &["files"]).query(&params);
             async move {
                 let resp = req.send().await?.error_for_status()?;
                 resp.json::<Listing>().await
@@ -104,8 +93,7 @@ pub async fn list_files(
         let mut down = Vec::new();
         // Merge by name; should a name exist on two members (an interrupted
         // move), the newer copy wins, as in a last-writer-wins store.
-        let mut merged: BTreeMap<String, FileInfo> =
-            files.drain(..).map(|f| (f.name.clone(), f)).collect();
+        let mut merged: BTreeMap<String, FileInfo> = files.drain(..).map(|f| (f.name.clone(), f)).collect();
         for (member, answer) in others.iter().zip(answers) {
             match answer {
                 Ok(listing) => {
@@ -130,9 +118,7 @@ pub async fn list_files(
         unavailable = Some(down);
     }
 
-    let next_cursor = more
-        .then(|| files.last().map(|f| URL_SAFE_NO_PAD.encode(&f.name)))
-        .flatten();
+    let next_cursor = more.then(|| files.last().map(|f| URL_SAFE_NO_PAD.encode(&f.name))).flatten();
     Ok(Json(Listing {
         count: files.len(),
         files,
@@ -147,7 +133,5 @@ fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
         .decode(cursor)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| {
-            ApiError::bad_request("invalid cursor: pass back the next_cursor of a previous page")
-        })
+        .ok_or_else(|| ApiError::bad_request("invalid cursor: pass back the next_cursor of a previous page"))
 }

@@ -21,26 +21,17 @@ pub async fn delete_file(
     let name = FileName::parse(&raw)?;
     let volume = state.volume.clone();
     let target = name.clone();
-    let mut found = blocking(move || volume.delete(&target))
-        .await?
-        .map_err(|e| ApiError::io(name.as_str(), &e))?;
+    let mut found = blocking(move || volume.delete(&target)).await?.map_err(|e| ApiError::io(name.as_str(), &e))?;
     if let Some(cluster) = state.cluster.as_ref().filter(|_| !is_local_scope(&headers)) {
         let others = cluster.others().await;
-        let answers = join_all(others.iter().map(|m| {
-            cluster
-                .short_request(Method::DELETE, m, &["files", name.as_str()])
-                .send()
-        }))
-        .await;
-        found |= answers
-            .iter()
-            .any(|a| matches!(a, Ok(r) if r.status().is_success()));
+        let answers =
+            join_all(others.iter().map(|m| cluster.short_request(Method::DELETE, m, &["files", name.as_str()]).send()))
+                .await;
+        found |= answers.iter().any(|a| matches!(a, Ok(r) if r.status().is_success()));
     }
     if !found {
         return Err(ApiError::not_found(name.as_str()));
     }
     tracing::info!(file = %name, "file deleted");
-    Ok(Json(
-        json!({ "message": "File deleted", "filename": name.as_str() }),
-    ))
+    Ok(Json(json!({ "message": "File deleted", "filename": name.as_str() })))
 }

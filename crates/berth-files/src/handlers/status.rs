@@ -37,15 +37,7 @@ pub async fn metrics(state: Shared) -> Response {
     m.volume_used.set(state.volume.used() as i64);
     if let Ok((Ok(free), Ok(size))) = space {
         m.volume_free.set(free as i64);
-        m.volume_capacity
-            .set(state.volume.capacity().unwrap_or(size) as i64);
+        m.volume_capacity.set(state.volume.capacity().unwrap_or(size) as i64);
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        m.render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render()).into_response()
 }

@@ -52,9 +52,7 @@ pub async fn upload_multipart(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     let mut multipart = multipart.map_err(|_| {
-        ApiError::bad_request(
-            "expected a multipart/form-data body with a 'file' field (curl -F file=@PATH)",
-        )
+        ApiError::bad_request("expected a multipart/form-data body with a 'file' field (curl -F file=@PATH)")
     })?;
     // The digest of a multipart request covers the envelope, so only the
     // per-file header applies here.
@@ -65,31 +63,18 @@ pub async fn upload_multipart(
             .await
             .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
         let Some(field) = field else {
-            return Err(ApiError::bad_request(
-                "No file provided: send the file in a multipart field named 'file'",
-            ));
+            return Err(ApiError::bad_request("No file provided: send the file in a multipart field named 'file'"));
         };
         if field.name() != Some("file") {
             continue;
         }
         let raw = field.file_name().unwrap_or_default().to_owned();
         if raw.is_empty() {
-            return Err(ApiError::bad_request(
-                "No selected file: the 'file' field has no filename",
-            ));
+            return Err(ApiError::bad_request("No selected file: the 'file' field has no filename"));
         }
         let name = FileName::parse(&raw)?;
         let body = field.map_err(|e| e.to_string()).boxed();
-        return receive(
-            &state,
-            &headers,
-            name,
-            body,
-            expected,
-            StatusCode::OK,
-            MULTIPART_OVERHEAD,
-        )
-        .await;
+        return receive(&state, &headers, name, body, expected, StatusCode::OK, MULTIPART_OVERHEAD).await;
     }
 }
 
@@ -103,16 +88,7 @@ pub async fn put_file(
     let name = FileName::parse(&raw)?;
     let expected = parse_checksum(&headers, true)?;
     let body = body.into_data_stream().map_err(|e| e.to_string()).boxed();
-    receive(
-        &state,
-        &headers,
-        name,
-        body,
-        expected,
-        StatusCode::CREATED,
-        0,
-    )
-    .await
+    receive(&state, &headers, name, body, expected, StatusCode::CREATED, 0).await
 }
 
 /// Stores `body` under `name` here or on the member that should hold it.
@@ -140,11 +116,7 @@ async fn receive(
             return forward(state, &member, &name, &mut inbound, expected, created).await;
         }
         let done = store_local(state, name.clone(), &mut inbound, expected).await?;
-        let status = if done.replaced {
-            StatusCode::OK
-        } else {
-            created
-        };
+        let status = if done.replaced { StatusCode::OK } else { created };
         tracing::info!(file = %name, size = done.size, replaced = done.replaced, "file stored");
         Ok((
             status,
@@ -161,9 +133,7 @@ async fn receive(
     if let Err(e) = &result {
         // A client waiting for "100 Continue" has sent nothing yet: a refusal
         // before the body was read needs no lingering.
-        let waiting = headers
-            .get(header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let waiting = headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         if e.status != StatusCode::REQUEST_TIMEOUT && (inbound.polled || !waiting) {
             inbound.linger().await;
         }
@@ -224,9 +194,8 @@ async fn store_local(
 ) -> Result<Committed, ApiError> {
     let volume = state.volume.clone();
     let label = name.to_string();
-    let mut upload = blocking(move || volume.begin_upload(name))
-        .await?
-        .map_err(|e| ApiError::io("storage path", &e))?;
+    let mut upload =
+        blocking(move || volume.begin_upload(name)).await?.map_err(|e| ApiError::io("storage path", &e))?;
 
     let (tx, mut rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let hash = expected.is_some();
@@ -255,12 +224,8 @@ async fn store_local(
         }
     };
     drop(tx);
-    let written = writer.await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("writer failed: {e}"),
-        )
-    });
+    let written =
+        writer.await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("writer failed: {e}")));
     // A read error wins: the writer only stopped because the body did.
     read_result?;
     let (upload, digest) = written?.map_err(|e| upload_error(&label, e))?;
@@ -273,30 +238,22 @@ async fn store_local(
             )));
         }
     }
-    blocking(move || upload.commit())
-        .await?
-        .map_err(|e| ApiError::io(&label, &e))
+    blocking(move || upload.commit()).await?.map_err(|e| ApiError::io(&label, &e))
 }
 
 fn upload_error(name: &str, err: UploadError) -> ApiError {
     match err {
-        UploadError::Capacity(cap) => ApiError::volume_full(&format!(
-            "storing this upload would exceed the volume's capacity of {cap} bytes"
-        )),
+        UploadError::Capacity(cap) => {
+            ApiError::volume_full(&format!("storing this upload would exceed the volume's capacity of {cap} bytes"))
+        }
         UploadError::Io(e) => ApiError::io(name, &e),
     }
 }
 
 /// Refuses up front a body whose declared length cannot fit.
-fn check_declared_length(
-    state: &Shared,
-    headers: &HeaderMap,
-    overhead: u64,
-) -> Result<(), ApiError> {
-    let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+fn check_declared_length(state: &Shared, headers: &HeaderMap, overhead: u64) -> Result<(), ApiError> {
+    let Some(len) =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
     else {
         return Ok(());
     };
@@ -306,9 +263,7 @@ fn check_declared_length(
     if state.cluster.is_none() {
         if let Ok(free) = state.volume.free() {
             if len.saturating_sub(overhead) > free {
-                return Err(ApiError::volume_full(&format!(
-                    "the upload needs {len} bytes, {free} are free"
-                )));
+                return Err(ApiError::volume_full(&format!("the upload needs {len} bytes, {free} are free")));
             }
         }
     }
@@ -320,14 +275,10 @@ fn check_declared_length(
 fn parse_checksum(headers: &HeaderMap, content_digest: bool) -> Result<Option<[u8; 32]>, ApiError> {
     if let Some(v) = headers.get(CHECKSUM_HEADER) {
         let text = v.to_str().unwrap_or_default().trim();
-        let bytes = hex::decode(text)
-            .ok()
-            .or_else(|| STANDARD.decode(text).ok());
+        let bytes = hex::decode(text).ok().or_else(|| STANDARD.decode(text).ok());
         return match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
             Some(d) => Ok(Some(d)),
-            None => Err(ApiError::bad_request(
-                "x-checksum-sha256 must be a SHA-256 in hex or base64",
-            )),
+            None => Err(ApiError::bad_request("x-checksum-sha256 must be a SHA-256 in hex or base64")),
         };
     }
     if !content_digest {
@@ -343,40 +294,23 @@ fn parse_checksum(headers: &HeaderMap, content_digest: bool) -> Result<Option<[u
         };
         if alg.trim().eq_ignore_ascii_case("sha-256") {
             let b64 = value.trim().trim_matches(':');
-            return match STANDARD
-                .decode(b64)
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            {
+            return match STANDARD.decode(b64).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()) {
                 Some(d) => Ok(Some(d)),
-                None => Err(ApiError::bad_request(
-                    "Content-Digest sha-256 must be base64 between colons",
-                )),
+                None => Err(ApiError::bad_request("Content-Digest sha-256 must be base64 between colons")),
             };
         }
     }
-    Err(ApiError::bad_request(
-        "Content-Digest names no sha-256 digest, the only algorithm supported",
-    ))
+    Err(ApiError::bad_request("Content-Digest names no sha-256 digest, the only algorithm supported"))
 }
 
 /// The member that should store `name`, or `None` for this one.
-async fn remote_placement(
-    state: &Shared,
-    headers: &HeaderMap,
-    name: &FileName,
-) -> Result<Option<String>, ApiError> {
+async fn remote_placement(state: &Shared, headers: &HeaderMap, name: &FileName) -> Result<Option<String>, ApiError> {
     let Some(cluster) = state.cluster.as_ref().filter(|_| !is_local_scope(headers)) else {
         return Ok(None);
     };
     let volume = state.volume.clone();
     let lookup = name.clone();
-    if blocking(move || volume.stat(&lookup))
-        .await?
-        .ok()
-        .flatten()
-        .is_some()
-    {
+    if blocking(move || volume.stat(&lookup)).await?.ok().flatten().is_some() {
         return Ok(None); // an existing name is written where it lives
     }
     let members = cluster.members().await;
@@ -396,16 +330,10 @@ async fn forward(
     expected: Option<[u8; 32]>,
     created: StatusCode,
 ) -> Result<Response, ApiError> {
-    let cluster = state
-        .cluster
-        .as_ref()
-        .expect("forward is only called in a cluster");
+    let cluster = state.cluster.as_ref().expect("forward is only called in a cluster");
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHANNEL_CHUNKS);
-    let body =
-        reqwest::Body::wrap_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
-    let mut request = cluster
-        .request(Method::PUT, member, &["files", name.as_str()])
-        .body(body);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    let mut request = cluster.request(Method::PUT, member, &["files", name.as_str()]).body(body);
     if let Some(d) = expected {
         request = request.header(CHECKSUM_HEADER, hex::encode(d));
     }
@@ -430,21 +358,15 @@ async fn forward(
     };
     let (pumped, answer) = tokio::join!(pump, request.send());
     pumped?;
-    let answer = answer.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            format!("peer {member} did not take the upload: {e}"),
-        )
-    })?;
+    let answer = answer
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("peer {member} did not take the upload: {e}")))?;
     let status = match answer.status().as_u16() {
         201 => created,
         code => StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
     };
-    let bytes = answer.bytes().await.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            format!("peer {member} answer was cut: {e}"),
-        )
-    })?;
+    let bytes = answer
+        .bytes()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("peer {member} answer was cut: {e}")))?;
     Ok((status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }

@@ -17,12 +17,7 @@ use crate::units::{parse_duration, parse_size};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Folder holding the files (the task's volume); created if missing.
-    #[arg(
-        long,
-        env = "STORAGE_PATH",
-        default_value = "/data",
-        value_name = "DIR"
-    )]
+    #[arg(long, env = "STORAGE_PATH", default_value = "/data", value_name = "DIR")]
     storage: PathBuf,
 
     /// TCP port to listen on (0 picks a free one).
@@ -30,12 +25,7 @@ pub struct Args {
     port: u16,
 
     /// Address to listen on; 0.0.0.0 as in a container, 127.0.0.1 for this machine only.
-    #[arg(
-        long,
-        env = "BERTH_LISTEN",
-        default_value = "0.0.0.0",
-        value_name = "ADDR"
-    )]
+    #[arg(long, env = "BERTH_LISTEN", default_value = "0.0.0.0", value_name = "ADDR")]
     listen: IpAddr,
 
     /// Largest accepted upload (K, M, G, T suffixes, powers of 1024).
@@ -52,13 +42,7 @@ pub struct Args {
     token_file: Option<PathBuf>,
 
     /// Cluster members' base URLs, comma-separated (this task's own may be included).
-    #[arg(
-        long,
-        env = "BERTH_PEERS",
-        value_delimiter = ',',
-        value_name = "URL,...",
-        conflicts_with = "peers_url"
-    )]
+    #[arg(long, env = "BERTH_PEERS", value_delimiter = ',', value_name = "URL,...", conflicts_with = "peers_url")]
     peers: Vec<String>,
 
     /// URL answering the member list as JSON (`{"peers": [...]}`), polled every 2 s.
@@ -122,15 +106,10 @@ fn read_token(file: Option<&std::path::Path>) -> Result<Option<String>> {
 
 pub fn run(args: Args) -> Result<()> {
     let config = args.into_config()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        berth_files::serve(config, shutdown_signal())
-            .await
-            .context("berth serve could not start")
-    })
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime
+        .block_on(async { berth_files::serve(config, shutdown_signal()).await.context("berth serve could not start") })
 }
 
 /// Completes on SIGTERM (what ECS and the local supervisor send) or Ctrl-C.

@@ -8,16 +8,8 @@ use serde_json::Value;
 use crate::util::{client, sha256, Opts, Server};
 
 fn curl(args: &[&str]) -> String {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "30"])
-        .args(args)
-        .output()
-        .expect("curl runs");
-    assert!(
-        out.status.success(),
-        "curl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("curl").args(["-sS", "--max-time", "30"]).args(args).output().expect("curl runs");
+    assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -27,11 +19,7 @@ fn blog_validation_sequence() {
     let server = Server::start();
     let work = tempfile::tempdir().unwrap();
     let test_txt = work.path().join("test.txt");
-    std::fs::write(
-        &test_txt,
-        "This is a test file for EBS persistence validation\nCreated at: now\n",
-    )
-    .unwrap();
+    std::fs::write(&test_txt, "This is a test file for EBS persistence validation\nCreated at: now\n").unwrap();
 
     let head = curl(&["-I", &server.url("/health")]);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
@@ -47,48 +35,27 @@ fn blog_validation_sequence() {
     assert_eq!(up["message"], "File uploaded successfully");
     assert_eq!(up["filename"], "test.txt");
     assert_eq!(up["size"], 67);
-    assert_eq!(
-        up["path"],
-        server.storage.join("test.txt").display().to_string()
-    );
+    assert_eq!(up["path"], server.storage.join("test.txt").display().to_string());
 
     let list: Value = serde_json::from_str(&curl(&[&server.url("/files")])).unwrap();
     assert_eq!(list["count"], 1);
     assert_eq!(list["files"][0]["name"], "test.txt");
     assert_eq!(list["files"][0]["size"], 67);
-    assert!(list["files"][0]["modified"]
-        .as_str()
-        .unwrap()
-        .starts_with("20"));
+    assert!(list["files"][0]["modified"].as_str().unwrap().starts_with("20"));
     assert_eq!(list["storage_path"], server.storage.display().to_string());
 
     let downloaded = work.path().join("downloaded-test.txt");
-    curl(&[
-        "-o",
-        downloaded.to_str().unwrap(),
-        &server.url("/download/test.txt"),
-    ]);
-    assert_eq!(
-        std::fs::read(&downloaded).unwrap(),
-        std::fs::read(&test_txt).unwrap()
-    );
+    curl(&["-o", downloaded.to_str().unwrap(), &server.url("/download/test.txt")]);
+    assert_eq!(std::fs::read(&downloaded).unwrap(), std::fs::read(&test_txt).unwrap());
 }
 
 #[test]
 fn put_get_head_delete_and_status_codes() {
     let server = Server::start();
     let c = client();
-    let r = c
-        .put(server.url("/files/a.bin"))
-        .body(vec![7u8; 1000])
-        .send()
-        .unwrap();
+    let r = c.put(server.url("/files/a.bin")).body(vec![7u8; 1000]).send().unwrap();
     assert_eq!(r.status(), 201);
-    let r = c
-        .put(server.url("/files/a.bin"))
-        .body(vec![8u8; 10])
-        .send()
-        .unwrap();
+    let r = c.put(server.url("/files/a.bin")).body(vec![8u8; 10]).send().unwrap();
     assert_eq!(r.status(), 200, "a replace answers 200");
     let r = c.get(server.url("/files/a.bin")).send().unwrap();
     assert_eq!(r.bytes().unwrap().as_ref(), &[8u8; 10]);
@@ -112,16 +79,9 @@ fn put_get_head_delete_and_status_codes() {
     assert!(r.json::<Value>().unwrap()["error"].is_string());
     let r = c.post(server.url("/files")).send().unwrap();
     assert_eq!(r.status(), 405);
-    let r = c
-        .post(server.url("/upload"))
-        .body("not multipart")
-        .send()
-        .unwrap();
+    let r = c.post(server.url("/upload")).body("not multipart").send().unwrap();
     assert_eq!(r.status(), 400);
-    assert!(r.json::<Value>().unwrap()["error"]
-        .as_str()
-        .unwrap()
-        .contains("multipart"));
+    assert!(r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("multipart"));
 }
 
 #[test]
@@ -129,61 +89,31 @@ fn ranges_and_validators() {
     let server = Server::start();
     let c = client();
     let data: Vec<u8> = (0..100u8).collect();
-    c.put(server.url("/files/r"))
-        .body(data.clone())
-        .send()
-        .unwrap();
+    c.put(server.url("/files/r")).body(data.clone()).send().unwrap();
 
-    let r = c
-        .get(server.url("/download/r"))
-        .header("range", "bytes=10-19")
-        .send()
-        .unwrap();
+    let r = c.get(server.url("/download/r")).header("range", "bytes=10-19").send().unwrap();
     assert_eq!(r.status(), 206);
     assert_eq!(r.headers()["content-range"], "bytes 10-19/100");
     assert_eq!(r.bytes().unwrap().as_ref(), &data[10..20]);
 
-    let r = c
-        .get(server.url("/download/r"))
-        .header("range", "bytes=-5")
-        .send()
-        .unwrap();
+    let r = c.get(server.url("/download/r")).header("range", "bytes=-5").send().unwrap();
     assert_eq!(r.bytes().unwrap().as_ref(), &data[95..]);
 
-    let r = c
-        .get(server.url("/download/r"))
-        .header("range", "bytes=100-")
-        .send()
-        .unwrap();
+    let r = c.get(server.url("/download/r")).header("range", "bytes=100-").send().unwrap();
     assert_eq!(r.status(), 416);
     assert_eq!(r.headers()["content-range"], "bytes */100");
 
     let etag = c.head(server.url("/download/r")).send().unwrap().headers()["etag"].clone();
-    let r = c
-        .get(server.url("/download/r"))
-        .header("if-none-match", etag.clone())
-        .send()
-        .unwrap();
+    let r = c.get(server.url("/download/r")).header("if-none-match", etag.clone()).send().unwrap();
     assert_eq!(r.status(), 304);
     // A stale If-Range sends the whole file.
-    let r = c
-        .get(server.url("/download/r"))
-        .header("range", "bytes=0-0")
-        .header("if-range", "\"stale\"")
-        .send()
-        .unwrap();
+    let r =
+        c.get(server.url("/download/r")).header("range", "bytes=0-0").header("if-range", "\"stale\"").send().unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().unwrap().len(), 100);
     // A new version changes the ETag.
-    c.put(server.url("/files/r"))
-        .body(vec![1u8; 100])
-        .send()
-        .unwrap();
-    let r = c
-        .get(server.url("/download/r"))
-        .header("if-none-match", etag)
-        .send()
-        .unwrap();
+    c.put(server.url("/files/r")).body(vec![1u8; 100]).send().unwrap();
+    let r = c.get(server.url("/download/r")).header("if-none-match", etag).send().unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -192,19 +122,14 @@ fn listing_prefix_and_pages() {
     let server = Server::start();
     let c = client();
     for i in 0..25 {
-        c.put(server.url(&format!("/files/f{i:02}")))
-            .body("x")
-            .send()
-            .unwrap();
+        c.put(server.url(&format!("/files/f{i:02}"))).body("x").send().unwrap();
     }
     c.put(server.url("/files/other")).body("y").send().unwrap();
     let mut names = Vec::new();
     let mut cursor: Option<String> = None;
     let mut pages = 0;
     loop {
-        let mut req = c
-            .get(server.url("/files"))
-            .query(&[("prefix", "f"), ("limit", "10")]);
+        let mut req = c.get(server.url("/files")).query(&[("prefix", "f"), ("limit", "10")]);
         if let Some(cur) = &cursor {
             req = req.query(&[("cursor", cur)]);
         }
@@ -235,31 +160,14 @@ fn client_checksums_are_verified_before_commit() {
     let c = client();
     let data = b"checked content".to_vec();
     let good = sha256(&data);
-    let r = c
-        .put(server.url("/files/ok"))
-        .header("x-checksum-sha256", &good)
-        .body(data.clone())
-        .send()
-        .unwrap();
+    let r = c.put(server.url("/files/ok")).header("x-checksum-sha256", &good).body(data.clone()).send().unwrap();
     assert_eq!(r.status(), 201);
 
     let bad = sha256(b"something else");
-    let r = c
-        .put(server.url("/files/ok"))
-        .header("x-checksum-sha256", &bad)
-        .body(b"tampered".to_vec())
-        .send()
-        .unwrap();
+    let r = c.put(server.url("/files/ok")).header("x-checksum-sha256", &bad).body(b"tampered".to_vec()).send().unwrap();
     assert_eq!(r.status(), 400);
-    assert!(r.json::<Value>().unwrap()["error"]
-        .as_str()
-        .unwrap()
-        .contains("checksum mismatch"));
-    assert_eq!(
-        std::fs::read(server.storage.join("ok")).unwrap(),
-        data,
-        "previous version intact"
-    );
+    assert!(r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("checksum mismatch"));
+    assert_eq!(std::fs::read(server.storage.join("ok")).unwrap(), data, "previous version intact");
 
     use base64::Engine;
     let digest = base64::engine::general_purpose::STANDARD.encode(hex::decode(&good).unwrap());
@@ -278,26 +186,12 @@ fn client_checksums_are_verified_before_commit() {
         .unwrap();
     assert_eq!(r.status(), 400);
 
-    let form = reqwest::blocking::multipart::Form::new().part(
-        "file",
-        reqwest::blocking::multipart::Part::bytes(data.clone()).file_name("mp"),
-    );
-    let r = c
-        .post(server.url("/upload"))
-        .header("x-checksum-sha256", &bad)
-        .multipart(form)
-        .send()
-        .unwrap();
+    let form = reqwest::blocking::multipart::Form::new()
+        .part("file", reqwest::blocking::multipart::Part::bytes(data.clone()).file_name("mp"));
+    let r = c.post(server.url("/upload")).header("x-checksum-sha256", &bad).multipart(form).send().unwrap();
     assert_eq!(r.status(), 400);
-    assert!(
-        !server.disk_names().iter().any(|n| n == "mp" || n == "cd2"),
-        "{:?}",
-        server.disk_names()
-    );
-    assert!(!server
-        .disk_names()
-        .iter()
-        .any(|n| n.starts_with(".berth-tmp")));
+    assert!(!server.disk_names().iter().any(|n| n == "mp" || n == "cd2"), "{:?}", server.disk_names());
+    assert!(!server.disk_names().iter().any(|n| n.starts_with(".berth-tmp")));
 }
 
 #[test]
@@ -310,26 +204,12 @@ fn bearer_token_guards_all_but_health() {
         assert_eq!(r.status(), 401, "{path}");
         assert_eq!(r.headers()["www-authenticate"], "Bearer");
     }
-    let r = c
-        .put(server.url("/files/x"))
-        .bearer_auth("wrong")
-        .body("x")
-        .send()
-        .unwrap();
+    let r = c.put(server.url("/files/x")).bearer_auth("wrong").body("x").send().unwrap();
     assert_eq!(r.status(), 401);
     assert!(server.disk_names().is_empty());
-    let r = c
-        .put(server.url("/files/x"))
-        .bearer_auth("s3cret")
-        .body("x")
-        .send()
-        .unwrap();
+    let r = c.put(server.url("/files/x")).bearer_auth("s3cret").body("x").send().unwrap();
     assert_eq!(r.status(), 201);
-    let r = c
-        .get(server.url("/files"))
-        .bearer_auth("s3cret")
-        .send()
-        .unwrap();
+    let r = c.get(server.url("/files")).bearer_auth("s3cret").send().unwrap();
     assert_eq!(r.json::<Value>().unwrap()["count"], 1);
 }
 
@@ -351,49 +231,23 @@ fn health_fails_when_the_volume_is_lost() {
     }
     let body = last.expect("health turned 503 after the volume was removed");
     assert_eq!(body["status"], "unhealthy");
-    assert!(
-        body["reason"].as_str().unwrap().contains("not writable"),
-        "{body}"
-    );
+    assert!(body["reason"].as_str().unwrap().contains("not writable"), "{body}");
 }
 
 #[test]
 fn metrics_count_requests_bytes_and_space() {
     let server = Server::start_with(Opts::default().arg("--capacity").arg("1M"));
     let c = client();
-    c.put(server.url("/files/m"))
-        .body(vec![0u8; 4096])
-        .send()
-        .unwrap();
-    c.get(server.url("/download/m"))
-        .send()
-        .unwrap()
-        .bytes()
-        .unwrap();
-    let text = c
-        .get(server.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    assert!(
-        text.contains(
-            r#"berth_http_requests_total{route="/files/{name}",method="PUT",status="201"} 1"#
-        ),
-        "{text}"
-    );
+    c.put(server.url("/files/m")).body(vec![0u8; 4096]).send().unwrap();
+    c.get(server.url("/download/m")).send().unwrap().bytes().unwrap();
+    let text = c.get(server.url("/metrics")).send().unwrap().text().unwrap();
+    assert!(text.contains(r#"berth_http_requests_total{route="/files/{name}",method="PUT",status="201"} 1"#), "{text}");
     assert!(text.contains("berth_upload_bytes_total 4096"), "{text}");
     assert!(text.contains("berth_download_bytes_total 4096"), "{text}");
     assert!(text.contains("berth_volume_used_bytes 4096"), "{text}");
-    assert!(
-        text.contains("berth_volume_capacity_bytes 1048576"),
-        "{text}"
-    );
+    assert!(text.contains("berth_volume_capacity_bytes 1048576"), "{text}");
     assert!(text.contains("berth_volume_free_bytes 1044480"), "{text}");
-    assert!(
-        text.contains("berth_http_request_duration_seconds_bucket"),
-        "{text}"
-    );
+    assert!(text.contains("berth_http_request_duration_seconds_bucket"), "{text}");
 }
 
 #[test]
@@ -411,10 +265,7 @@ fn blog_environment_names_configure_the_service() {
     let mut ok = false;
     for _ in 0..100 {
         if let Ok(r) = c.get(format!("http://127.0.0.1:{port}/files")).send() {
-            assert_eq!(
-                r.json::<Value>().unwrap()["storage_path"],
-                dir.path().display().to_string()
-            );
+            assert_eq!(r.json::<Value>().unwrap()["storage_path"], dir.path().display().to_string());
             ok = true;
             break;
         }
@@ -431,30 +282,15 @@ fn startup_errors_are_one_clear_line() {
     let file = dir.path().join("plain-file");
     std::fs::write(&file, "x").unwrap();
     let out = Command::new(crate::util::BERTH)
-        .args([
-            "--log-format",
-            "text",
-            "serve",
-            "--listen",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--storage",
-        ])
+        .args(["--log-format", "text", "serve", "--listen", "127.0.0.1", "--port", "0", "--storage"])
         .arg(&file)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("berth: error:") && err.contains("cannot use storage path"),
-        "{err}"
-    );
+    assert!(err.contains("berth: error:") && err.contains("cannot use storage path"), "{err}");
 
-    let out = Command::new(crate::util::BERTH)
-        .args(["serve", "--max-upload", "12 parsecs"])
-        .output()
-        .unwrap();
+    let out = Command::new(crate::util::BERTH).args(["serve", "--max-upload", "12 parsecs"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown size unit"));
 }

@@ -10,10 +10,7 @@ use crate::util::{client, free_port, Opts, Server};
 
 fn start_cluster(n: usize, peers_arg: impl Fn(&[String]) -> Vec<String>) -> Vec<Server> {
     let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-    let urls: Vec<String> = ports
-        .iter()
-        .map(|p| format!("http://127.0.0.1:{p}"))
-        .collect();
+    let urls: Vec<String> = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
     ports
         .iter()
         .map(|&port| {
@@ -39,34 +36,20 @@ fn three_tasks_present_one_namespace() {
             reqwest::blocking::multipart::Part::bytes(format!("content of {name}").into_bytes())
                 .file_name(name.clone()),
         );
-        let r = c
-            .post(tasks[i % 3].url("/upload"))
-            .multipart(form)
-            .send()
-            .unwrap();
+        let r = c.post(tasks[i % 3].url("/upload")).multipart(form).send().unwrap();
         assert_eq!(r.status(), 200, "{}", r.text().unwrap());
     }
     for t in &tasks {
         let list: Value = c.get(t.url("/files")).send().unwrap().json().unwrap();
         assert_eq!(list["count"], 30, "{list}");
         assert_eq!(list["peers_unavailable"], serde_json::json!([]));
-        let listed: Vec<&str> = list["files"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["name"].as_str().unwrap())
-            .collect();
+        let listed: Vec<&str> = list["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
         let mut want: Vec<&str> = names.iter().map(String::as_str).collect();
         want.sort();
         assert_eq!(listed, want);
     }
     for (i, name) in names.iter().enumerate() {
-        let body = c
-            .get(tasks[(i + 1) % 3].url(&format!("/download/{name}")))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
+        let body = c.get(tasks[(i + 1) % 3].url(&format!("/download/{name}"))).send().unwrap().text().unwrap();
         assert_eq!(body, format!("content of {name}"));
     }
     // Each file is stored exactly once, and placement spreads them.
@@ -75,37 +58,20 @@ fn three_tasks_present_one_namespace() {
     assert!(per_task.iter().all(|&n| n > 0), "{per_task:?}");
 
     // An existing name is rewritten where it lives, not copied.
-    let holder = tasks
-        .iter()
-        .position(|t| t.disk_names().contains(&names[0]))
-        .unwrap();
+    let holder = tasks.iter().position(|t| t.disk_names().contains(&names[0])).unwrap();
     let other = (holder + 1) % 3;
-    let r = c
-        .put(tasks[other].url(&format!("/files/{}", names[0])))
-        .body("v2")
-        .send()
-        .unwrap();
+    let r = c.put(tasks[other].url(&format!("/files/{}", names[0]))).body("v2").send().unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(
-        std::fs::read_to_string(tasks[holder].storage.join(&names[0])).unwrap(),
-        "v2"
-    );
+    assert_eq!(std::fs::read_to_string(tasks[holder].storage.join(&names[0])).unwrap(), "v2");
     assert!(!tasks[other].disk_names().contains(&names[0]));
 
     // Ranges pass through a proxied read.
-    let r = c
-        .get(tasks[other].url(&format!("/download/{}", names[0])))
-        .header("range", "bytes=1-1")
-        .send()
-        .unwrap();
+    let r = c.get(tasks[other].url(&format!("/download/{}", names[0]))).header("range", "bytes=1-1").send().unwrap();
     assert_eq!(r.status(), 206);
     assert_eq!(r.text().unwrap(), "2");
 
     // Delete through any task removes it where it lives.
-    let r = c
-        .delete(tasks[other].url(&format!("/files/{}", names[0])))
-        .send()
-        .unwrap();
+    let r = c.delete(tasks[other].url(&format!("/files/{}", names[0]))).send().unwrap();
     assert_eq!(r.status(), 200);
     assert!(!tasks[holder].disk_names().contains(&names[0]));
 
@@ -114,12 +80,7 @@ fn three_tasks_present_one_namespace() {
     let gone = tasks.pop().unwrap();
     let gone_url = gone.base();
     drop(gone);
-    let list: Value = c
-        .get(tasks[0].url("/files"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let list: Value = c.get(tasks[0].url("/files")).send().unwrap().json().unwrap();
     assert_eq!(list["peers_unavailable"], serde_json::json!([gone_url]));
     assert!(list["count"].as_u64().unwrap() < 29);
 }
@@ -130,8 +91,9 @@ fn members_come_from_a_peer_list_url() {
     let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let list_url = format!("http://{}/peers", listener.local_addr().unwrap());
-    let body = serde_json::json!({ "peers": ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect::<Vec<_>>() })
-        .to_string();
+    let body =
+        serde_json::json!({ "peers": ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect::<Vec<_>>() })
+            .to_string();
     std::thread::spawn(move || {
         for stream in listener.incoming().take(200) {
             let Ok(mut s) = stream else { continue };
@@ -147,30 +109,16 @@ fn members_come_from_a_peer_list_url() {
     });
     let tasks: Vec<Server> = ports
         .iter()
-        .map(|&p| {
-            Server::start_with(
-                Opts::default()
-                    .port(p)
-                    .arg("--peers-url")
-                    .arg(list_url.clone()),
-            )
-        })
+        .map(|&p| Server::start_with(Opts::default().port(p).arg("--peers-url").arg(list_url.clone())))
         .collect();
     let c = client();
     for i in 0..10 {
-        let r = c
-            .put(tasks[i % 2].url(&format!("/files/p{i}")))
-            .body(format!("{i}"))
-            .send()
-            .unwrap();
+        let r = c.put(tasks[i % 2].url(&format!("/files/p{i}"))).body(format!("{i}")).send().unwrap();
         assert!(r.status().is_success());
     }
     for t in &tasks {
         let list: Value = c.get(t.url("/files")).send().unwrap().json().unwrap();
         assert_eq!(list["count"], 10, "{list}");
     }
-    assert_eq!(
-        tasks.iter().map(|t| t.disk_names().len()).sum::<usize>(),
-        10
-    );
+    assert_eq!(tasks.iter().map(|t| t.disk_names().len()).sum::<usize>(), 10);
 }

@@ -56,13 +56,8 @@ fn path_traversal_and_bad_names_are_refused() {
     ];
     for name in &multipart_vectors {
         let (status, body) = raw_upload(server.addr, name, b"payload");
-        assert!(
-            status == 400,
-            "multipart filename {:?}: {status} {body}",
-            String::from_utf8_lossy(name)
-        );
-        let err: Value = serde_json::from_str(&body)
-            .unwrap_or_else(|_| panic!("JSON error for {name:?}: {body}"));
+        assert!(status == 400, "multipart filename {:?}: {status} {body}", String::from_utf8_lossy(name));
+        let err: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("JSON error for {name:?}: {body}"));
         assert!(err["error"].is_string());
     }
 
@@ -82,33 +77,22 @@ fn path_traversal_and_bad_names_are_refused() {
         "%C0%AE%C0%AE",
     ];
     for p in path_vectors {
-        let req = format!("PUT /files/{p} HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\nConnection: close\r\n\r\npayload");
+        let req =
+            format!("PUT /files/{p} HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\nConnection: close\r\n\r\npayload");
         let (status, body) = raw(server.addr, req.as_bytes());
         assert_eq!(status, 400, "PUT /files/{p}: {body}");
     }
     // Paths the router cannot match at all are a 404, never a file.
-    for p in [
-        "/download/../../etc/passwd",
-        "/download/..%2F..%2Fetc%2Fpasswd",
-        "/files/a/b",
-    ] {
+    for p in ["/download/../../etc/passwd", "/download/..%2F..%2Fetc%2Fpasswd", "/files/a/b"] {
         let req = format!("GET {p} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         let (status, body) = raw(server.addr, req.as_bytes());
         assert!(status == 400 || status == 404, "GET {p}: {status}");
         assert!(!body.contains("root:"), "GET {p} leaked /etc/passwd");
     }
-    let r = client()
-        .put(server.url(&format!("/files/{}", "n".repeat(255))))
-        .body("ok")
-        .send()
-        .unwrap();
+    let r = client().put(server.url(&format!("/files/{}", "n".repeat(255)))).body("ok").send().unwrap();
     assert_eq!(r.status(), 201, "255 bytes is the longest name");
 
-    assert!(
-        server.disk_names().iter().all(|n| n == &"n".repeat(255)),
-        "{:?}",
-        server.disk_names()
-    );
+    assert!(server.disk_names().iter().all(|n| n == &"n".repeat(255)), "{:?}", server.disk_names());
     let mut after = tree(outer.path());
     after.retain(|p| !p.ends_with(&"n".repeat(255)));
     assert_eq!(before, after, "nothing was written outside the volume");
@@ -134,14 +118,8 @@ fn symlinks_in_the_volume_lead_nowhere() {
     let r = c.put(server.url("/files/link")).body("new").send().unwrap();
     assert!(r.status().is_success());
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "top secret");
-    assert_eq!(
-        std::fs::read_to_string(server.storage.join("link")).unwrap(),
-        "new"
-    );
-    assert!(!std::fs::symlink_metadata(server.storage.join("link"))
-        .unwrap()
-        .file_type()
-        .is_symlink());
+    assert_eq!(std::fs::read_to_string(server.storage.join("link")).unwrap(), "new");
+    assert!(!std::fs::symlink_metadata(server.storage.join("link")).unwrap().file_type().is_symlink());
 
     // Deleting through a link to a folder removes only the link.
     let r = c.delete(server.url("/files/dirlink")).send().unwrap();
@@ -153,26 +131,12 @@ fn symlinks_in_the_volume_lead_nowhere() {
 fn upload_size_limit_is_413_and_keeps_the_previous_version() {
     let server = Server::start_with(Opts::default().arg("--max-upload").arg("1K"));
     let c = client();
-    assert_eq!(
-        c.put(server.url("/files/f"))
-            .body(vec![1u8; 1024])
-            .send()
-            .unwrap()
-            .status(),
-        201
-    );
+    assert_eq!(c.put(server.url("/files/f")).body(vec![1u8; 1024]).send().unwrap().status(), 201);
 
     // Declared too large: refused before reading.
-    let r = c
-        .put(server.url("/files/f"))
-        .body(vec![2u8; 2048])
-        .send()
-        .unwrap();
+    let r = c.put(server.url("/files/f")).body(vec![2u8; 2048]).send().unwrap();
     assert_eq!(r.status(), 413);
-    assert!(r.json::<Value>().unwrap()["error"]
-        .as_str()
-        .unwrap()
-        .contains("1024"));
+    assert!(r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("1024"));
 
     // Chunked, no length: refused when the limit is crossed.
     let req = "PUT /files/f HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
@@ -191,10 +155,7 @@ fn upload_size_limit_is_413_and_keeps_the_previous_version() {
     let (status, _) = raw_upload(server.addr, b"f", &[3u8; 4096]);
     assert_eq!(status, 413);
 
-    assert_eq!(
-        std::fs::read(server.storage.join("f")).unwrap(),
-        vec![1u8; 1024]
-    );
+    assert_eq!(std::fs::read(server.storage.join("f")).unwrap(), vec![1u8; 1024]);
     assert_eq!(server.disk_names(), ["f"], "no temporary file left");
 }
 
@@ -202,24 +163,10 @@ fn upload_size_limit_is_413_and_keeps_the_previous_version() {
 fn capacity_is_507_and_keeps_the_previous_version() {
     let server = Server::start_with(Opts::default().arg("--capacity").arg("10K"));
     let c = client();
-    assert_eq!(
-        c.put(server.url("/files/a"))
-            .body(vec![1u8; 6000])
-            .send()
-            .unwrap()
-            .status(),
-        201
-    );
-    let r = c
-        .put(server.url("/files/b"))
-        .body(vec![2u8; 6000])
-        .send()
-        .unwrap();
+    assert_eq!(c.put(server.url("/files/a")).body(vec![1u8; 6000]).send().unwrap().status(), 201);
+    let r = c.put(server.url("/files/b")).body(vec![2u8; 6000]).send().unwrap();
     assert_eq!(r.status(), 507);
-    assert!(r.json::<Value>().unwrap()["error"]
-        .as_str()
-        .unwrap()
-        .contains("volume full"));
+    assert!(r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("volume full"));
     // Streamed without a length, the same.
     let body = reqwest::blocking::Body::new(std::io::Cursor::new(vec![2u8; 6000]));
     let r = c.put(server.url("/files/b")).body(body).send().unwrap();
@@ -227,14 +174,7 @@ fn capacity_is_507_and_keeps_the_previous_version() {
     assert_eq!(server.disk_names(), ["a"]);
     // Freeing space makes room again.
     c.delete(server.url("/files/a")).send().unwrap();
-    assert_eq!(
-        c.put(server.url("/files/b"))
-            .body(vec![2u8; 6000])
-            .send()
-            .unwrap()
-            .status(),
-        201
-    );
+    assert_eq!(c.put(server.url("/files/b")).body(vec![2u8; 6000]).send().unwrap().status(), 201);
 }
 
 /// A real full filesystem (a 1 MiB tmpfs): ENOSPC becomes 507, nothing torn.
@@ -257,33 +197,16 @@ fn real_enospc_is_507_and_cleans_up() {
     let storage = mnt.path().join("data");
     let server = Server::start_with(Opts::default().storage(&storage));
     let c = client();
-    assert_eq!(
-        c.put(server.url("/files/keep"))
-            .body(vec![9u8; 300 * 1024])
-            .send()
-            .unwrap()
-            .status(),
-        201
-    );
+    assert_eq!(c.put(server.url("/files/keep")).body(vec![9u8; 300 * 1024]).send().unwrap().status(), 201);
     // No Content-Length, so the server only learns of the full disk from write(2).
     let body = reqwest::blocking::Body::new(std::io::Cursor::new(vec![1u8; 2 << 20]));
     let r = c.put(server.url("/files/keep")).body(body).send().unwrap();
     assert_eq!(r.status(), 507);
-    assert!(r.json::<Value>().unwrap()["error"]
-        .as_str()
-        .unwrap()
-        .contains("no space left"));
-    assert_eq!(
-        std::fs::read(storage.join("keep")).unwrap(),
-        vec![9u8; 300 * 1024]
-    );
+    assert!(r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("no space left"));
+    assert_eq!(std::fs::read(storage.join("keep")).unwrap(), vec![9u8; 300 * 1024]);
     assert_eq!(server.disk_names(), ["keep"]);
     // With a declared length the refusal comes before any byte is written.
-    let r = c
-        .put(server.url("/files/big"))
-        .body(vec![1u8; 2 << 20])
-        .send()
-        .unwrap();
+    let r = c.put(server.url("/files/big")).body(vec![1u8; 2 << 20]).send().unwrap();
     assert_eq!(r.status(), 507);
     drop(server);
 }
@@ -323,13 +246,7 @@ fn concurrent_uploads_of_one_name_leave_one_whole_version() {
 
 #[test]
 fn slow_clients_time_out_and_cannot_starve_health() {
-    let server = Server::start_with(
-        Opts::default()
-            .arg("--header-timeout")
-            .arg("1s")
-            .arg("--body-timeout")
-            .arg("1s"),
-    );
+    let server = Server::start_with(Opts::default().arg("--header-timeout").arg("1s").arg("--body-timeout").arg("1s"));
     // 100 clients that send half a header and stop, 20 that stall mid-body:
     // far more than the blog's 4 gunicorn workers.
     let mut stalled = Vec::new();
@@ -341,18 +258,12 @@ fn slow_clients_time_out_and_cannot_starve_health() {
     for i in 0..20 {
         let mut s = TcpStream::connect(server.addr).unwrap();
         s.write_all(
-            format!(
-                "PUT /files/slow{i} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\npartial"
-            )
-            .as_bytes(),
+            format!("PUT /files/slow{i} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\npartial").as_bytes(),
         )
         .unwrap();
         stalled.push(s);
     }
-    let c = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let c = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     for _ in 0..20 {
         assert_eq!(c.get(server.url("/health")).send().unwrap().status(), 200);
     }
@@ -362,19 +273,9 @@ fn slow_clients_time_out_and_cannot_starve_health() {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut out = Vec::new();
         let r = s.read_to_end(&mut out);
-        assert!(
-            r.is_ok(),
-            "connection was closed by the server, not left hanging: {r:?}"
-        );
+        assert!(r.is_ok(), "connection was closed by the server, not left hanging: {r:?}");
         let text = String::from_utf8_lossy(&out);
-        assert!(
-            text.is_empty() || text.starts_with("HTTP/1.1 408"),
-            "{text}"
-        );
+        assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
     }
-    assert!(
-        server.disk_names().is_empty(),
-        "no partial upload visible: {:?}",
-        server.disk_names()
-    );
+    assert!(server.disk_names().is_empty(), "no partial upload visible: {:?}", server.disk_names());
 }

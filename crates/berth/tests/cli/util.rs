@@ -96,19 +96,10 @@ impl Server {
             Ok(addr) => addr,
             Err(_) => {
                 let _ = child.kill();
-                panic!(
-                    "berth serve did not start; logs: {:?}",
-                    logs.lock().unwrap()
-                );
+                panic!("berth serve did not start; logs: {:?}", logs.lock().unwrap());
             }
         };
-        Server {
-            child,
-            addr,
-            storage,
-            logs,
-            _dir: dir,
-        }
+        Server { child, addr, storage, logs, _dir: dir }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -139,10 +130,7 @@ impl Server {
     /// Names in the storage folder, temporary files included, sorted.
     pub fn disk_names(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(&self.storage)
-            .map(|rd| {
-                rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
+            .map(|rd| rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
         v.sort();
         v
@@ -157,20 +145,13 @@ impl Drop for Server {
 }
 
 pub fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }
 
 /// A port that was free a moment ago (for members that must know each
 /// other's address before they start).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Sends `request` as raw bytes and returns the status code and the body.
@@ -181,15 +162,8 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }
 
