@@ -263,6 +263,7 @@ vmhwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo
 timed_upload() {
     local key=$1 t0 t1 code
     shift
+    sync # start every upload with no dirty pages from the one before
     t0=$(now)
     code=$(curl -sS --max-time 900 -o "$LOG_DIR/$key-response.txt" -w '%{http_code}' "$@") ||
         die "$key: curl failed (response in $LOG_DIR/$key-response.txt)"
@@ -400,12 +401,20 @@ stop_server "$SERVER_PID" gunicorn
 
 # ---------------------------------------------------------------- 2: uploads and peak RSS
 log "upload: dd bs=1M conv=fsync ($UPLOAD_MIB MiB), the physical limit"
-clean_uploads
-t0=$(now)
-timeout 900 dd if="$UPLOAD_SRC" of="$DATA_DIR/dd.bin" bs=1M conv=fsync status=none || die "dd failed"
-t1=$(now)
-R[dd]=$(calc '%.1f' "$UPLOAD_MIB / ($t1 - $t0)")
-log "  -> dd: ${R[dd]} MiB/s"
+# dd is the bound the uploads are held against, so it gets the best of
+# three runs, each started with no dirty pages in the cache.
+best=0
+for run in 1 2 3; do
+    clean_uploads
+    sync
+    t0=$(now)
+    timeout 900 dd if="$UPLOAD_SRC" of="$DATA_DIR/dd.bin" bs=1M conv=fsync status=none || die "dd failed"
+    t1=$(now)
+    v=$(calc '%.1f' "$UPLOAD_MIB / ($t1 - $t0)")
+    log "  -> dd run $run: $v MiB/s"
+    if [[ $(calc '%d' "$v > $best") == 1 ]]; then best=$v; fi
+done
+R[dd]=$best
 clean_uploads
 
 if ((RUN_BERTH)); then
@@ -516,7 +525,7 @@ dd_cell="dd: $(cell dd)"
     echo "- nginx: sendfile on, \`location /download/ { alias DIR/; }\` and a static /health; it has no upload or listing, so its upload cells show dd (\`dd bs=1M conv=fsync\`, the disk's physical limit) instead."
     echo "- gunicorn: \`gunicorn -w 4\` (sync workers) running $REF_FLASK_DIR/app.py; berth's /files is called with \`?limit=100000\`."
     echo "- peak RSS: VmHWM of a freshly started server process read right after its upload."
-    echo "- dd includes an fsync; a server that answers before its data reaches the disk can beat it, so upload/dd above 1× means the disk was not the bound."
+    echo "- dd includes an fsync, and so does berth before it answers (fsync of the file, rename, fsync of the folder); dd is the best of three runs, every upload starts after a \`sync\`."
     echo "- gunicorn's send_file also uses sendfile (wsgi.file_wrapper), so 1 MiB downloads are bound by 4 sync workers and the loopback, not by Python."
     for n in ${NOTES[@]+"${NOTES[@]}"}; do echo "- $n"; done
 } >"$RESULTS"

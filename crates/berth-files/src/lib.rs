@@ -17,6 +17,7 @@ mod health;
 mod index;
 mod metrics;
 mod name;
+mod read_ahead;
 mod server;
 mod volume;
 

@@ -10,17 +10,12 @@ use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
-use tokio::io::AsyncReadExt;
-use tokio_util::io::ReaderStream;
 
 use super::{blocking, Shared};
 use crate::cluster::is_local_scope;
 use crate::error::ApiError;
 use crate::name::FileName;
-
-/// Read size for streaming: large enough that a multi-GiB download costs few
-/// thread-pool hops, small enough to keep memory flat.
-const READ_CHUNK: usize = 512 * 1024;
+use crate::read_ahead;
 
 /// Request headers a proxied read passes on to the member holding the file.
 const FORWARDED_REQUEST: [header::HeaderName; 3] = [header::RANGE, header::IF_NONE_MATCH, header::IF_RANGE];
@@ -106,9 +101,8 @@ pub async fn download(
     if start > 0 {
         std_file.seek(SeekFrom::Start(start)).map_err(|e| ApiError::io(name.as_str(), &e))?;
     }
-    let reader = tokio::fs::File::from_std(std_file).take(len);
     let counter = state.metrics.download_bytes.clone();
-    let stream = ReaderStream::with_capacity(reader, READ_CHUNK).inspect_ok(move |chunk| {
+    let stream = read_ahead::stream(std_file, len).inspect_ok(move |chunk| {
         counter.inc_by(chunk.len() as u64);
     });
     Ok(response.body(Body::from_stream(stream)).expect("valid response"))

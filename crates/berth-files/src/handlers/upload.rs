@@ -201,11 +201,22 @@ async fn store_local(
     let hash = expected.is_some();
     let writer = tokio::task::spawn_blocking(move || {
         let mut hasher = hash.then(Sha256::new);
-        while let Some(chunk) = rx.blocking_recv() {
-            upload.write(&chunk)?;
-            if let Some(h) = hasher.as_mut() {
-                h.update(&chunk);
+        let mut batch: Vec<Bytes> = Vec::with_capacity(CHANNEL_CHUNKS);
+        while let Some(first) = rx.blocking_recv() {
+            // Whatever else has arrived goes into the same write(2).
+            batch.push(first);
+            while batch.len() < CHANNEL_CHUNKS {
+                match rx.try_recv() {
+                    Ok(chunk) => batch.push(chunk),
+                    Err(_) => break,
+                }
             }
+            let slices: Vec<&[u8]> = batch.iter().map(|b| b.as_ref()).collect();
+            upload.write_chunks(&slices)?;
+            if let Some(h) = hasher.as_mut() {
+                slices.iter().for_each(|c| h.update(c));
+            }
+            batch.clear();
         }
         Ok::<_, UploadError>((upload, hasher.map(|h| <[u8; 32]>::from(h.finalize()))))
     });
