@@ -3,6 +3,7 @@
 
 mod cmd;
 mod logging;
+mod output;
 mod units;
 
 use std::process::ExitCode;
@@ -28,13 +29,23 @@ struct Cli {
 enum Command {
     /// Run the HTTP file service on a volume (the task's workload).
     Serve(cmd::serve::Args),
+    /// Create, list, restore, forget, prune, check and copy snapshots.
+    Snapshot(cmd::snapshot::Args),
+    /// Create, list, snapshot and delete local volumes.
+    Volume(cmd::volume::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    let level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    logging::init(cli.log_format, level);
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Snapshot(args) => cmd::snapshot::run(args),
+        Command::Volume(args) => cmd::volume::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

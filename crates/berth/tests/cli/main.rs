@@ -7,3 +7,4 @@ mod serve_api;
 mod serve_cluster;
 mod serve_lifecycle;
 mod serve_safety;
+mod snapshot;

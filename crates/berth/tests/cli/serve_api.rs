@@ -146,6 +146,20 @@ fn listing_prefix_and_pages() {
     assert_eq!(pages, 3);
     let want: Vec<String> = (0..25).map(|i| format!("f{i:02}")).collect();
     assert_eq!(names, want);
+    // A file written into the volume by another process shows up too (the
+    // listing index revalidates against the folder).
+    std::fs::write(server.storage.join("f99"), "from outside").unwrap();
+    let mut seen = false;
+    for _ in 0..40 {
+        let page: Value = c.get(server.url("/files?prefix=f9")).send().unwrap().json().unwrap();
+        if page["files"].as_array().unwrap().iter().any(|f| f["name"] == "f99" && f["size"] == 12) {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(seen, "a file created outside the service is listed");
+
     let r = c.get(server.url("/files?limit=0")).send().unwrap();
     assert_eq!(r.status(), 400);
     let r = c.get(server.url("/files?limit=abc")).send().unwrap();

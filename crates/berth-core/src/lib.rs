@@ -1,0 +1,19 @@
+//! berth-core: the domain of berth, free of I/O.
+//!
+//! Names follow `DESIGN.md`: a *claim* is a stable logical volume identity,
+//! a *generation* one incarnation of it, a *volume* the physical storage of
+//! one generation, a *snapshot* an immutable copy of a volume. Rules that
+//! decide (retention today; stop intent, backoff and the reconciler later)
+//! live here once, as pure functions of their inputs and a clock reading;
+//! adapters (`berth-local`, `berth-aws`) carry decisions out through the
+//! ports in [`ports`].
+
+pub mod claim;
+pub mod ports;
+pub mod retention;
+pub mod snapshot;
+
+pub use claim::{ClaimName, ClaimNameError, Generation};
+pub use ports::{PortError, VolumeId, VolumeInfo, VolumeSource, Volumes};
+pub use retention::{KeepPolicy, Verdict};
+pub use snapshot::{SnapshotId, SnapshotKind, SnapshotRecord, SnapshotRequest};

@@ -1,0 +1,147 @@
+//! The repository password: from `BERTH_PASSWORD`, from the file named by
+//! `BERTH_PASSWORD_FILE` (as restic's `RESTIC_PASSWORD` and
+//! `RESTIC_PASSWORD_FILE`), or from a key file in the state folder that berth
+//! generates on first use. Never from a command-line argument, which `ps`
+//! would show to every user of the machine.
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::state::StateDir;
+
+/// Where a password came from, for messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PasswordSource {
+    Env,
+    File(PathBuf),
+    KeyFile(PathBuf),
+    /// A new key file was generated.
+    NewKeyFile(PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot read the password file {path}: {source}; check BERTH_PASSWORD_FILE")]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the password is empty; set BERTH_PASSWORD or fill {0}")]
+    Empty(String),
+    #[error("cannot create the key file {path}: {source}")]
+    CreateKey {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Finds the password: `env` is the value of `BERTH_PASSWORD`, `file` that of
+/// `BERTH_PASSWORD_FILE`. With neither, the state folder's key file is read,
+/// or created when `create` is set (a new repository) — with a random 256-bit
+/// password, written to a temporary file and linked into place so a crash
+/// never leaves a half-written key.
+pub fn resolve_password(
+    env: Option<String>,
+    file: Option<PathBuf>,
+    state: &StateDir,
+    create: bool,
+) -> Result<(String, PasswordSource), SecretError> {
+    if let Some(p) = env {
+        return non_empty(p, "BERTH_PASSWORD").map(|p| (p, PasswordSource::Env));
+    }
+    if let Some(path) = file {
+        let text =
+            std::fs::read_to_string(&path).map_err(|source| SecretError::ReadFile { path: path.clone(), source })?;
+        let p = non_empty(first_line(&text), &path.display().to_string())?;
+        return Ok((p, PasswordSource::File(path)));
+    }
+    let key = state.key_file();
+    match std::fs::read_to_string(&key) {
+        Ok(text) => {
+            let p = non_empty(first_line(&text), &key.display().to_string())?;
+            Ok((p, PasswordSource::KeyFile(key)))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+            let password = generate();
+            write_key(&key, &password).map_err(|source| SecretError::CreateKey { path: key.clone(), source })?;
+            Ok((password, PasswordSource::NewKeyFile(key)))
+        }
+        Err(source) => Err(SecretError::ReadFile { path: key, source }),
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or("").to_owned()
+}
+
+fn non_empty(p: String, what: &str) -> Result<String, SecretError> {
+    if p.is_empty() {
+        Err(SecretError::Empty(what.to_owned()))
+    } else {
+        Ok(p)
+    }
+}
+
+fn generate() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom_fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// 32 bytes from the kernel's CSPRNG.
+fn getrandom_fill(buf: &mut [u8]) {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(buf)).expect("/dev/urandom is readable");
+}
+
+fn write_key(path: &Path, password: &str) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let temp = dir.join(format!(".repository.key.{:016x}", fastrand::u64(..)));
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp)?;
+    f.write_all(password.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    drop(f);
+    // hard_link fails if another process created the key meanwhile: then its
+    // key wins and ours is discarded, so both use one password.
+    let linked = std::fs::hard_link(&temp, path);
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn order_env_file_keyfile() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let pw_file = dir.path().join("pw");
+        std::fs::write(&pw_file, "from-file\nignored").unwrap();
+        let (p, src) = resolve_password(Some("from-env".into()), Some(pw_file.clone()), &state, true).unwrap();
+        assert_eq!((p.as_str(), src), ("from-env", PasswordSource::Env));
+        let (p, _) = resolve_password(None, Some(pw_file), &state, true).unwrap();
+        assert_eq!(p, "from-file");
+        assert!(resolve_password(None, None, &state, false).is_err(), "no key file and create=false");
+        let (p1, src) = resolve_password(None, None, &state, true).unwrap();
+        assert!(matches!(src, PasswordSource::NewKeyFile(_)));
+        assert_eq!(p1.len(), 64);
+        let mode = std::fs::metadata(state.key_file()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let (p2, src) = resolve_password(None, None, &state, true).unwrap();
+        assert_eq!(p1, p2);
+        assert!(matches!(src, PasswordSource::KeyFile(_)));
+        assert!(matches!(resolve_password(Some(String::new()), None, &state, true), Err(SecretError::Empty(_))));
+    }
+}

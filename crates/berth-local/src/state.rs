@@ -1,0 +1,54 @@
+//! The state folder: where berth keeps everything it owns on one machine.
+//!
+//! ```text
+//! <state>/repository/      the default snapshot repository (restic format)
+//! <state>/repository.key   its generated password, if none was given (0600)
+//! <state>/volumes/<id>/    one folder per volume
+//! <state>/volumes/<id>.json   the volume's record (claim, generation, seal)
+//! ```
+//! The location is `--state`, else `BERTH_STATE`, else
+//! `$XDG_DATA_HOME/berth`, else `~/.local/share/berth`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The default location, from the environment values given.
+    pub fn default_root(xdg_data_home: Option<&str>, home: Option<&str>) -> Option<PathBuf> {
+        match (xdg_data_home, home) {
+            (Some(x), _) if !x.is_empty() => Some(Path::new(x).join("berth")),
+            (_, Some(h)) if !h.is_empty() => Some(Path::new(h).join(".local/share/berth")),
+            _ => None,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn repository(&self) -> PathBuf {
+        self.root.join("repository")
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.root.join("repository.key")
+    }
+
+    pub fn volumes(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
+
+    /// Creates the folders that must exist.
+    pub fn ensure(&self) -> io::Result<()> {
+        std::fs::create_dir_all(self.volumes())
+    }
+}

@@ -1,0 +1,240 @@
+//! Taking a snapshot of a volume directory.
+//!
+//! A snapshot stores the volume's contents under the fixed path
+//! [`VOLUME_PATH`], whatever folder the volume lives in on disk (volumes are
+//! renamed between generations); restic shows every snapshot of a claim with
+//! the same path. The parent is chosen by berth, not by rustic's
+//! host-and-path matching: the newest snapshot carrying the same `claim=`
+//! tag. Files whose size and mtime match the parent's are not read again,
+//! so an unchanged volume snapshots in time proportional to its file count.
+//!
+//! `rustic_core` skips (and only logs) entries it cannot read; berth watches
+//! the source for such errors and deletes the snapshot rather than keep one
+//! that silently misses files.
+
+use std::{
+    io::{self, Read},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use rustic_core::{
+    BackupOptions, Excludes, LocalSource, LocalSourceFilterOptions, LocalSourceSaveOptions, ParentOptions, ReadSource,
+    ReadSourceEntry, ReadSourceOpen, RusticResult, SnapshotOptions,
+};
+
+use crate::{
+    durable::sync_filesystem,
+    error::{describe, RepoError},
+    repo::{load_snapshots_lenient, Repo},
+    snapshot_meta::{claim_tag, SnapshotInfo, SnapshotMeta},
+};
+
+/// The path every snapshot stores its volume under.
+pub const VOLUME_PATH: &str = "/volume";
+
+impl Repo {
+    /// Snapshots the directory `source` as a volume of `meta.claim`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a bad claim or tag, `SourceUnreadable` if any
+    /// entry of the volume could not be read (no snapshot is kept then),
+    /// `NoSpace` when the repository's disk fills up.
+    pub fn snapshot(&self, source: &Path, meta: &SnapshotMeta) -> Result<SnapshotInfo, RepoError> {
+        let tags = meta.to_tags()?;
+        let source = source.canonicalize().map_err(|e| RepoError::io("open volume", source, e))?;
+        if !source.is_dir() {
+            return Err(RepoError::invalid(format!("volume {} is not a directory", source.display())));
+        }
+
+        // Indexed now, after any earlier snapshot finished: see repo.rs.
+        let repo = self.fresh()?.to_indexed_ids().map_err(|e| self.rustic_err(&e))?;
+
+        // A damaged snapshot file must not stop new snapshots: the parent
+        // only saves reading unchanged files.
+        let claim = claim_tag(&meta.claim);
+        let (snaps, _unreadable) = load_snapshots_lenient(&repo, self)?;
+        let parent = snaps.iter().rev().find(|s| s.tags.contains(&claim)).map(|s| s.id.to_hex().to_string());
+
+        let mut snap = SnapshotOptions::default()
+            .command(format!("berth snapshot {}", meta.claim))
+            .to_snapshot()
+            .map_err(|e| self.rustic_err(&e))?;
+        snap.tags = tags;
+        snap.program_version = format!("berth {}", env!("CARGO_PKG_VERSION"));
+
+        let opts = BackupOptions::default().as_path(PathBuf::from(VOLUME_PATH)).parent_opts(
+            ParentOptions::default()
+                .parents(parent.into_iter().collect::<Vec<_>>())
+                // A restored volume has new inodes and ctimes, so the
+                // first snapshot of every generation would read all its
+                // bytes again; size and mtime decide instead (as with
+                // restic's --ignore-inode --ignore-ctime).
+                .ignore_inode(true)
+                .ignore_ctime(true),
+        );
+
+        let local = LocalSource::new(
+            LocalSourceSaveOptions::default(),
+            &Excludes::default(),
+            &LocalSourceFilterOptions::default(),
+            &[&source],
+        )
+        .map_err(|e| self.rustic_err(&e))?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let guarded = Guarded { inner: local, errors: errors.clone() };
+
+        let snap =
+            repo.archive(&opts, &guarded, snap, std::slice::from_ref(&source)).map_err(|e| self.rustic_err(&e))?;
+
+        let errors = std::mem::take(&mut *lock(&errors));
+        if !errors.is_empty() {
+            // The packs it wrote stay until prune; the snapshot must go.
+            let _ = repo.delete_snapshots(&[snap.id]);
+            return Err(RepoError::SourceUnreadable { path: source, errors });
+        }
+        // Only a durable snapshot may be reported: the ledger records it next.
+        sync_filesystem(&self.dir)?;
+        Ok(SnapshotInfo::from_file(&snap))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A source that records every error it hands to `rustic_core`, which
+/// would otherwise only log it and leave the entry out of the snapshot.
+struct Guarded<R> {
+    inner: R,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl<R> ReadSource for Guarded<R>
+where
+    R: ReadSource,
+    R::Open: Send,
+    R::Iter: Send,
+{
+    type Open = GuardedOpen<R::Open>;
+    type Iter = GuardedIter<R::Iter>;
+
+    fn size(&self) -> RusticResult<Option<u64>> {
+        self.inner.size()
+    }
+
+    fn entries(&self) -> Self::Iter {
+        GuardedIter { inner: self.inner.entries(), errors: self.errors.clone() }
+    }
+}
+
+struct GuardedIter<I> {
+    inner: I,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl<I, O> Iterator for GuardedIter<I>
+where
+    I: Iterator<Item = RusticResult<ReadSourceEntry<O>>>,
+{
+    type Item = RusticResult<ReadSourceEntry<GuardedOpen<O>>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.inner.next()?;
+        Some(match item {
+            Ok(entry) => Ok(ReadSourceEntry {
+                path: entry.path,
+                node: entry.node,
+                open: entry.open.map(|inner| GuardedOpen { inner, errors: self.errors.clone() }),
+            }),
+            Err(err) => {
+                lock(&self.errors).push(describe(&*err));
+                Err(err)
+            }
+        })
+    }
+}
+
+struct GuardedOpen<O> {
+    inner: O,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl<O: ReadSourceOpen> ReadSourceOpen for GuardedOpen<O> {
+    type Reader = GuardedReader<O::Reader>;
+
+    fn open(self) -> RusticResult<Self::Reader> {
+        match self.inner.open() {
+            Ok(inner) => Ok(GuardedReader { inner, errors: self.errors }),
+            Err(err) => {
+                lock(&self.errors).push(describe(&*err));
+                Err(err)
+            }
+        }
+    }
+}
+
+struct GuardedReader<R> {
+    inner: R,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl<R: Read> Read for GuardedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|err| {
+            if err.kind() != io::ErrorKind::Interrupted {
+                lock(&self.errors).push(format!("reading a file: {err}"));
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustic_core::{repofile::Node, ErrorKind, RusticError};
+
+    /// A source of one entry that cannot be listed and one whose reads fail.
+    struct Failing;
+
+    struct FailingReader;
+
+    impl Read for FailingReader {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::Error::other("disk went away"))
+        }
+    }
+
+    impl ReadSource for Failing {
+        type Open = FailingReader;
+        type Iter = std::vec::IntoIter<RusticResult<ReadSourceEntry<FailingReader>>>;
+
+        fn size(&self) -> RusticResult<Option<u64>> {
+            Ok(None)
+        }
+
+        fn entries(&self) -> Self::Iter {
+            vec![
+                Err(RusticError::new(ErrorKind::InputOutput, "permission denied")),
+                Ok(ReadSourceEntry { path: "/v/f".into(), node: Node::default(), open: Some(FailingReader) }),
+            ]
+            .into_iter()
+        }
+    }
+
+    #[test]
+    fn every_error_the_archiver_would_skip_is_recorded() {
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let source = Guarded { inner: Failing, errors: errors.clone() };
+        let mut entries = source.entries();
+        assert!(entries.next().unwrap().is_err());
+        let entry = entries.next().unwrap().unwrap();
+        let mut reader = entry.open.unwrap().open().unwrap();
+        assert!(reader.read(&mut [0; 8]).is_err());
+        let errors = lock(&errors);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("permission denied"));
+        assert!(errors[1].contains("disk went away"));
+    }
+}

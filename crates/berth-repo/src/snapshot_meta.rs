@@ -1,0 +1,258 @@
+//! What berth records about a snapshot, and how it is written as tags.
+//!
+//! A snapshot's berth metadata lives only in its restic tags, so restic can
+//! filter on it (`restic snapshots --tag claim=web-0`) and nothing is lost
+//! when a snapshot is copied: `claim=NAME`, `generation=N` (when known),
+//! `kind=on-stop|scheduled|manual`, `pin` when pinned, then the caller's
+//! extra tags. [`SnapshotInfo`] is the parsed view of a stored snapshot.
+
+use std::{fmt, str::FromStr};
+
+use rustic_core::repofile::{SnapshotFile, StringList};
+use serde::Serialize;
+
+use crate::error::RepoError;
+
+const CLAIM: &str = "claim=";
+const GENERATION: &str = "generation=";
+const KIND: &str = "kind=";
+const PIN: &str = "pin";
+
+/// Why a snapshot was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotKind {
+    /// Taken by the handoff after the task stopped.
+    OnStop,
+    /// Taken by the backup schedule while the task ran.
+    Scheduled,
+    /// Asked for by a user.
+    Manual,
+}
+
+impl SnapshotKind {
+    /// The tag text, as in `kind=on-stop`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::OnStop => "on-stop",
+            Self::Scheduled => "scheduled",
+            Self::Manual => "manual",
+        }
+    }
+}
+
+impl fmt::Display for SnapshotKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SnapshotKind {
+    type Err = RepoError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "on-stop" => Ok(Self::OnStop),
+            "scheduled" => Ok(Self::Scheduled),
+            "manual" => Ok(Self::Manual),
+            other => {
+                Err(RepoError::invalid(format!("unknown snapshot kind {other:?}; use on-stop, scheduled or manual")))
+            }
+        }
+    }
+}
+
+/// What the caller says about a snapshot it asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotMeta {
+    /// The claim (`<service>-<ordinal>`) whose volume this is.
+    pub claim: String,
+    /// The claim's generation whose volume this is, when known.
+    pub generation: Option<u64>,
+    /// Why the snapshot is taken.
+    pub kind: SnapshotKind,
+    /// Pinned snapshots are kept by retention (e.g. the last known good).
+    pub pinned: bool,
+    /// More tags, stored as given.
+    pub extra_tags: Vec<String>,
+}
+
+impl SnapshotMeta {
+    /// Metadata for a claim's snapshot with no generation, pin or extra tags.
+    #[must_use]
+    pub fn new(claim: impl Into<String>, kind: SnapshotKind) -> Self {
+        Self { claim: claim.into(), generation: None, kind, pinned: false, extra_tags: Vec::new() }
+    }
+
+    /// The tags to store, after checking that each survives restic's
+    /// comma-separated tag lists and that extra tags cannot pose as berth's.
+    pub(crate) fn to_tags(&self) -> Result<StringList, RepoError> {
+        validate_claim(&self.claim)?;
+        let mut tags = StringList::default();
+        tags.add(claim_tag(&self.claim));
+        if let Some(generation) = self.generation {
+            tags.add(format!("{GENERATION}{generation}"));
+        }
+        tags.add(format!("{KIND}{}", self.kind));
+        if self.pinned {
+            tags.add(PIN.to_string());
+        }
+        for tag in &self.extra_tags {
+            if tag.is_empty() || tag.contains(',') || tag.chars().any(char::is_control) {
+                return Err(RepoError::invalid(format!(
+                    "tag {tag:?} must be non-empty without commas or control characters"
+                )));
+            }
+            if tag == PIN || [CLAIM, GENERATION, KIND].iter().any(|p| tag.starts_with(p)) {
+                return Err(RepoError::invalid(format!(
+                    "tag {tag:?} is reserved for berth; set the field of SnapshotMeta instead"
+                )));
+            }
+            tags.add(tag.clone());
+        }
+        Ok(tags)
+    }
+}
+
+/// The tag naming a claim, as in `claim=web-0`.
+pub(crate) fn claim_tag(claim: &str) -> String {
+    format!("{CLAIM}{claim}")
+}
+
+fn validate_claim(claim: &str) -> Result<(), RepoError> {
+    let ok = !claim.is_empty()
+        && claim.len() <= 128
+        && claim.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(RepoError::invalid(format!("claim {claim:?} must be 1-128 ASCII letters, digits, '-', '_' or '.'")))
+    }
+}
+
+/// A stored snapshot as berth sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotInfo {
+    /// The full snapshot id (64 hex digits).
+    pub id: String,
+    /// When the snapshot was taken, RFC 3339 in UTC.
+    pub time: String,
+    /// The same instant in seconds since the Unix epoch.
+    pub unix_time: i64,
+    /// From the `claim=` tag; `None` for snapshots not written by berth.
+    pub claim: Option<String>,
+    /// From the `generation=` tag.
+    pub generation: Option<u64>,
+    /// From the `kind=` tag, as written (`on-stop`, `scheduled`, `manual`).
+    pub kind: Option<String>,
+    /// Whether the `pin` tag is present.
+    pub pinned: bool,
+    /// Every tag, sorted (berth's own included).
+    pub tags: Vec<String>,
+    /// The paths stored (`/volume` for berth's snapshots).
+    pub paths: Vec<String>,
+    /// The snapshot this one was taken relative to, if any.
+    pub parent: Option<String>,
+    /// Files in the snapshot (0 for snapshots without a summary).
+    pub files: u64,
+    /// Bytes of all files in the snapshot.
+    pub bytes: u64,
+    /// Uncompressed bytes this snapshot added to the repository.
+    pub data_added: u64,
+    /// Bytes (compressed, encrypted) this snapshot added to the repository.
+    pub data_added_packed: u64,
+    /// How long taking the snapshot took.
+    pub duration_secs: f64,
+}
+
+impl SnapshotInfo {
+    pub(crate) fn from_file(snap: &SnapshotFile) -> Self {
+        let mut claim = None;
+        let mut generation = None;
+        let mut kind = None;
+        let mut pinned = false;
+        for tag in &snap.tags {
+            if let Some(value) = tag.strip_prefix(CLAIM) {
+                claim = Some(value.to_string());
+            } else if let Some(value) = tag.strip_prefix(GENERATION) {
+                generation = value.parse().ok();
+            } else if let Some(value) = tag.strip_prefix(KIND) {
+                kind = Some(value.to_string());
+            } else if tag == PIN {
+                pinned = true;
+            }
+        }
+        let summary = snap.summary.as_ref();
+        let timestamp = snap.time.timestamp();
+        Self {
+            id: snap.id.to_hex().to_string(),
+            time: timestamp.to_string(),
+            unix_time: timestamp.as_second(),
+            claim,
+            generation,
+            kind,
+            pinned,
+            tags: snap.tags.iter().cloned().collect(),
+            paths: snap.paths.iter().cloned().collect(),
+            parent: snap.parent.map(|p| p.to_hex().to_string()),
+            files: summary.map_or(0, |s| s.total_files_processed),
+            bytes: summary.map_or(0, |s| s.total_bytes_processed),
+            data_added: summary.map_or(0, |s| s.data_added),
+            data_added_packed: summary.map_or(0, |s| s.data_added_packed),
+            duration_secs: summary.map_or(0.0, |s| s.backup_duration),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_round_trip_through_a_snapshot_file() {
+        let meta = SnapshotMeta {
+            claim: "web-0".into(),
+            generation: Some(7),
+            kind: SnapshotKind::OnStop,
+            pinned: true,
+            extra_tags: vec!["reason=spot".into()],
+        };
+        let snap = SnapshotFile { tags: meta.to_tags().unwrap(), ..SnapshotFile::default() };
+        let info = SnapshotInfo::from_file(&snap);
+        assert_eq!(info.claim.as_deref(), Some("web-0"));
+        assert_eq!(info.generation, Some(7));
+        assert_eq!(info.kind.as_deref(), Some("on-stop"));
+        assert!(info.pinned);
+        assert_eq!(info.tags, ["claim=web-0", "generation=7", "kind=on-stop", "pin", "reason=spot"]);
+        assert!(info.time.ends_with('Z'), "{}", info.time);
+    }
+
+    #[test]
+    fn minimal_meta_has_claim_and_kind_only() {
+        let tags = SnapshotMeta::new("db-1", SnapshotKind::Manual).to_tags().unwrap();
+        let tags: Vec<_> = tags.iter().cloned().collect();
+        assert_eq!(tags, ["claim=db-1", "kind=manual"]);
+    }
+
+    #[test]
+    fn bad_claims_and_tags_are_refused() {
+        for claim in ["", "a,b", "a b", "web/0", &"x".repeat(129)] {
+            let meta = SnapshotMeta::new(claim, SnapshotKind::Manual);
+            assert!(meta.to_tags().is_err(), "{claim:?} accepted");
+        }
+        for tag in ["", "a,b", "claim=other", "pin", "generation=1", "kind=manual", "a\nb"] {
+            let mut meta = SnapshotMeta::new("web-0", SnapshotKind::Manual);
+            meta.extra_tags.push(tag.into());
+            assert!(meta.to_tags().is_err(), "{tag:?} accepted");
+        }
+    }
+
+    #[test]
+    fn kinds_parse_from_their_tag_text() {
+        for kind in [SnapshotKind::OnStop, SnapshotKind::Scheduled, SnapshotKind::Manual] {
+            assert_eq!(kind.as_str().parse::<SnapshotKind>().unwrap(), kind);
+        }
+        assert!("weekly".parse::<SnapshotKind>().is_err());
+    }
+}

@@ -1,0 +1,69 @@
+//! Options shared by the commands that use the snapshot repository and the
+//! state folder, and opening the repository from them.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use berth_local::{resolve_password, StateDir};
+use berth_repo::{Progress, Repo};
+
+/// Where the repository is and how to open it.
+#[derive(Debug, clap::Args)]
+pub struct RepoArgs {
+    /// Repository: a folder (created on first use). Default: <state>/repository.
+    #[arg(long, global = true, env = "BERTH_REPOSITORY", value_name = "LOCATION")]
+    repo: Option<String>,
+
+    /// State folder (default: $XDG_DATA_HOME/berth or ~/.local/share/berth).
+    #[arg(long, global = true, env = "BERTH_STATE", value_name = "DIR")]
+    state: Option<PathBuf>,
+
+    /// Print one JSON document instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl RepoArgs {
+    pub fn state(&self) -> Result<StateDir> {
+        let root = match &self.state {
+            Some(p) => p.clone(),
+            None => StateDir::default_root(
+                std::env::var("XDG_DATA_HOME").ok().as_deref(),
+                std::env::var("HOME").ok().as_deref(),
+            )
+            .context("no state folder: set --state or BERTH_STATE")?,
+        };
+        Ok(StateDir::new(root))
+    }
+
+    pub fn location(&self, state: &StateDir) -> String {
+        self.repo.clone().unwrap_or_else(|| state.repository().display().to_string())
+    }
+
+    pub fn progress(&self) -> Progress {
+        if !self.json && std::io::stderr().is_terminal() {
+            Progress::Terminal
+        } else {
+            Progress::Hidden
+        }
+    }
+
+    /// Opens the repository, creating it (and a key file) when `create` is set.
+    pub fn open(&self, create: bool) -> Result<Repo> {
+        let state = self.state()?;
+        let location = self.location(&state);
+        let (password, _) = resolve_password(
+            std::env::var("BERTH_PASSWORD").ok(),
+            std::env::var_os("BERTH_PASSWORD_FILE").map(PathBuf::from),
+            &state,
+            create,
+        )?;
+        let repo = if create {
+            Repo::open_or_init(&location, &password, self.progress())
+        } else {
+            Repo::open(&location, &password, self.progress())
+        };
+        repo.with_context(|| format!("repository {location}"))
+    }
+}
