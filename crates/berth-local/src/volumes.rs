@@ -17,7 +17,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use berth_core::{
     ClaimName, Generation, PortError, SnapshotId, SnapshotRecord, SnapshotRequest, VolumeId, VolumeInfo, VolumeSource,
@@ -89,19 +89,41 @@ pub struct LocalVolumes {
     inner: Arc<Inner>,
 }
 
+type Opener = Box<dyn Fn() -> Result<Repo, RepoError> + Send + Sync>;
+
 struct Inner {
     dir: PathBuf,
-    repo: Repo,
+    /// Opened on first use: opening derives the key (scrypt, about half a
+    /// second), which the adopt path and volume listings never need.
+    repo: OnceLock<Repo>,
+    open: Opener,
 }
 
 impl LocalVolumes {
-    pub fn new(state: &StateDir, repo: Repo) -> io::Result<Self> {
+    /// Volumes in `state`, with the repository opened by `open` when first needed.
+    pub fn new(
+        state: &StateDir,
+        open: impl Fn() -> Result<Repo, RepoError> + Send + Sync + 'static,
+    ) -> io::Result<Self> {
         state.ensure()?;
-        Ok(Self { inner: Arc::new(Inner { dir: state.volumes(), repo }) })
+        Ok(Self { inner: Arc::new(Inner { dir: state.volumes(), repo: OnceLock::new(), open: Box::new(open) }) })
     }
 
-    pub fn repo(&self) -> &Repo {
-        &self.inner.repo
+    /// Volumes in `state` with a repository already open.
+    pub fn with_repo(state: &StateDir, repo: Repo) -> io::Result<Self> {
+        let volumes = Self::new(state, || unreachable!("the repository is already open"))?;
+        let _ = volumes.inner.repo.set(repo);
+        Ok(volumes)
+    }
+
+    pub fn repo(&self) -> Result<&Repo, RepoError> {
+        if let Some(repo) = self.inner.repo.get() {
+            return Ok(repo);
+        }
+        let repo = (self.inner.open)()?;
+        // A racing opener may have won; either handle is as good.
+        let _ = self.inner.repo.set(repo);
+        Ok(self.inner.repo.get().expect("set above"))
     }
 
     /// The folder of a volume.
@@ -202,7 +224,7 @@ impl LocalVolumes {
 
     fn restore_into(&self, snapshot: &SnapshotId, target: &Path) -> Result<(), VolumeError> {
         fs::create_dir(target).map_err(|e| VolumeError::io(target.display().to_string(), e))?;
-        self.inner.repo.restore(&snapshot.0, target)?;
+        self.repo()?.restore(&snapshot.0, target)?;
         Ok(())
     }
 
@@ -245,7 +267,7 @@ impl LocalVolumes {
             pinned: request.pinned,
             extra_tags: Vec::new(),
         };
-        let info = self.inner.repo.snapshot(&path, &meta)?;
+        let info = self.repo()?.snapshot(&path, &meta)?;
         let after = fingerprint(&path).map_err(|e| VolumeError::io(&id.0, e))?;
         // Sealed only if nothing moved while the snapshot read it.
         record.seal = (before == after).then(|| Seal { snapshot: SnapshotId(info.id.clone()), fingerprint: after });
@@ -327,11 +349,11 @@ impl Volumes for LocalVolumes {
     }
 
     async fn snapshots(&self) -> Result<Vec<SnapshotRecord>, PortError> {
-        self.run(|v| Ok(v.repo().list()?.iter().map(to_record).collect())).await
+        self.run(|v| Ok(v.repo()?.list()?.iter().map(to_record).collect())).await
     }
 
     async fn delete_snapshots(&self, ids: &[SnapshotId]) -> Result<(), PortError> {
         let ids: Vec<String> = ids.iter().map(|i| i.0.clone()).collect();
-        self.run(move |v| Ok(v.repo().forget(&ids)?)).await
+        self.run(move |v| Ok(v.repo()?.forget(&ids)?)).await
     }
 }

@@ -12,7 +12,7 @@ fn setup() -> (tempfile::TempDir, LocalVolumes) {
     let dir = tempfile::tempdir().unwrap();
     let state = StateDir::new(dir.path().join("state"));
     let repo = Repo::open_or_init(state.repository().to_str().unwrap(), "test-password", Progress::Hidden).unwrap();
-    let volumes = LocalVolumes::new(&state, repo).unwrap();
+    let volumes = LocalVolumes::with_repo(&state, repo).unwrap();
     (dir, volumes)
 }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use berth_local::{resolve_password, StateDir};
-use berth_repo::{Progress, Repo};
+use berth_repo::{Progress, Repo, RepoError};
 
 /// Where the repository is and how to open it.
 #[derive(Debug, clap::Args)]
@@ -51,6 +51,13 @@ impl RepoArgs {
 
     /// Opens the repository, creating it (and a key file) when `create` is set.
     pub fn open(&self, create: bool) -> Result<Repo> {
+        let location = self.location(&self.state()?);
+        (self.opener(create)?)().with_context(|| format!("repository {location}"))
+    }
+
+    /// A function that opens the repository when called: the password is
+    /// found now, the (slow) key derivation happens only if it is called.
+    pub fn opener(&self, create: bool) -> Result<impl Fn() -> Result<Repo, RepoError> + Send + Sync + 'static> {
         let state = self.state()?;
         let location = self.location(&state);
         let (password, _) = resolve_password(
@@ -59,11 +66,13 @@ impl RepoArgs {
             &state,
             create,
         )?;
-        let repo = if create {
-            Repo::open_or_init(&location, &password, self.progress())
-        } else {
-            Repo::open(&location, &password, self.progress())
-        };
-        repo.with_context(|| format!("repository {location}"))
+        let progress = self.progress();
+        Ok(move || {
+            if create {
+                Repo::open_or_init(&location, &password, progress)
+            } else {
+                Repo::open(&location, &password, progress)
+            }
+        })
     }
 }

@@ -60,7 +60,7 @@ fn parse_kind(s: &str) -> Result<SnapshotKind, String> {
 pub fn run(args: Args) -> Result<()> {
     let r = &args.repo;
     let state = r.state()?;
-    let volumes = LocalVolumes::new(&state, r.open(true)?)
+    let volumes = LocalVolumes::new(&state, r.opener(true)?)
         .with_context(|| format!("cannot prepare the state folder {}", state.root().display()))?;
     match args.command {
         Command::Create { claim, generation, from, adopt } => {
