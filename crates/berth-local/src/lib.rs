@@ -11,7 +11,7 @@ pub mod secrets;
 pub mod state;
 pub mod volumes;
 
-pub use records::{repo_kind, snapshot_time, to_record};
+pub use records::{snapshot_time, to_record};
 pub use secrets::{resolve_password, PasswordSource};
 pub use state::StateDir;
 pub use volumes::{LocalVolumes, VolumeError};

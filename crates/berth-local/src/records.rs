@@ -22,12 +22,3 @@ pub fn to_record(s: &SnapshotInfo) -> SnapshotRecord {
 pub fn snapshot_time(s: &SnapshotInfo) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(&s.time).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
 }
-
-/// The repository's name for a snapshot kind.
-pub fn repo_kind(kind: SnapshotKind) -> berth_repo::SnapshotKind {
-    match kind {
-        SnapshotKind::OnStop => berth_repo::SnapshotKind::OnStop,
-        SnapshotKind::Scheduled => berth_repo::SnapshotKind::Scheduled,
-        SnapshotKind::Manual => berth_repo::SnapshotKind::Manual,
-    }
-}

@@ -263,7 +263,7 @@ impl LocalVolumes {
         let meta = SnapshotMeta {
             claim: request.claim.to_string(),
             generation: request.generation.map(|g| g.0),
-            kind: crate::records::repo_kind(request.kind),
+            kind: request.kind,
             pinned: request.pinned,
             extra_tags: Vec::new(),
         };

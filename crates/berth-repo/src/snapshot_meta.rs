@@ -6,8 +6,6 @@
 //! `kind=on-stop|scheduled|manual`, `pin` when pinned, then the caller's
 //! extra tags. [`SnapshotInfo`] is the parsed view of a stored snapshot.
 
-use std::{fmt, str::FromStr};
-
 use rustic_core::repofile::{SnapshotFile, StringList};
 use serde::Serialize;
 
@@ -18,50 +16,8 @@ const GENERATION: &str = "generation=";
 const KIND: &str = "kind=";
 const PIN: &str = "pin";
 
-/// Why a snapshot was taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SnapshotKind {
-    /// Taken by the handoff after the task stopped.
-    OnStop,
-    /// Taken by the backup schedule while the task ran.
-    Scheduled,
-    /// Asked for by a user.
-    Manual,
-}
-
-impl SnapshotKind {
-    /// The tag text, as in `kind=on-stop`.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::OnStop => "on-stop",
-            Self::Scheduled => "scheduled",
-            Self::Manual => "manual",
-        }
-    }
-}
-
-impl fmt::Display for SnapshotKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for SnapshotKind {
-    type Err = RepoError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "on-stop" => Ok(Self::OnStop),
-            "scheduled" => Ok(Self::Scheduled),
-            "manual" => Ok(Self::Manual),
-            other => {
-                Err(RepoError::invalid(format!("unknown snapshot kind {other:?}; use on-stop, scheduled or manual")))
-            }
-        }
-    }
-}
+// The kind is core's: one vocabulary from the ledger to the tags.
+pub use berth_core::SnapshotKind;
 
 /// What the caller says about a snapshot it asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,8 +207,8 @@ mod tests {
     #[test]
     fn kinds_parse_from_their_tag_text() {
         for kind in [SnapshotKind::OnStop, SnapshotKind::Scheduled, SnapshotKind::Manual] {
-            assert_eq!(kind.as_str().parse::<SnapshotKind>().unwrap(), kind);
+            assert_eq!(SnapshotKind::parse(kind.as_str()), Some(kind));
         }
-        assert!("weekly".parse::<SnapshotKind>().is_err());
+        assert_eq!(SnapshotKind::parse("weekly"), None);
     }
 }

@@ -182,13 +182,7 @@ pub fn run(args: Args) -> Result<()> {
                 bail!("{} is not a folder", path.display());
             }
             let repo = r.open(true)?;
-            let meta = SnapshotMeta {
-                claim: claim.to_string(),
-                generation,
-                kind: berth_local::repo_kind(kind),
-                pinned: pin,
-                extra_tags: tags,
-            };
+            let meta = SnapshotMeta { claim: claim.to_string(), generation, kind, pinned: pin, extra_tags: tags };
             let info = repo.snapshot(&path, &meta).with_context(|| format!("snapshot of {}", path.display()))?;
             if r.json {
                 return print_json(&info);
