@@ -54,6 +54,14 @@ impl SnapshotKind {
     }
 }
 
+impl std::str::FromStr for SnapshotKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s).ok_or_else(|| format!("'{s}' is not a snapshot kind: use on-stop, scheduled or manual"))
+    }
+}
+
 impl fmt::Display for SnapshotKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

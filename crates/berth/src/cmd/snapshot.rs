@@ -43,7 +43,7 @@ enum Command {
         #[arg(long)]
         generation: Option<u64>,
         /// Why it is taken.
-        #[arg(long, default_value = "manual", value_parser = parse_kind)]
+        #[arg(long, default_value = "manual")]
         kind: SnapshotKind,
         /// Never remove it by retention (forget).
         #[arg(long)]
@@ -160,10 +160,6 @@ impl KeepArgs {
             within: self.keep_within,
         }
     }
-}
-
-fn parse_kind(s: &str) -> Result<SnapshotKind, String> {
-    SnapshotKind::parse(s).ok_or_else(|| format!("'{s}' is not a kind: use manual, scheduled or on-stop"))
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {

@@ -44,17 +44,13 @@ enum Command {
         /// The generation it belongs to (default: the volume's).
         #[arg(long)]
         generation: Option<u64>,
-        #[arg(long, default_value = "on-stop", value_parser = parse_kind)]
+        #[arg(long, default_value = "on-stop")]
         kind: SnapshotKind,
         #[arg(long)]
         pin: bool,
     },
     /// Delete a volume and its folder.
     Delete { volume: String },
-}
-
-fn parse_kind(s: &str) -> Result<SnapshotKind, String> {
-    SnapshotKind::parse(s).ok_or_else(|| format!("'{s}' is not a kind: use manual, scheduled or on-stop"))
 }
 
 pub fn run(args: Args) -> Result<()> {
