@@ -341,6 +341,32 @@ fn kill_9_during_create_leaves_a_checkable_repository() {
 }
 
 #[test]
+fn kill_9_during_forget_and_prune_leaves_a_checkable_repository() {
+    let env = Env::new();
+    let vol = env.dir.path().join("vol");
+    fs::create_dir_all(&vol).unwrap();
+    for round in 0..4u64 {
+        let data: Vec<u8> = (0..4_000_000u64).map(|j| ((j + round * 7).wrapping_mul(2654435761) >> 11) as u8).collect();
+        fs::write(vol.join("data"), data).unwrap();
+        env.ok(&["create", vol.to_str().unwrap(), "--claim", "web-0"]);
+    }
+    for args in [&["forget", "--keep-last", "2"][..], &["prune"][..]] {
+        let mut child = env.cmd(args).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let _ = child.kill();
+        let _ = child.wait();
+        env.ok(&["check"]);
+    }
+    env.ok(&["forget", "--keep-last", "2", "--prune"]);
+    env.ok(&["check", "--read-data"]);
+    env.ok(&["create", vol.to_str().unwrap(), "--claim", "web-0"]);
+    let newest = env.json(&["list"]).as_array().unwrap().last().unwrap()["id"].as_str().unwrap().to_owned();
+    let target = env.dir.path().join("t");
+    env.ok(&["restore", &newest, target.to_str().unwrap()]);
+    assert_eq!(fs::read(target.join("data")).unwrap(), fs::read(vol.join("data")).unwrap());
+}
+
+#[test]
 fn volume_commands_adopt_or_restore() {
     let env = Env::new();
     let vjson = |args: &[&str]| -> Value {
