@@ -305,6 +305,36 @@ fn damaged_pack_is_reported_by_check_and_restore() {
     assert!(!target.exists(), "no half-restored target");
 }
 
+/// A restore onto a full disk (a 1 MiB tmpfs) fails with one line and
+/// leaves nothing behind: no target, no staging folder.
+#[test]
+fn restore_onto_a_full_disk_leaves_nothing() {
+    let env = Env::new();
+    let vol = env.dir.path().join("vol");
+    fs::create_dir_all(&vol).unwrap();
+    let data: Vec<u8> = (0..3_000_000u64).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    fs::write(vol.join("big"), data).unwrap();
+    let snap = env.json(&["create", vol.to_str().unwrap(), "--claim", "web-0"]);
+    let mnt = env.dir.path().join("small-disk");
+    fs::create_dir(&mnt).unwrap();
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&mnt).status().unwrap();
+    assert!(mounted.success(), "mounting a tmpfs needs root (as CI runs)");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let target = mnt.join("restored");
+    let out = env.run(&["restore", snap["id"].as_str().unwrap(), target.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.lines().count() == 1 && err.contains("space"), "{err}");
+    let left: Vec<_> = fs::read_dir(&mnt).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "nothing half-written: {left:?}");
+}
+
 #[test]
 fn concurrent_snapshots_of_two_claims() {
     let env = Env::new();
