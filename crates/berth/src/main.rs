@@ -18,7 +18,14 @@ use clap::{Parser, Subcommand};
 #[command(name = "berth", version, propagate_version = true)]
 struct Cli {
     /// Log format: `auto` is JSON when stderr is not a terminal, text otherwise.
-    #[arg(long, global = true, value_enum, default_value_t = logging::Format::Auto, env = "BERTH_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = logging::Format::Auto,
+        env = "BERTH_LOG_FORMAT",
+        help_heading = "Output"
+    )]
     log_format: logging::Format,
 
     #[command(subcommand)]

@@ -12,15 +12,15 @@ use berth_repo::{Progress, Repo, RepoError};
 #[derive(Debug, clap::Args)]
 pub struct RepoArgs {
     /// Repository: a folder (created on first use). Default: <state>/repository.
-    #[arg(long, global = true, env = "BERTH_REPOSITORY", value_name = "LOCATION")]
+    #[arg(long, global = true, env = "BERTH_REPOSITORY", value_name = "LOCATION", help_heading = "Repository")]
     repo: Option<String>,
 
     /// State folder (default: $XDG_DATA_HOME/berth or ~/.local/share/berth).
-    #[arg(long, global = true, env = "BERTH_STATE", value_name = "DIR")]
+    #[arg(long, global = true, env = "BERTH_STATE", value_name = "DIR", help_heading = "Repository")]
     state: Option<PathBuf>,
 
     /// Print one JSON document instead of a table.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Output")]
     pub json: bool,
 }
 
