@@ -9,11 +9,15 @@
 //! ports in [`ports`].
 
 pub mod claim;
+pub mod event;
+pub mod intent;
 pub mod ports;
 pub mod retention;
 pub mod snapshot;
 
 pub use claim::{ClaimName, ClaimNameError, Generation};
+pub use event::{StopCode, TaskDetail, TaskStateChange, TaskStatus};
+pub use intent::{stop_intent, DesiredState, IntentVerdict, StopIntent};
 pub use ports::{PortError, VolumeId, VolumeInfo, VolumeSource, Volumes};
 pub use retention::{KeepPolicy, Verdict};
 pub use snapshot::{SnapshotId, SnapshotKind, SnapshotRecord, SnapshotRequest};
