@@ -12,7 +12,6 @@ use std::collections::BTreeSet;
 use rustic_core::repofile::{SnapshotFile, SnapshotId};
 
 use crate::{
-    durable::sync_filesystem,
     error::RepoError,
     repo::{load_snapshots, resolve_id, Repo},
     snapshot_meta::SnapshotInfo,
@@ -55,7 +54,7 @@ impl Repo {
         let src = src.to_indexed().map_err(|e| RepoError::corrupt_from_rustic(None, &e))?;
         let dst = dst.to_indexed_ids().map_err(|e| dest.rustic_err(&e))?;
         src.copy(&dst, todo.iter()).map_err(|e| dest.rustic_err(&e))?;
-        sync_filesystem(&dest.dir)?;
+        dest.sync()?;
 
         let copied: BTreeSet<_> = todo.iter().map(origin).collect();
         Ok(load_snapshots(&dst, dest)?

@@ -29,6 +29,20 @@ pub enum RepoError {
     #[error("{location}: {reason}")]
     Unsupported { location: String, reason: String },
 
+    /// A remote repository's endpoint does not answer.
+    #[error("cannot reach {location}: {detail}; check the endpoint and the network, then retry")]
+    Unreachable { location: String, detail: String },
+
+    /// A remote repository refused the credentials.
+    #[error(
+        "access to {location} denied: {detail}; check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) and the bucket's permissions"
+    )]
+    AccessDenied { location: String, detail: String },
+
+    /// The bucket of an S3 location does not exist.
+    #[error("bucket {bucket} of {location} does not exist; create it first (berth does not create buckets)")]
+    BucketNotFound { location: String, bucket: String },
+
     /// No snapshot has this id (or id prefix).
     #[error("snapshot {id} not found; list the snapshots to see which exist")]
     SnapshotNotFound { id: String },
@@ -91,7 +105,14 @@ impl RepoError {
     /// may finish). Damage, bad input and wrong passwords never heal.
     #[must_use]
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::NoSpace { .. } | Self::Io { .. } | Self::Other { .. } | Self::SourceUnreadable { .. })
+        matches!(
+            self,
+            Self::NoSpace { .. }
+                | Self::Io { .. }
+                | Self::Other { .. }
+                | Self::SourceUnreadable { .. }
+                | Self::Unreachable { .. }
+        )
     }
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {

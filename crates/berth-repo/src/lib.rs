@@ -27,6 +27,8 @@ mod maintenance;
 mod progress;
 mod repo;
 mod restore;
+#[cfg(feature = "s3")]
+mod s3;
 mod snapshot;
 mod snapshot_meta;
 

@@ -1,9 +1,11 @@
 //! Where a repository lives, parsed from the string the user gives.
 //!
-//! A location is a plain folder path (optionally `local:PATH`). Other
-//! backends are not built into this crate (`rustic_backend` is compiled
-//! without features), so their URLs get an error that says so instead of
-//! being taken for a folder whose name has a colon in it.
+//! A location is a plain folder path (optionally `local:PATH`) or, with the
+//! `s3` feature, an `s3://BUCKET/PREFIX?endpoint=…&region=…` URL (see
+//! [`crate::s3`]). Other backends are not built into this crate
+//! (`rustic_backend` is compiled without features), so their URLs get an
+//! error that says so instead of being taken for a folder whose name has a
+//! colon in it.
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -18,6 +20,9 @@ pub(crate) enum Location {
     /// A folder on this machine, made absolute so a later change of the
     /// working directory cannot move the repository.
     Local(PathBuf),
+    /// A prefix in an S3 bucket.
+    #[cfg(feature = "s3")]
+    S3(crate::s3::S3Url),
 }
 
 /// URL schemes of backends other tools know; named so the error is clear.
@@ -30,8 +35,18 @@ impl Location {
         if location.trim().is_empty() {
             return Err(RepoError::invalid("the repository location is empty"));
         }
+        #[cfg(feature = "s3")]
+        if location.starts_with("s3://") {
+            return Ok(Self::S3(crate::s3::S3Url::parse(location)?));
+        }
         if location.starts_with("s3:") {
-            return Err(unsupported("S3 repositories need the s3 feature; not built"));
+            return Err(if cfg!(feature = "s3") {
+                // restic's `s3:HOST/BUCKET` form: the host cannot be told
+                // from the bucket reliably, so ask for the explicit form.
+                unsupported("write S3 locations as s3://BUCKET/PREFIX?endpoint=https://HOST")
+            } else {
+                unsupported("S3 repositories need the s3 feature; not built")
+            });
         }
         if let Some((scheme, _)) = location.split_once(':') {
             if REMOTE_SCHEMES.contains(&scheme) || location.contains("://") {
@@ -46,7 +61,9 @@ impl Location {
     }
 
     /// The backends `rustic_core` opens the repository on.
-    pub(crate) fn backends(&self) -> Result<RepositoryBackends, RepoError> {
+    /// `name` is the location as the user gave it, for messages.
+    #[cfg_attr(not(feature = "s3"), allow(unused_variables))]
+    pub(crate) fn backends(&self, name: &str) -> Result<RepositoryBackends, RepoError> {
         match self {
             Self::Local(path) => {
                 let path_str = path.to_str().ok_or_else(|| {
@@ -57,13 +74,17 @@ impl Location {
                 let be: Arc<dyn WriteBackend> = Arc::new(be);
                 Ok(RepositoryBackends::new(be, None))
             }
+            #[cfg(feature = "s3")]
+            Self::S3(url) => Ok(RepositoryBackends::new(crate::s3::backend(url, name)?, None)),
         }
     }
 
-    /// The folder of a local repository.
-    pub(crate) fn local_path(&self) -> &PathBuf {
+    /// The folder of a local repository; `None` for remote ones.
+    pub(crate) fn local_path(&self) -> Option<&PathBuf> {
         match self {
-            Self::Local(path) => path,
+            Self::Local(path) => Some(path),
+            #[cfg(feature = "s3")]
+            Self::S3(_) => None,
         }
     }
 }
@@ -79,9 +100,22 @@ mod tests {
         // A colon inside a folder name is not a scheme.
         assert_eq!(Location::parse("/srv/a:b").unwrap(), Location::Local("/srv/a:b".into()));
         let relative = Location::parse("repo").unwrap();
-        assert!(relative.local_path().is_absolute());
+        assert!(relative.local_path().unwrap().is_absolute());
     }
 
+    #[cfg(feature = "s3")]
+    #[test]
+    fn s3_urls_are_s3_locations() {
+        let loc = Location::parse("s3://bkt/berth?endpoint=http://127.0.0.1:9000").unwrap();
+        assert!(matches!(&loc, Location::S3(url) if url.bucket == "bkt" && url.prefix == "berth"), "{loc:?}");
+        assert!(loc.local_path().is_none());
+        let err = Location::parse("s3:https://host/bucket").unwrap_err();
+        assert!(err.to_string().contains("s3://BUCKET/PREFIX"), "{err}");
+        let err = Location::parse("s3://Bad_Bucket").unwrap_err();
+        assert!(matches!(err, RepoError::InvalidInput { .. }), "{err}");
+    }
+
+    #[cfg(not(feature = "s3"))]
     #[test]
     fn s3_needs_the_s3_feature() {
         for url in ["s3://bucket/x", "s3:https://host/bucket"] {

@@ -153,7 +153,10 @@ impl Repo {
         if !dry_run {
             repo.prune(&opts, plan).map_err(|e| self.rustic_err(&e))?;
         }
-        (stats.tmp_files, stats.bytes_tmp_files) = sweep_tmp_packs(&self.dir, dry_run)?;
+        // rustic's S3 writes are single PUTs and leave no temporary packs.
+        if let Some(dir) = &self.dir {
+            (stats.tmp_files, stats.bytes_tmp_files) = sweep_tmp_packs(dir, dry_run)?;
+        }
         Ok(stats)
     }
 

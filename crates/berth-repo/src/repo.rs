@@ -25,10 +25,12 @@ use std::{
 use bytesize::ByteSize;
 use rustic_core::{
     repofile::{MasterKey, SnapshotFile, SnapshotId},
-    ConfigOptions, Credentials, KeyOptions, Open, OpenStatus, Repository, RepositoryBackends, RepositoryOptions,
+    ConfigOptions, Credentials, FileType, KeyOptions, Open, OpenStatus, Repository, RepositoryBackends,
+    RepositoryOptions,
 };
 
 use crate::{
+    durable::sync_filesystem,
     error::{describe, RepoError},
     location::Location,
     progress::{Bars, Progress},
@@ -58,8 +60,8 @@ const DATAPACK_SIZE_LIMIT: ByteSize = ByteSize::mib(64);
 
 /// An open snapshot repository.
 pub struct Repo {
-    /// The repository's folder.
-    pub(crate) dir: PathBuf,
+    /// The repository's folder; `None` for a repository in S3.
+    pub(crate) dir: Option<PathBuf>,
     /// The location as the user gave it, for messages.
     pub(crate) name: String,
     backends: RepositoryBackends,
@@ -75,15 +77,18 @@ impl fmt::Debug for Repo {
 }
 
 impl Repo {
-    /// Opens the repository at `location` (a folder, or `local:FOLDER`).
+    /// Opens the repository at `location`: a folder, `local:FOLDER`, or
+    /// (with the `s3` feature) `s3://BUCKET/PREFIX?endpoint=URL&region=R`
+    /// with credentials from the `AWS_*` environment variables.
     ///
     /// # Errors
     ///
     /// `NotFound` when there is no repository there, `WrongPassword` when no
-    /// key opens with `password`, `Unsupported` for remote URLs.
+    /// key opens with `password`, `Unsupported` for other remote URLs;
+    /// for S3 `Unreachable`, `AccessDenied` and `BucketNotFound`.
     pub fn open(location: &str, password: &str, progress: Progress) -> Result<Repo, RepoError> {
         let loc = Location::parse(location)?;
-        let backends = loc.backends()?;
+        let backends = loc.backends(location)?;
         let repo = new_repository(&backends, progress, location)?;
         if repo.config_id().map_err(|e| RepoError::from_rustic(location, &e))?.is_none() {
             return Err(RepoError::NotFound { location: location.to_string() });
@@ -101,24 +106,23 @@ impl Repo {
     /// As [`Repo::open`], plus `NotARepository` and I/O errors creating it.
     pub fn open_or_init(location: &str, password: &str, progress: Progress) -> Result<Repo, RepoError> {
         let loc = Location::parse(location)?;
-        let dir = loc.local_path().clone();
-        fs::create_dir_all(&dir).map_err(|e| RepoError::io("create repository folder", &dir, e))?;
-        let lock_path = dir.join(INIT_LOCK);
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| RepoError::io("open", &lock_path, e))?;
-        lock.lock().map_err(|e| RepoError::io("lock", &lock_path, e))?;
+        let lock = match loc.local_path() {
+            Some(dir) => Some(lock_for_init(dir)?),
+            // S3 has no lock to take: two first copies to one empty prefix
+            // at the same moment could both create a repository there.
+            None => None,
+        };
 
-        let backends = loc.backends()?;
+        let backends = loc.backends(location)?;
         let repo = new_repository(&backends, progress, location)?;
         let exists = repo.config_id().map_err(|e| RepoError::from_rustic(location, &e))?.is_some();
         let open = if exists {
             repo.open(&Credentials::password(password))
         } else {
-            clear_interrupted_init(&dir, location)?;
+            match loc.local_path() {
+                Some(dir) => clear_interrupted_init(dir, location)?,
+                None => clear_interrupted_remote_init(&backends, location)?,
+            }
             repo.init(
                 &Credentials::password(password),
                 &KeyOptions::default().with_created(true),
@@ -140,13 +144,23 @@ impl Repo {
         open: &Repository<OpenStatus>,
         progress: Progress,
     ) -> Self {
-        Self { dir: location.local_path().clone(), name: name.to_string(), backends, key: open.key(), progress }
+        Self { dir: location.local_path().cloned(), name: name.to_string(), backends, key: open.key(), progress }
     }
 
     /// The location this repository was opened with.
     #[must_use]
     pub fn location(&self) -> &str {
         &self.name
+    }
+
+    /// Flushes what an operation wrote to a local repository to stable
+    /// storage (see [`sync_filesystem`]). An S3 PUT is durable once
+    /// answered, so there is nothing to do for S3.
+    pub(crate) fn sync(&self) -> Result<(), RepoError> {
+        match &self.dir {
+            Some(dir) => sync_filesystem(dir),
+            None => Ok(()),
+        }
     }
 
     /// Opens the repository afresh (see the module docs for why).
@@ -189,9 +203,25 @@ impl Repo {
     }
 }
 
+/// Takes the lock of [`INIT_LOCK`] in `dir`, creating the folder.
+fn lock_for_init(dir: &Path) -> Result<File, RepoError> {
+    fs::create_dir_all(dir).map_err(|e| RepoError::io("create repository folder", dir, e))?;
+    let lock_path = dir.join(INIT_LOCK);
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| RepoError::io("open", &lock_path, e))?;
+    lock.lock().map_err(|e| RepoError::io("lock", &lock_path, e))?;
+    Ok(lock)
+}
+
 fn new_repository(backends: &RepositoryBackends, progress: Progress, name: &str) -> Result<Repository<()>, RepoError> {
-    // No cache: the repository is a local folder, and a cache under the
-    // user's home would be one more thing to go stale between processes.
+    // No cache: a cache under the user's home would be one more thing to
+    // go stale between processes. For a local folder it would save
+    // nothing; for S3 (a disaster-recovery copy, written now and then)
+    // each operation reading the index objects again is acceptable.
     let opts = RepositoryOptions::default().no_cache(true);
     Repository::new_with_progress(&opts, backends, Bars(progress)).map_err(|e| RepoError::from_rustic(name, &e))
 }
@@ -225,6 +255,23 @@ fn clear_interrupted_init(dir: &Path, location: &str) -> Result<(), RepoError> {
     }
     for key in leftover_keys {
         fs::remove_file(&key).map_err(|e| RepoError::io("remove leftover key", &key, e))?;
+    }
+    Ok(())
+}
+
+/// [`clear_interrupted_init`] for a repository in S3: leftover keys of an
+/// interrupted `init` are removed, and a prefix holding any other
+/// repository file without a `config` is refused.
+fn clear_interrupted_remote_init(backends: &RepositoryBackends, location: &str) -> Result<(), RepoError> {
+    let be = backends.repository();
+    let list = |tpe| be.list(tpe).map_err(|e| RepoError::from_rustic(location, &e));
+    for tpe in [FileType::Snapshot, FileType::Index, FileType::Pack] {
+        if !list(tpe)?.is_empty() {
+            return Err(RepoError::NotARepository { location: location.to_string() });
+        }
+    }
+    for key in list(FileType::Key)? {
+        be.remove(FileType::Key, &key, false).map_err(|e| RepoError::from_rustic(location, &e))?;
     }
     Ok(())
 }

@@ -24,7 +24,6 @@ use rustic_core::{
 };
 
 use crate::{
-    durable::sync_filesystem,
     error::{describe, RepoError},
     repo::{load_snapshots_lenient, Repo},
     snapshot_meta::{claim_tag, SnapshotInfo, SnapshotMeta},
@@ -95,7 +94,7 @@ impl Repo {
             return Err(RepoError::SourceUnreadable { path: source, errors });
         }
         // Only a durable snapshot may be reported: the ledger records it next.
-        sync_filesystem(&self.dir)?;
+        self.sync()?;
         Ok(SnapshotInfo::from_file(&snap))
     }
 }
