@@ -22,6 +22,7 @@
 mod copy;
 mod durable;
 mod error;
+mod key;
 mod location;
 mod maintenance;
 mod progress;

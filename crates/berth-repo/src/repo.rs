@@ -131,6 +131,13 @@ impl Repo {
                     .set_datapack_size(DATAPACK_SIZE)
                     .set_datapack_size_limit(DATAPACK_SIZE_LIMIT),
             )
+            .and_then(|open| {
+                crate::key::recalibrate(&backends, &open.key(), password, location).map_err(|e| {
+                    rustic_core::RusticError::new(rustic_core::ErrorKind::Key, "re-writing the key failed: {e}")
+                        .attach_context("e", e.to_string())
+                })?;
+                Ok(open)
+            })
         }
         .map_err(|e| RepoError::from_rustic(location, &e))?;
         drop(lock);

@@ -496,3 +496,23 @@ fn sparse_files_stay_sparse() {
     assert!(restored.blocks() * 512 < 16 * MIB as u64, "{} blocks", restored.blocks());
     assert_eq!(digest(target.path()), digest(vol.path()));
 }
+
+/// The repository's key is re-written with restic's scrypt cost (N=2^15)
+/// instead of rustic's fixed 2^17, and still opens with the password only.
+#[test]
+fn key_uses_restics_scrypt_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = dir.path().join("repo");
+    let loc = location.to_str().unwrap();
+    Repo::open_or_init(loc, "pw", Progress::Hidden).unwrap();
+    let keys: Vec<_> = std::fs::read_dir(location.join("keys")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let key: serde_json::Value = serde_json::from_slice(&std::fs::read(&keys[0]).unwrap()).unwrap();
+    assert_eq!((key["N"].as_u64(), key["r"].as_u64(), key["p"].as_u64()), (Some(32768), Some(8), Some(1)));
+    // Its name is the SHA-256 of its bytes, as restic checks.
+    use sha2::Digest;
+    let name = keys[0].file_name().unwrap().to_str().unwrap().to_owned();
+    assert_eq!(name, hex::encode(sha2::Sha256::digest(std::fs::read(&keys[0]).unwrap())));
+    Repo::open(loc, "pw", Progress::Hidden).unwrap();
+    assert!(matches!(Repo::open(loc, "not-pw", Progress::Hidden), Err(RepoError::WrongPassword { .. })));
+}
