@@ -33,15 +33,16 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: ServeConfig, volume: Arc<Volume>) -> Self {
-        Self {
+    /// The state for `config`; an error says which setting is wrong.
+    pub fn new(config: ServeConfig, volume: Arc<Volume>) -> Result<Self, String> {
+        Ok(Self {
             health: Health::new(Arc::clone(&volume)),
-            cluster: Cluster::new(&config),
+            cluster: Cluster::new(&config)?,
             metrics: Metrics::default(),
             draining: AtomicBool::new(false),
             config,
             volume,
-        }
+        })
     }
 }
 

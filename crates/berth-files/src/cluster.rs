@@ -45,24 +45,38 @@ enum PeerList {
 }
 
 impl Cluster {
-    /// A cluster for `config`, or `None` when the task runs alone.
-    pub fn new(config: &ServeConfig) -> Option<Self> {
-        if config.peers == PeerSource::None {
-            return None;
+    /// A cluster for `config`, or `None` when the task runs alone; an error
+    /// names a member or peer-list URL that is not an http(s) URL.
+    pub fn new(config: &ServeConfig) -> Result<Option<Self>, String> {
+        match &config.peers {
+            PeerSource::None => return Ok(None),
+            PeerSource::Static(list) => {
+                if let Some(bad) = list.iter().find(|u| normalize(u).is_none()) {
+                    return Err(format!("peer '{bad}' is not an http(s) URL such as http://10.0.0.5:5000"));
+                }
+            }
+            PeerSource::Url(url) => {
+                if normalize(url).is_none() {
+                    return Err(format!("peer list URL '{url}' is not an http(s) URL"));
+                }
+            }
         }
+        let advertise = config.advertise_url();
+        let me = normalize(&advertise)
+            .ok_or_else(|| format!("advertise URL '{advertise}' is not an http(s) URL such as http://10.0.0.5:5000"))?;
         let client = reqwest::Client::builder()
             .connect_timeout(config.peer_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
-            .ok()?;
-        Some(Self {
-            me: normalize(&config.advertise_url()),
+            .map_err(|e| format!("cannot build the HTTP client for peers: {e}"))?;
+        Ok(Some(Self {
+            me,
             source: config.peers.clone(),
             client,
             token: config.token.clone(),
             timeout: config.peer_timeout,
             fetched: Mutex::new(None),
-        })
+        }))
     }
 
     /// This member's own base URL.
@@ -74,7 +88,7 @@ impl Cluster {
     pub async fn members(&self) -> Vec<String> {
         let mut members = match &self.source {
             PeerSource::None => Vec::new(),
-            PeerSource::Static(list) => list.iter().map(|u| normalize(u)).collect(),
+            PeerSource::Static(list) => list.iter().filter_map(|u| normalize(u)).collect(),
             PeerSource::Url(url) => self.fetch_members(url).await,
         };
         members.push(self.me.clone());
@@ -97,7 +111,16 @@ impl Cluster {
         .await;
         match result {
             Ok(PeerList::Object { peers } | PeerList::List(peers)) => {
-                let list: Vec<String> = peers.iter().map(|u| normalize(u)).collect();
+                let list: Vec<String> = peers
+                    .iter()
+                    .filter_map(|u| {
+                        let n = normalize(u);
+                        if n.is_none() {
+                            tracing::warn!(peer = %u, "ignoring a peer that is not an http(s) URL");
+                        }
+                        n
+                    })
+                    .collect();
                 *fetched = Some((Instant::now(), list.clone()));
                 list
             }
@@ -118,9 +141,19 @@ impl Cluster {
     /// Starts a request to `member` for `segments` (path segments, encoded here),
     /// with the token and the local-scope marker.
     pub fn request(&self, method: Method, member: &str, segments: &[&str]) -> reqwest::RequestBuilder {
-        let mut url = Url::parse(member).expect("member URLs are validated by normalize");
-        url.path_segments_mut().expect("http URLs have a path").pop_if_empty().extend(segments);
-        let mut builder = self.client.request(method, url).header(SCOPE_HEADER, "local");
+        // Members are normalized URLs, so parsing cannot fail; were it to,
+        // the request fails when sent rather than the server panicking.
+        let url = Url::parse(member).map(|mut url| {
+            if let Ok(mut path) = url.path_segments_mut() {
+                path.pop_if_empty().extend(segments);
+            }
+            url
+        });
+        let builder = match url {
+            Ok(url) => self.client.request(method, url),
+            Err(_) => self.client.request(method, member),
+        };
+        let mut builder = builder.header(SCOPE_HEADER, "local");
         if let Some(token) = &self.token {
             builder = builder.bearer_auth(token);
         }
@@ -169,12 +202,14 @@ pub fn is_local_scope(headers: &HeaderMap) -> bool {
     headers.get(SCOPE_HEADER) == Some(&HeaderValue::from_static("local"))
 }
 
-/// Canonical form of a member URL, so `http://h:1/` and `http://h:1` match.
-fn normalize(url: &str) -> String {
-    match Url::parse(url.trim()) {
-        Ok(u) => u.as_str().trim_end_matches('/').to_owned(),
-        Err(_) => url.trim().trim_end_matches('/').to_owned(),
+/// Canonical form of a member URL, so `http://h:1/` and `http://h:1` match;
+/// `None` for anything but an http(s) URL with a host.
+fn normalize(url: &str) -> Option<String> {
+    let u = Url::parse(url.trim()).ok()?;
+    if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
+        return None;
     }
+    Some(u.as_str().trim_end_matches('/').to_owned())
 }
 
 #[cfg(test)]
@@ -205,7 +240,10 @@ mod tests {
 
     #[test]
     fn normalize_strips_trailing_slash() {
-        assert_eq!(normalize("http://127.0.0.1:5000/"), "http://127.0.0.1:5000");
-        assert_eq!(normalize(" http://127.0.0.1:5000 "), "http://127.0.0.1:5000");
+        assert_eq!(normalize("http://127.0.0.1:5000/").as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(normalize(" http://127.0.0.1:5000 ").as_deref(), Some("http://127.0.0.1:5000"));
+        for bad in ["garbage", "127.0.0.1:5000", "ftp://h/", "file:///tmp", ""] {
+            assert_eq!(normalize(bad), None, "{bad}");
+        }
     }
 }

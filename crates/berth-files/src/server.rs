@@ -29,6 +29,8 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Config(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -59,7 +61,7 @@ pub async fn serve(mut config: ServeConfig, shutdown: impl Future<Output = ()>) 
         cluster = ?config.peers,
         "listening"
     );
-    let state = Arc::new(AppState::new(config, Arc::new(volume)));
+    let state = Arc::new(AppState::new(config, Arc::new(volume)).map_err(ServeError::Config)?);
     run(listener, state, shutdown).await;
     Ok(())
 }
