@@ -304,6 +304,26 @@ fn startup_errors_are_one_clear_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("berth: error:") && err.contains("cannot use storage path"), "{err}");
 
+    let out = Command::new(crate::util::BERTH)
+        .args([
+            "--log-format",
+            "text",
+            "serve",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--peers",
+            "not-a-url",
+            "--storage",
+        ])
+        .arg(dir.path().join("v"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("berth: error:") && err.contains("'not-a-url' is not an http(s) URL"), "{err}");
+
     let out = Command::new(crate::util::BERTH).args(["serve", "--max-upload", "12 parsecs"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown size unit"));
