@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{client, raw, raw_upload, Opts, Server};
+use crate::util::{client, raw, raw_upload, Opts, Server, SmallDisk};
 
 /// Every file below `dir`, recursively (to prove nothing landed outside the volume).
 fn tree(dir: &std::path::Path) -> Vec<String> {
@@ -180,20 +180,7 @@ fn capacity_is_507_and_keeps_the_previous_version() {
 /// A real full filesystem (a 1 MiB tmpfs): ENOSPC becomes 507, nothing torn.
 #[test]
 fn real_enospc_is_507_and_cleans_up() {
-    let mnt = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(mnt.path())
-        .status()
-        .expect("mount runs (the tests run as root, as CI does)");
-    assert!(status.success(), "mounting a tmpfs needs root");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt.path().to_path_buf());
+    let mnt = SmallDisk::mount();
     let storage = mnt.path().join("data");
     let server = Server::start_with(Opts::default().storage(&storage));
     let c = client();

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::util::BERTH;
+use crate::util::{SmallDisk, BERTH};
 
 /// A state folder and repository for one test.
 struct Env {
@@ -315,23 +315,14 @@ fn restore_onto_a_full_disk_leaves_nothing() {
     let data: Vec<u8> = (0..3_000_000u64).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
     fs::write(vol.join("big"), data).unwrap();
     let snap = env.json(&["create", vol.to_str().unwrap(), "--claim", "web-0"]);
-    let mnt = env.dir.path().join("small-disk");
-    fs::create_dir(&mnt).unwrap();
-    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&mnt).status().unwrap();
-    assert!(mounted.success(), "mounting a tmpfs needs root (as CI runs)");
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt.clone());
+    let disk = SmallDisk::mount();
+    let mnt = disk.path();
     let target = mnt.join("restored");
     let out = env.run(&["restore", snap["id"].as_str().unwrap(), target.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.lines().count() == 1 && err.contains("space"), "{err}");
-    let left: Vec<_> = fs::read_dir(&mnt).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let left: Vec<_> = fs::read_dir(mnt).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "nothing half-written: {left:?}");
 }
 
