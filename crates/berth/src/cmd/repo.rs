@@ -55,17 +55,24 @@ impl RepoArgs {
         (self.opener(create)?)().with_context(|| format!("repository {location}"))
     }
 
+    /// The repository password from `BERTH_PASSWORD`, `BERTH_PASSWORD_FILE`
+    /// or the state folder's key file (created when `create` is set).
+    pub fn password(state: &StateDir, create: bool) -> Result<String> {
+        let (password, _) = resolve_password(
+            std::env::var("BERTH_PASSWORD").ok(),
+            std::env::var_os("BERTH_PASSWORD_FILE").map(PathBuf::from),
+            state,
+            create,
+        )?;
+        Ok(password)
+    }
+
     /// A function that opens the repository when called: the password is
     /// found now, the (slow) key derivation happens only if it is called.
     pub fn opener(&self, create: bool) -> Result<impl Fn() -> Result<Repo, RepoError> + Send + Sync + 'static> {
         let state = self.state()?;
         let location = self.location(&state);
-        let (password, _) = resolve_password(
-            std::env::var("BERTH_PASSWORD").ok(),
-            std::env::var_os("BERTH_PASSWORD_FILE").map(PathBuf::from),
-            &state,
-            create,
-        )?;
+        let password = Self::password(&state, create)?;
         let progress = self.progress();
         Ok(move || {
             if create {

@@ -320,15 +320,10 @@ pub fn run(args: Args) -> Result<()> {
         Command::Copy { to, claim, ids } => {
             let repo = r.open(false)?;
             let state = r.state()?;
-            let (password, _) =
+            let password =
                 match (std::env::var("BERTH_COPY_PASSWORD").ok(), std::env::var_os("BERTH_COPY_PASSWORD_FILE")) {
-                    (None, None) => resolve_password(
-                        std::env::var("BERTH_PASSWORD").ok(),
-                        std::env::var_os("BERTH_PASSWORD_FILE").map(PathBuf::from),
-                        &state,
-                        false,
-                    )?,
-                    (env, file) => resolve_password(env, file.map(PathBuf::from), &state, false)?,
+                    (None, None) => RepoArgs::password(&state, false)?,
+                    (env, file) => resolve_password(env, file.map(PathBuf::from), &state, false)?.0,
                 };
             let dest = Repo::open_or_init(&to, &password, r.progress()).with_context(|| format!("repository {to}"))?;
             let wanted: Vec<String> = if ids.is_empty() {
