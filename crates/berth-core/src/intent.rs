@@ -26,7 +26,7 @@ pub enum DesiredState {
 }
 
 /// The decision for a stopped task's claim.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StopIntent {
     Replace,

@@ -12,13 +12,19 @@ pub mod backoff;
 pub mod claim;
 pub mod event;
 pub mod intent;
+pub mod ledger;
 pub mod ports;
 pub mod retention;
 pub mod snapshot;
+pub mod task;
+
+mod serde_secs;
 
 pub use claim::{ClaimName, ClaimNameError, Generation};
 pub use event::{StopCode, TaskDetail, TaskStateChange, TaskStatus};
 pub use intent::{stop_intent, DesiredState, IntentVerdict, StopIntent};
+pub use ledger::{ClaimRecord, EventRecord, Expect, GenerationRecord, Handoff, HandoffStep, Ledger, LedgerError};
 pub use ports::{PortError, VolumeId, VolumeInfo, VolumeSource, Volumes};
 pub use retention::{KeepPolicy, Verdict};
 pub use snapshot::{SnapshotId, SnapshotKind, SnapshotRecord, SnapshotRequest};
+pub use task::{Health, HealthCheck, LaunchRequest, Probe, Runtime, TaskArn, TaskDefinition, TaskInfo};

@@ -1,0 +1,1 @@
+//! The ledger contract: behaviour every `Ledger` adapter must show.

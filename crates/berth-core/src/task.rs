@@ -1,0 +1,169 @@
+//! Tasks and the `Runtime` port: what starts, stops and describes them.
+//!
+//! A task is one running incarnation of a claim. Locally the supervisor
+//! runs it as a child process; on AWS it is an ECS task. Both report tasks
+//! in the same shape, with ECS's lifecycle states and stop codes, so the
+//! reconciler cannot tell them apart.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::claim::{ClaimName, Generation};
+use crate::event::{StopCode, TaskStatus};
+use crate::ports::{PortError, VolumeInfo};
+
+/// A task's ARN, in ECS's format everywhere
+/// (`arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskArn(pub String);
+
+impl TaskArn {
+    /// The short id after the last `/`, as ECS's console shows it.
+    pub fn short(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+}
+
+impl fmt::Display for TaskArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How a container's health is probed (ECS `healthCheck`, plus an HTTP
+/// probe that the local supervisor runs itself).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Probe {
+    /// A command run in the task's environment; exit 0 is healthy.
+    Command(Vec<String>),
+    /// An HTTP GET on the task's port; any 2xx is healthy.
+    Http { path: String },
+}
+
+/// A container health check, with ECS's parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    #[serde(with = "crate::serde_secs")]
+    pub interval: Duration,
+    #[serde(with = "crate::serde_secs")]
+    pub timeout: Duration,
+    /// Consecutive failures that make the container unhealthy.
+    pub retries: u32,
+    /// Failures during this time after start do not count.
+    #[serde(with = "crate::serde_secs")]
+    pub start_period: Duration,
+}
+
+/// A task definition: what a claim's task runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskDefinition {
+    /// `family:revision`, as ECS names task definitions.
+    pub family: String,
+    pub revision: u32,
+    /// The command; empty means the default workload (`berth serve`).
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// The port the task listens on (locally each task gets its own and
+    /// this is only the default for the `PORT` variable on AWS).
+    pub port: u16,
+    pub health_check: Option<HealthCheck>,
+    /// SIGTERM, then SIGKILL after this long.
+    #[serde(with = "crate::serde_secs")]
+    pub stop_timeout: Duration,
+}
+
+/// Everything a runtime needs to start one generation of a claim.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchRequest {
+    pub service: String,
+    pub claim: ClaimName,
+    pub generation: Generation,
+    pub volume: VolumeInfo,
+    pub definition: TaskDefinition,
+    /// Derived from (claim, generation): launching twice with one token
+    /// starts one task (ECS RunTask's `clientToken`).
+    pub client_token: String,
+}
+
+impl LaunchRequest {
+    /// The client token for a generation of a claim.
+    pub fn token_for(claim: &ClaimName, generation: Generation) -> String {
+        format!("berth-{claim}-{generation}")
+    }
+}
+
+/// A container's health as the runtime last saw it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Health {
+    #[default]
+    Unknown,
+    Healthy,
+    Unhealthy,
+}
+
+/// A task as its runtime describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    pub arn: TaskArn,
+    pub service: Option<String>,
+    pub claim: Option<ClaimName>,
+    pub generation: Option<Generation>,
+    pub last_status: TaskStatus,
+    pub desired_status: TaskStatus,
+    pub health: Health,
+    /// Whether a health check is defined (without one, RUNNING is enough).
+    pub has_health_check: bool,
+    pub stop_code: Option<StopCode>,
+    pub stopped_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub stopped_at: Option<DateTime<Utc>>,
+    /// `detail.version` of the task's last state change.
+    pub version: u64,
+    /// Where it serves (`127.0.0.1:PORT` locally; the task IP on AWS).
+    pub endpoint: Option<String>,
+    /// Process id locally.
+    pub pid: Option<u32>,
+    pub definition: Option<String>,
+}
+
+impl TaskInfo {
+    pub fn is_stopped(&self) -> bool {
+        self.last_status == TaskStatus::Stopped
+    }
+
+    /// Running and, if it has a health check, passing it.
+    pub fn is_ready(&self) -> bool {
+        self.last_status == TaskStatus::Running && (!self.has_health_check || self.health == Health::Healthy)
+    }
+}
+
+/// Starts, stops and describes tasks.
+pub trait Runtime: Send + Sync {
+    /// Starts a task; a second call with the same client token returns the
+    /// task of the first.
+    fn run_task(&self, request: &LaunchRequest) -> impl Future<Output = Result<TaskInfo, PortError>> + Send;
+
+    /// Asks a task to stop (SIGTERM, then SIGKILL after its stop timeout).
+    /// `code` is the stop code the runtime reports for it; stopping a task
+    /// that has stopped succeeds.
+    fn stop_task(
+        &self,
+        task: &TaskArn,
+        code: StopCode,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Every task the runtime knows, stopped ones included for as long as
+    /// it keeps them (ECS: about an hour).
+    fn tasks(&self) -> impl Future<Output = Result<Vec<TaskInfo>, PortError>> + Send;
+}
