@@ -33,7 +33,7 @@ pub struct TaskStateChange {
 }
 
 /// The task as the event describes it.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskDetail {
     pub task_arn: String,
@@ -61,14 +61,26 @@ pub struct TaskDetail {
     pub capacity_provider_name: Option<String>,
     #[serde(default)]
     pub availability_zone: Option<String>,
+    /// The task's health (`HEALTHY`, `UNHEALTHY`, `UNKNOWN`), from its
+    /// containers' health checks.
+    #[serde(default)]
+    pub health_status: Option<String>,
     #[serde(default)]
     pub created_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub pull_started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub pull_stopped_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub started_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub stopping_at: Option<DateTime<Utc>>,
     #[serde(default)]
+    pub execution_stopped_at: Option<DateTime<Utc>>,
+    #[serde(default)]
     pub stopped_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub attachments: Vec<Attachment>,
     #[serde(default)]
@@ -76,7 +88,7 @@ pub struct TaskDetail {
 }
 
 /// An attachment of a task: a network interface, an EBS volume, …
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct Attachment {
     #[serde(default)]
     pub id: Option<String>,
@@ -95,7 +107,7 @@ pub struct NameValue {
     pub value: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Container {
     #[serde(default)]
@@ -106,6 +118,8 @@ pub struct Container {
     pub exit_code: Option<i64>,
     #[serde(default)]
     pub reason: Option<String>,
+    #[serde(default)]
+    pub health_status: Option<String>,
 }
 
 /// The lifecycle states of an ECS task, and any state AWS adds later.

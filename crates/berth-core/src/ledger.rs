@@ -280,7 +280,10 @@ pub trait Ledger: Send + Sync {
     fn claims(&self) -> impl Future<Output = Result<Vec<ClaimRecord>, LedgerError>> + Send;
 
     /// Writes `record` if the stored one matches `expect`; returns the
-    /// record as stored, with its new version.
+    /// record as stored, with its new version: the previous version plus
+    /// one, 1 for a new record (the version `record` carries is ignored).
+    /// A mismatch, including `Expect::Version` of a missing claim, is
+    /// [`LedgerError::Conflict`] and changes nothing.
     fn put_claim(
         &self,
         record: &ClaimRecord,
@@ -312,7 +315,8 @@ pub trait Ledger: Send + Sync {
     ) -> impl Future<Output = Result<Vec<EventRecord>, LedgerError>> + Send;
 
     /// Stores `value` under `key` until `expires` unless an unexpired
-    /// record of `key` exists, atomically.
+    /// record of `key` exists, atomically. A record is unexpired while
+    /// `now < expires`.
     fn remember(
         &self,
         key: &str,
@@ -337,12 +341,104 @@ pub trait Ledger: Send + Sync {
     /// Removes snapshots from the catalogue.
     fn uncatalogue(&self, ids: &[SnapshotId]) -> impl Future<Output = Result<(), LedgerError>> + Send;
 
-    /// The catalogue, optionally of one claim, newest first.
+    /// The catalogue, optionally of one claim, newest first (equal times:
+    /// the greater id first).
     fn snapshots(
         &self,
         claim: Option<&ClaimName>,
     ) -> impl Future<Output = Result<Vec<SnapshotRecord>, LedgerError>> + Send;
 
-    /// Deletes idempotency records and task versions that expired before `now`.
+    /// Deletes idempotency records that expired (`expires <= now`) and task
+    /// versions last updated more than 7 days before `now`; returns how
+    /// many records went.
     fn purge(&self, now: DateTime<Utc>) -> impl Future<Output = Result<u64, LedgerError>> + Send;
+}
+
+/// A shared ledger is a ledger (the controller and the admin API share one).
+impl<T: Ledger> Ledger for std::sync::Arc<T> {
+    fn claim(&self, name: &ClaimName) -> impl Future<Output = Result<Option<ClaimRecord>, LedgerError>> + Send {
+        (**self).claim(name)
+    }
+
+    fn claims(&self) -> impl Future<Output = Result<Vec<ClaimRecord>, LedgerError>> + Send {
+        (**self).claims()
+    }
+
+    fn put_claim(
+        &self,
+        record: &ClaimRecord,
+        expect: Expect,
+    ) -> impl Future<Output = Result<ClaimRecord, LedgerError>> + Send {
+        (**self).put_claim(record, expect)
+    }
+
+    fn put_generation(&self, record: &GenerationRecord) -> impl Future<Output = Result<(), LedgerError>> + Send {
+        (**self).put_generation(record)
+    }
+
+    fn generation(
+        &self,
+        claim: &ClaimName,
+        generation: Generation,
+    ) -> impl Future<Output = Result<Option<GenerationRecord>, LedgerError>> + Send {
+        (**self).generation(claim, generation)
+    }
+
+    fn generations(
+        &self,
+        claim: &ClaimName,
+    ) -> impl Future<Output = Result<Vec<GenerationRecord>, LedgerError>> + Send {
+        (**self).generations(claim)
+    }
+
+    fn append_event(&self, event: &EventRecord) -> impl Future<Output = Result<u64, LedgerError>> + Send {
+        (**self).append_event(event)
+    }
+
+    fn events(
+        &self,
+        after: u64,
+        claim: Option<&ClaimName>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<EventRecord>, LedgerError>> + Send {
+        (**self).events(after, claim, limit)
+    }
+
+    fn remember(
+        &self,
+        key: &str,
+        value: &str,
+        now: DateTime<Utc>,
+        expires: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Remembered, LedgerError>> + Send {
+        (**self).remember(key, value, now, expires)
+    }
+
+    fn observe_task_version(
+        &self,
+        task: &TaskArn,
+        version: u64,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, LedgerError>> + Send {
+        (**self).observe_task_version(task, version, now)
+    }
+
+    fn catalogue(&self, snapshots: &[SnapshotRecord]) -> impl Future<Output = Result<(), LedgerError>> + Send {
+        (**self).catalogue(snapshots)
+    }
+
+    fn uncatalogue(&self, ids: &[SnapshotId]) -> impl Future<Output = Result<(), LedgerError>> + Send {
+        (**self).uncatalogue(ids)
+    }
+
+    fn snapshots(
+        &self,
+        claim: Option<&ClaimName>,
+    ) -> impl Future<Output = Result<Vec<SnapshotRecord>, LedgerError>> + Send {
+        (**self).snapshots(claim)
+    }
+
+    fn purge(&self, now: DateTime<Utc>) -> impl Future<Output = Result<u64, LedgerError>> + Send {
+        (**self).purge(now)
+    }
 }

@@ -10,12 +10,17 @@
 
 pub mod backoff;
 pub mod claim;
+pub mod controller;
 pub mod event;
 pub mod intent;
 pub mod ledger;
 pub mod ports;
+pub mod reconcile;
 pub mod retention;
+pub mod scope;
+pub mod service;
 pub mod snapshot;
+pub mod sweep;
 pub mod task;
 
 mod serde_secs;

@@ -103,3 +103,40 @@ pub trait Volumes: Send + Sync {
     /// Deletes snapshots; deleting one that is gone succeeds.
     fn delete_snapshots(&self, ids: &[SnapshotId]) -> impl Future<Output = Result<(), PortError>> + Send;
 }
+
+/// A shared store is a store: controllers, the admin API and tests hold
+/// ports behind `Arc`.
+impl<T: Volumes> Volumes for std::sync::Arc<T> {
+    fn create(
+        &self,
+        claim: &ClaimName,
+        generation: Option<Generation>,
+        source: &VolumeSource,
+    ) -> impl Future<Output = Result<VolumeInfo, PortError>> + Send {
+        (**self).create(claim, generation, source)
+    }
+
+    fn snapshot(
+        &self,
+        volume: &VolumeId,
+        request: &SnapshotRequest,
+    ) -> impl Future<Output = Result<SnapshotRecord, PortError>> + Send {
+        (**self).snapshot(volume, request)
+    }
+
+    fn delete(&self, volume: &VolumeId) -> impl Future<Output = Result<(), PortError>> + Send {
+        (**self).delete(volume)
+    }
+
+    fn list(&self) -> impl Future<Output = Result<Vec<VolumeInfo>, PortError>> + Send {
+        (**self).list()
+    }
+
+    fn snapshots(&self) -> impl Future<Output = Result<Vec<SnapshotRecord>, PortError>> + Send {
+        (**self).snapshots()
+    }
+
+    fn delete_snapshots(&self, ids: &[SnapshotId]) -> impl Future<Output = Result<(), PortError>> + Send {
+        (**self).delete_snapshots(ids)
+    }
+}

@@ -167,3 +167,22 @@ pub trait Runtime: Send + Sync {
     /// it keeps them (ECS: about an hour).
     fn tasks(&self) -> impl Future<Output = Result<Vec<TaskInfo>, PortError>> + Send;
 }
+
+impl<T: Runtime> Runtime for std::sync::Arc<T> {
+    fn run_task(&self, request: &LaunchRequest) -> impl Future<Output = Result<TaskInfo, PortError>> + Send {
+        (**self).run_task(request)
+    }
+
+    fn stop_task(
+        &self,
+        task: &TaskArn,
+        code: StopCode,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        (**self).stop_task(task, code, reason)
+    }
+
+    fn tasks(&self) -> impl Future<Output = Result<Vec<TaskInfo>, PortError>> + Send {
+        (**self).tasks()
+    }
+}

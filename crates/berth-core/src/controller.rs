@@ -1,0 +1,369 @@
+//! The controller: carries out the reconciler's decisions through the
+//! ports, and the error policy around them.
+//!
+//! It holds no rule of its own. For one claim it reads the ledger, observes
+//! tasks, volumes and snapshots, asks [`reconcile`] for the next step, runs
+//! its actions in order and starts over, until the reconciler has nothing
+//! left to do or waits for the world. A lost compare-and-swap is not an
+//! error: someone else moved the claim, so it reads again. The same code
+//! runs under `berth up` and in the Lambda; only the ports differ.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::claim::ClaimName;
+use crate::event::TaskStateChange;
+use crate::ledger::{ClaimRecord, EventRecord, Expect, GenerationRecord, Ledger, LedgerError};
+use crate::ports::{PortError, Volumes};
+use crate::reconcile::{reconcile, Action, Context, World};
+use crate::scope::Scope;
+use crate::service::{scale, ClaimChange, ServiceSpec};
+use crate::snapshot::SnapshotRecord;
+use crate::sweep::sweep;
+use crate::task::{Runtime, TaskArn, TaskInfo};
+
+/// Where time comes from (a fake clock in tests).
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A failure while reconciling one claim.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error("claim {0} belongs to service {1}, which is not configured")]
+    UnknownService(ClaimName, String),
+    #[error("claim {0} did not settle after {1} steps; giving up this pass")]
+    NoProgress(ClaimName, usize),
+}
+
+impl ControllerError {
+    /// Whether waiting and trying again can help.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Ledger(e) => !matches!(e, LedgerError::Corrupt(_)),
+            Self::Port(e) => e.retryable,
+            Self::UnknownService(..) => false,
+            Self::NoProgress(..) => true,
+        }
+    }
+}
+
+/// A reconcile pass cannot take more steps than a full handoff has, plus
+/// slack for lost compare-and-swaps; more means a rule is fighting another.
+const MAX_STEPS: usize = 64;
+
+/// How long an unreferenced volume or a deleted claim's snapshot is left
+/// alone before the sweep removes it.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10 * 60);
+
+/// One controller over one runtime, volume store and ledger.
+pub struct Controller<R, V, L> {
+    pub runtime: R,
+    pub volumes: V,
+    pub ledger: L,
+    id: String,
+    clock: Box<dyn Clock>,
+    services: Mutex<Vec<ServiceSpec>>,
+    scope: Scope,
+    /// Snapshots per claim, refreshed from the store on resync and kept
+    /// current by this controller's own snapshots and deletions (listing a
+    /// repository on every step would be slow).
+    snapshots: Mutex<BTreeMap<ClaimName, Vec<SnapshotRecord>>>,
+    grace: Duration,
+}
+
+/// The outcome of handling one event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// Out of scope: not berth's task.
+    OutOfScope,
+    /// Older than (or the same as) a version already seen.
+    Stale,
+    /// Not a task of any claim.
+    Unclaimed,
+    /// Reconciled this claim.
+    Reconciled(ClaimName, Option<Duration>),
+}
+
+impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
+    pub fn new(
+        id: impl Into<String>,
+        runtime: R,
+        volumes: V,
+        ledger: L,
+        services: Vec<ServiceSpec>,
+        scope: Scope,
+        clock: Box<dyn Clock>,
+    ) -> Self {
+        Self {
+            runtime,
+            volumes,
+            ledger,
+            id: id.into(),
+            clock,
+            services: Mutex::new(services),
+            scope,
+            snapshots: Mutex::new(BTreeMap::new()),
+            grace: DEFAULT_GRACE,
+        }
+    }
+
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub fn services(&self) -> Vec<ServiceSpec> {
+        self.services.lock().expect("services lock").clone()
+    }
+
+    /// Replaces a service's spec (a new desired count or task definition).
+    pub fn set_service(&self, spec: ServiceSpec) {
+        let mut services = self.services.lock().expect("services lock");
+        match services.iter_mut().find(|s| s.name == spec.name) {
+            Some(s) => *s = spec,
+            None => services.push(spec),
+        }
+    }
+
+    fn service(&self, claim: &ClaimRecord) -> Result<ServiceSpec, ControllerError> {
+        let services = self.services.lock().expect("services lock");
+        services
+            .iter()
+            .find(|s| s.name == claim.service)
+            .cloned()
+            .ok_or_else(|| ControllerError::UnknownService(claim.name.clone(), claim.service.clone()))
+    }
+
+    /// Appends to the event log; a failure here is logged, not fatal.
+    pub async fn log(&self, event: EventRecord) {
+        if let Err(e) = self.ledger.append_event(&event).await {
+            tracing::warn!(error = %e, kind = %event.kind, "could not append to the event log");
+        }
+    }
+
+    /// Reads every snapshot from the store into the cache.
+    pub async fn refresh_snapshots(&self) -> Result<(), ControllerError> {
+        let all = self.volumes.snapshots().await?;
+        let mut by_claim: BTreeMap<ClaimName, Vec<SnapshotRecord>> = BTreeMap::new();
+        for s in all {
+            if let Some(c) = s.claim.clone() {
+                by_claim.entry(c).or_default().push(s);
+            }
+        }
+        *self.snapshots.lock().expect("snapshot cache lock") = by_claim;
+        Ok(())
+    }
+
+    async fn observe(&self, claim: &ClaimName, tasks: &[TaskInfo]) -> Result<World, ControllerError> {
+        let volumes = self.volumes.list().await?.into_iter().filter(|v| &v.claim == claim).collect();
+        let snapshots = self.snapshots.lock().expect("snapshot cache lock").get(claim).cloned().unwrap_or_default();
+        let tasks = tasks.iter().filter(|t| t.claim.as_ref() == Some(claim)).cloned().collect();
+        Ok(World { tasks, volumes, snapshots })
+    }
+
+    /// Brings each service's claims in line with its desired count.
+    pub async fn scale_services(&self) -> Result<(), ControllerError> {
+        let claims = self.ledger.claims().await?;
+        for service in self.services() {
+            let now = self.now();
+            let changes = scale(&service, &claims, now).map_err(|e| PortError::permanent(e.to_string()))?;
+            for change in changes {
+                let (record, expect, what) = match change {
+                    ClaimChange::Create(c) => (c, Expect::Absent, "created"),
+                    ClaimChange::Update(c) => {
+                        let (v, what) = (c.version, if c_running(&c) { "resumed" } else { "parked" });
+                        (c, Expect::Version(v), what)
+                    }
+                };
+                match self.ledger.put_claim(&record, expect).await {
+                    Ok(_) => {
+                        let message = format!("claim {what} (service {} wants {})", service.name, service.desired_count);
+                        self.log(EventRecord::new(now, Some(&record.name), "claim-scaled", message)).await;
+                    }
+                    Err(e) if e.is_conflict() => {} // someone else scaled it; the next pass sees theirs
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reconciles one claim until it settles; returns when to look again.
+    pub async fn reconcile_claim(&self, name: &ClaimName) -> Result<Option<Duration>, ControllerError> {
+        for _ in 0..MAX_STEPS {
+            let Some(claim) = self.ledger.claim(name).await? else { return Ok(None) };
+            let service = self.service(&claim)?;
+            let tasks = self.runtime.tasks().await?;
+            let world = self.observe(name, &tasks).await?;
+            let cx = Context {
+                controller: &self.id,
+                now: self.now(),
+                definition: &service.definition,
+                retention: &service.retention,
+                lease: service.lease,
+            };
+            let decision = reconcile(&claim, &world, &cx);
+            if decision.actions.is_empty() {
+                return Ok(decision.requeue_after);
+            }
+            for action in decision.actions {
+                match self.execute(&claim, action).await {
+                    Ok(()) => {}
+                    Err(ControllerError::Ledger(e)) if e.is_conflict() => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Err(ControllerError::NoProgress(name.clone(), MAX_STEPS))
+    }
+
+    async fn execute(&self, claim: &ClaimRecord, action: Action) -> Result<(), ControllerError> {
+        match action {
+            Action::WriteClaim(next) => {
+                self.ledger.put_claim(&next, Expect::Version(next.version)).await?;
+            }
+            Action::MarkGeneration { generation, mark } => {
+                let mut record = self
+                    .ledger
+                    .generation(&claim.name, generation)
+                    .await?
+                    .unwrap_or_else(|| GenerationRecord::new(claim.name.clone(), generation));
+                mark.apply(&mut record);
+                self.ledger.put_generation(&record).await?;
+            }
+            Action::StopTask { task, code, reason } => {
+                self.runtime.stop_task(&task, code, &reason).await?;
+            }
+            Action::TakeSnapshot { volume, request } => {
+                let record = self.volumes.snapshot(&volume, &request).await?;
+                self.ledger.catalogue(std::slice::from_ref(&record)).await?;
+                self.snapshots.lock().expect("snapshot cache lock").entry(claim.name.clone()).or_default().push(record);
+            }
+            Action::DeleteSnapshots(ids) => {
+                self.volumes.delete_snapshots(&ids).await?;
+                self.ledger.uncatalogue(&ids).await?;
+                if let Some(list) = self.snapshots.lock().expect("snapshot cache lock").get_mut(&claim.name) {
+                    list.retain(|s| !ids.contains(&s.id));
+                }
+            }
+            Action::CreateVolume { generation, source } => {
+                self.volumes.create(&claim.name, Some(generation), &source).await?;
+            }
+            Action::RunTask(request) => {
+                self.runtime.run_task(&request).await?;
+            }
+            Action::DeleteVolume(volume) => {
+                self.volumes.delete(&volume).await?;
+            }
+            Action::Log(event) => self.log(event).await,
+        }
+        Ok(())
+    }
+
+    /// Which claim an event's task belongs to: the runtime's word first,
+    /// then the ledger's (a task the runtime forgot).
+    async fn claim_of(&self, task: &TaskArn) -> Result<Option<ClaimName>, ControllerError> {
+        if let Some(t) = self.runtime.tasks().await?.into_iter().find(|t| &t.arn == task) {
+            if t.claim.is_some() {
+                return Ok(t.claim);
+            }
+        }
+        let claims = self.ledger.claims().await?;
+        Ok(claims
+            .into_iter()
+            .find(|c| {
+                c.task.as_ref() == Some(task)
+                    || c.handoff.as_ref().is_some_and(|h| {
+                        h.stopped_task.as_ref() == Some(task) || h.new_task.as_ref() == Some(task)
+                    })
+            })
+            .map(|c| c.name))
+    }
+
+    /// Handles one task state change: finds its claim and reconciles it.
+    pub async fn on_event(&self, event: &TaskStateChange) -> Result<EventOutcome, ControllerError> {
+        let detail = &event.detail;
+        if !self.scope.admits(detail) {
+            return Ok(EventOutcome::OutOfScope);
+        }
+        let arn = TaskArn(detail.task_arn.clone());
+        if let Some(version) = detail.version {
+            if !self.ledger.observe_task_version(&arn, version, self.now()).await? {
+                return Ok(EventOutcome::Stale);
+            }
+        }
+        let Some(claim) = self.claim_of(&arn).await? else { return Ok(EventOutcome::Unclaimed) };
+        let requeue = self.reconcile_claim(&claim).await?;
+        Ok(EventOutcome::Reconciled(claim, requeue))
+    }
+
+    /// Reconciles every claim from observed state (rule 2): what lost or
+    /// reordered events missed, this finds. Returns the soonest requeue and
+    /// the claims that failed.
+    pub async fn resync(&self) -> Result<(Option<Duration>, Vec<(ClaimName, ControllerError)>), ControllerError> {
+        self.refresh_snapshots().await?;
+        self.scale_services().await?;
+        let mut soonest: Option<Duration> = None;
+        let mut failed = Vec::new();
+        for claim in self.ledger.claims().await? {
+            match self.reconcile_claim(&claim.name).await {
+                Ok(Some(d)) => soonest = Some(soonest.map_or(d, |s| s.min(d))),
+                Ok(None) => {}
+                Err(e) => failed.push((claim.name, e)),
+            }
+        }
+        Ok((soonest, failed))
+    }
+
+    /// Removes volumes no claim references and snapshots of deleted
+    /// claims, older than the grace period; returns how many went.
+    pub async fn sweep(&self) -> Result<(usize, usize), ControllerError> {
+        let claims = self.ledger.claims().await?;
+        let volumes = self.volumes.list().await?;
+        let snapshots: Vec<SnapshotRecord> =
+            self.snapshots.lock().expect("snapshot cache lock").values().flatten().cloned().collect();
+        let found = sweep(&claims, &volumes, &snapshots, self.now(), self.grace);
+        for v in &found.volumes {
+            self.volumes.delete(v).await?;
+            self.log(EventRecord::new(self.now(), None, "sweep", format!("deleted orphaned volume {v}"))).await;
+        }
+        if !found.snapshots.is_empty() {
+            self.volumes.delete_snapshots(&found.snapshots).await?;
+            self.ledger.uncatalogue(&found.snapshots).await?;
+            let mut cache = self.snapshots.lock().expect("snapshot cache lock");
+            for list in cache.values_mut() {
+                list.retain(|s| !found.snapshots.contains(&s.id));
+            }
+        }
+        Ok((found.volumes.len(), found.snapshots.len()))
+    }
+}
+
+fn c_running(c: &ClaimRecord) -> bool {
+    c.desired == crate::intent::DesiredState::Running
+}

@@ -1,0 +1,76 @@
+//! Services: a named set of claims running one task definition, and how a
+//! desired count becomes claims.
+//!
+//! Claims are numbered like a StatefulSet's pods: `<service>-0`,
+//! `<service>-1`, …; scaling out wants the lowest ordinals running (a parked
+//! claim is resumed with its data before a new one is made), scaling in
+//! parks the highest first. Parking keeps the claim and its snapshots, so
+//! scaling back out brings the same data back.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::claim::{ClaimName, ClaimNameError};
+use crate::intent::DesiredState;
+use crate::ledger::ClaimRecord;
+use crate::retention::KeepPolicy;
+use crate::task::TaskDefinition;
+
+/// What the controller needs to know of one service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub desired_count: u32,
+    /// The revision new tasks run.
+    pub definition: TaskDefinition,
+    /// Retention of each claim's snapshots (the last-known-good and head
+    /// snapshots are always kept).
+    pub retention: KeepPolicy,
+    /// How long a controller holds a handoff step before another may take it over.
+    #[serde(with = "crate::serde_secs")]
+    pub lease: Duration,
+}
+
+/// A change to make to the claims of a service so they match its desired count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimChange {
+    /// A claim that does not exist yet.
+    Create(ClaimRecord),
+    /// An existing claim with a new desired state (its version is the one read).
+    Update(ClaimRecord),
+}
+
+/// The claim changes that make `claims` (the service's, any order) match
+/// the desired count: ordinals below it Running, the rest Parked. Deleted
+/// claims are left alone.
+pub fn scale(service: &ServiceSpec, claims: &[ClaimRecord], now: DateTime<Utc>) -> Result<Vec<ClaimChange>, ClaimNameError> {
+    let mut changes = Vec::new();
+    for ordinal in 0..service.desired_count {
+        match claims.iter().find(|c| c.ordinal == ordinal && c.service == service.name) {
+            None => {
+                let name = ClaimName::of_service(&service.name, ordinal)?;
+                changes.push(ClaimChange::Create(ClaimRecord::new(name, &service.name, ordinal, service.definition.revision, now)));
+            }
+            Some(c) if c.desired == DesiredState::Parked => {
+                let mut c = c.clone();
+                c.desired = DesiredState::Running;
+                // A resumed claim starts afresh: its old crash loop is history.
+                c.backoff = Default::default();
+                c.updated_at = now;
+                changes.push(ClaimChange::Update(c));
+            }
+            Some(_) => {}
+        }
+    }
+    for c in claims.iter().filter(|c| c.service == service.name && c.ordinal >= service.desired_count) {
+        if c.desired == DesiredState::Running {
+            let mut c = c.clone();
+            c.desired = DesiredState::Parked;
+            c.updated_at = now;
+            changes.push(ClaimChange::Update(c));
+        }
+    }
+    Ok(changes)
+}

@@ -1,0 +1,507 @@
+//! A fake world for the reconciler's tests: an in-memory runtime, volume
+//! store and ledger, a clock the test moves, and faults to inject. Real
+//! adapters are tested against the real things in their own crates; this
+//! world exists so every rule can be driven through every case quickly.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_core::controller::{Clock, Controller};
+use berth_core::event::{StopCode, TaskDetail, TaskStateChange, TaskStatus};
+use berth_core::ledger::{
+    ClaimRecord, EventRecord, Expect, GenerationRecord, Ledger, LedgerError, Remembered,
+};
+use berth_core::ports::{PortError, VolumeId, VolumeInfo, VolumeSource, Volumes};
+use berth_core::retention::KeepPolicy;
+use berth_core::scope::Scope;
+use berth_core::service::ServiceSpec;
+use berth_core::snapshot::{SnapshotId, SnapshotRecord, SnapshotRequest};
+use berth_core::task::{Health, LaunchRequest, Runtime, TaskArn, TaskDefinition, TaskInfo};
+use berth_core::{ClaimName, Generation};
+use chrono::{DateTime, TimeZone, Utc};
+
+#[derive(Clone)]
+pub struct FakeClock(pub Arc<Mutex<DateTime<Utc>>>);
+
+impl FakeClock {
+    pub fn new() -> Self {
+        Self(Arc::new(Mutex::new(Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap())))
+    }
+    pub fn advance(&self, d: Duration) {
+        let mut t = self.0.lock().unwrap();
+        *t += chrono::Duration::from_std(d).unwrap();
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// Fails the `n`-th call (1-based) of a kind of side effect: a crash point.
+#[derive(Default)]
+pub struct Faults {
+    pub fail_snapshot_at: AtomicU32,
+    pub fail_create_at: AtomicU32,
+    pub fail_run_at: AtomicU32,
+    pub fail_write_at: AtomicU32,
+    calls: Mutex<BTreeMap<&'static str, u32>>,
+}
+
+impl Faults {
+    fn hit(&self, kind: &'static str, at: &AtomicU32) -> Result<(), PortError> {
+        let mut calls = self.calls.lock().unwrap();
+        let n = calls.entry(kind).or_default();
+        *n += 1;
+        if at.load(Ordering::SeqCst) == *n {
+            return Err(PortError::retryable(format!("injected crash at {kind} #{n}")));
+        }
+        Ok(())
+    }
+    pub fn clear(&self) {
+        for a in [&self.fail_snapshot_at, &self.fail_create_at, &self.fail_run_at, &self.fail_write_at] {
+            a.store(0, Ordering::SeqCst);
+        }
+        self.calls.lock().unwrap().clear();
+    }
+}
+
+pub struct FakeRuntime {
+    pub tasks: Mutex<Vec<TaskInfo>>,
+    tokens: Mutex<BTreeMap<String, TaskArn>>,
+    pub clock: FakeClock,
+    pub faults: Arc<Faults>,
+    /// Health new tasks report once running.
+    pub start_health: Mutex<Health>,
+    next: AtomicU32,
+    pub runs: AtomicU32,
+}
+
+impl FakeRuntime {
+    pub fn new(clock: FakeClock, faults: Arc<Faults>) -> Self {
+        Self {
+            tasks: Mutex::new(Vec::new()),
+            tokens: Mutex::new(BTreeMap::new()),
+            clock,
+            faults,
+            start_health: Mutex::new(Health::Healthy),
+            next: AtomicU32::new(1),
+            runs: AtomicU32::new(0),
+        }
+    }
+
+    fn edit(&self, arn: &TaskArn, f: impl FnOnce(&mut TaskInfo)) -> TaskInfo {
+        let mut tasks = self.tasks.lock().unwrap();
+        let t = tasks.iter_mut().find(|t| &t.arn == arn).expect("known task");
+        f(t);
+        t.version += 1;
+        t.clone()
+    }
+
+    /// The task stops by itself (crash, Spot, …) and its event.
+    pub fn stop_by_world(&self, arn: &TaskArn, code: StopCode, reason: &str) -> TaskStateChange {
+        let now = self.clock.now();
+        let t = self.edit(arn, |t| {
+            t.last_status = TaskStatus::Stopped;
+            t.desired_status = TaskStatus::Stopped;
+            t.stop_code = Some(code);
+            t.stopped_reason = Some(reason.into());
+            t.stopped_at = Some(now);
+        });
+        event_of(&t)
+    }
+
+    pub fn set_health(&self, arn: &TaskArn, health: Health) -> TaskStateChange {
+        event_of(&self.edit(arn, |t| t.health = health))
+    }
+
+    /// Forgets every task (the runtime restarted and lost them).
+    pub fn forget_all(&self) {
+        self.tasks.lock().unwrap().clear();
+        self.tokens.lock().unwrap().clear();
+    }
+
+    pub fn running(&self) -> Vec<TaskInfo> {
+        self.tasks.lock().unwrap().iter().filter(|t| !t.is_stopped()).cloned().collect()
+    }
+
+    pub fn current(&self, claim: &str) -> TaskInfo {
+        let running: Vec<_> =
+            self.running().into_iter().filter(|t| t.claim.as_ref().map(|c| c.as_str()) == Some(claim)).collect();
+        assert_eq!(running.len(), 1, "exactly one running task of {claim}: {running:#?}");
+        running.into_iter().next().unwrap()
+    }
+}
+
+pub fn event_of(t: &TaskInfo) -> TaskStateChange {
+    let json = serde_json::json!({
+        "detail-type": "ECS Task State Change",
+        "source": "aws.ecs",
+        "detail": {
+            "taskArn": t.arn.0,
+            "clusterArn": "arn:aws:ecs:local:000000000000:cluster/berth",
+            "group": format!("service:{}", t.service.clone().unwrap_or_default()),
+            "lastStatus": t.last_status.as_str(),
+            "desiredStatus": t.desired_status.as_str(),
+            "stopCode": t.stop_code.as_ref().map(|c| c.as_str()),
+            "stoppedReason": t.stopped_reason,
+            "version": t.version,
+        }
+    });
+    TaskStateChange::parse(&json.to_string()).unwrap()
+}
+
+impl Runtime for FakeRuntime {
+    async fn run_task(&self, r: &LaunchRequest) -> Result<TaskInfo, PortError> {
+        if let Some(arn) = self.tokens.lock().unwrap().get(&r.client_token) {
+            return Ok(self.tasks.lock().unwrap().iter().find(|t| &t.arn == arn).unwrap().clone());
+        }
+        self.faults.hit("run", &self.faults.fail_run_at)?;
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        let n = self.next.fetch_add(1, Ordering::SeqCst);
+        let now = self.clock.now();
+        let health = *self.start_health.lock().unwrap();
+        let t = TaskInfo {
+            arn: TaskArn(format!("arn:aws:ecs:local:000000000000:task/berth/{n:032x}")),
+            service: Some(r.service.clone()),
+            claim: Some(r.claim.clone()),
+            generation: Some(r.generation),
+            last_status: TaskStatus::Running,
+            desired_status: TaskStatus::Running,
+            health,
+            has_health_check: true,
+            stop_code: None,
+            stopped_reason: None,
+            created_at: now,
+            started_at: Some(now),
+            stopped_at: None,
+            version: 4,
+            endpoint: None,
+            pid: None,
+            definition: None,
+        };
+        self.tokens.lock().unwrap().insert(r.client_token.clone(), t.arn.clone());
+        self.tasks.lock().unwrap().push(t.clone());
+        Ok(t)
+    }
+
+    async fn stop_task(&self, task: &TaskArn, code: StopCode, reason: &str) -> Result<(), PortError> {
+        let known = self.tasks.lock().unwrap().iter().any(|t| &t.arn == task && !t.is_stopped());
+        if known {
+            self.stop_by_world(task, code, reason);
+        }
+        Ok(())
+    }
+
+    async fn tasks(&self) -> Result<Vec<TaskInfo>, PortError> {
+        Ok(self.tasks.lock().unwrap().clone())
+    }
+}
+
+pub struct FakeVolumes {
+    pub volumes: Mutex<Vec<VolumeInfo>>,
+    pub snapshots: Mutex<Vec<SnapshotRecord>>,
+    pub clock: FakeClock,
+    pub faults: Arc<Faults>,
+    next: AtomicU32,
+    pub snapshots_taken: AtomicU32,
+    pub restores: AtomicU32,
+    pub adopts: AtomicU32,
+}
+
+impl FakeVolumes {
+    pub fn new(clock: FakeClock, faults: Arc<Faults>) -> Self {
+        Self {
+            volumes: Mutex::new(Vec::new()),
+            snapshots: Mutex::new(Vec::new()),
+            clock,
+            faults,
+            next: AtomicU32::new(1),
+            snapshots_taken: AtomicU32::new(0),
+            restores: AtomicU32::new(0),
+            adopts: AtomicU32::new(0),
+        }
+    }
+
+    pub fn of(&self, claim: &str) -> Vec<SnapshotRecord> {
+        self.snapshots.lock().unwrap().iter().filter(|s| s.claim.as_ref().unwrap().as_str() == claim).cloned().collect()
+    }
+}
+
+impl Volumes for FakeVolumes {
+    async fn create(
+        &self,
+        claim: &ClaimName,
+        generation: Option<Generation>,
+        source: &VolumeSource,
+    ) -> Result<VolumeInfo, PortError> {
+        self.faults.hit("create", &self.faults.fail_create_at)?;
+        let n = self.next.fetch_add(1, Ordering::SeqCst);
+        let mut info = VolumeInfo {
+            id: VolumeId(format!("vol-{n:08}")),
+            claim: claim.clone(),
+            generation,
+            created: self.clock.now(),
+            source_snapshot: None,
+            adopted_from: None,
+            location: format!("/volumes/{n}"),
+        };
+        let mut volumes = self.volumes.lock().unwrap();
+        match source {
+            VolumeSource::Empty => {}
+            VolumeSource::Snapshot(s) => {
+                self.restores.fetch_add(1, Ordering::SeqCst);
+                info.source_snapshot = Some(s.clone());
+            }
+            VolumeSource::AdoptOrRestore { volume, snapshot } => {
+                info.source_snapshot = Some(snapshot.clone());
+                if let Some(i) = volumes.iter().position(|v| &v.id == volume) {
+                    volumes.remove(i);
+                    info.adopted_from = Some(volume.clone());
+                    self.adopts.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    self.restores.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+        volumes.push(info.clone());
+        Ok(info)
+    }
+
+    async fn snapshot(&self, volume: &VolumeId, r: &SnapshotRequest) -> Result<SnapshotRecord, PortError> {
+        self.faults.hit("snapshot", &self.faults.fail_snapshot_at)?;
+        assert!(self.volumes.lock().unwrap().iter().any(|v| &v.id == volume), "snapshot of a missing volume");
+        let n = self.snapshots_taken.fetch_add(1, Ordering::SeqCst) + 1;
+        let s = SnapshotRecord {
+            id: SnapshotId(format!("{n:08x}{}", "0".repeat(56))),
+            time: self.clock.now(),
+            claim: Some(r.claim.clone()),
+            generation: r.generation,
+            kind: Some(r.kind),
+            pinned: r.pinned,
+        };
+        self.snapshots.lock().unwrap().push(s.clone());
+        Ok(s)
+    }
+
+    async fn delete(&self, volume: &VolumeId) -> Result<(), PortError> {
+        self.volumes.lock().unwrap().retain(|v| &v.id != volume);
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<VolumeInfo>, PortError> {
+        Ok(self.volumes.lock().unwrap().clone())
+    }
+
+    async fn snapshots(&self) -> Result<Vec<SnapshotRecord>, PortError> {
+        Ok(self.snapshots.lock().unwrap().clone())
+    }
+
+    async fn delete_snapshots(&self, ids: &[SnapshotId]) -> Result<(), PortError> {
+        self.snapshots.lock().unwrap().retain(|s| !ids.contains(&s.id));
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct LedgerState {
+    claims: BTreeMap<ClaimName, ClaimRecord>,
+    generations: BTreeMap<(ClaimName, Generation), GenerationRecord>,
+    events: Vec<EventRecord>,
+    keys: BTreeMap<String, (String, DateTime<Utc>)>,
+    versions: BTreeMap<TaskArn, u64>,
+    catalogue: BTreeMap<SnapshotId, SnapshotRecord>,
+}
+
+/// An in-memory ledger with the contract's semantics.
+#[derive(Default)]
+pub struct FakeLedger {
+    state: Mutex<LedgerState>,
+    pub faults: Arc<Faults>,
+}
+
+impl FakeLedger {
+    pub fn with_faults(faults: Arc<Faults>) -> Self {
+        Self { state: Mutex::default(), faults }
+    }
+}
+
+impl Ledger for FakeLedger {
+    async fn claim(&self, name: &ClaimName) -> Result<Option<ClaimRecord>, LedgerError> {
+        Ok(self.state.lock().unwrap().claims.get(name).cloned())
+    }
+    async fn claims(&self) -> Result<Vec<ClaimRecord>, LedgerError> {
+        Ok(self.state.lock().unwrap().claims.values().cloned().collect())
+    }
+    async fn put_claim(&self, record: &ClaimRecord, expect: Expect) -> Result<ClaimRecord, LedgerError> {
+        self.faults
+            .hit("write", &self.faults.fail_write_at)
+            .map_err(|e| LedgerError::Unavailable(e.message))?;
+        let mut s = self.state.lock().unwrap();
+        let stored = s.claims.get(&record.name).map(|c| c.version);
+        let ok = match expect {
+            Expect::Absent => stored.is_none(),
+            Expect::Version(v) => stored == Some(v),
+        };
+        if !ok {
+            return Err(LedgerError::Conflict(record.name.to_string()));
+        }
+        let mut r = record.clone();
+        r.version = stored.unwrap_or(0) + 1;
+        s.claims.insert(r.name.clone(), r.clone());
+        Ok(r)
+    }
+    async fn put_generation(&self, record: &GenerationRecord) -> Result<(), LedgerError> {
+        let key = (record.claim.clone(), record.generation);
+        self.state.lock().unwrap().generations.insert(key, record.clone());
+        Ok(())
+    }
+    async fn generation(&self, claim: &ClaimName, g: Generation) -> Result<Option<GenerationRecord>, LedgerError> {
+        Ok(self.state.lock().unwrap().generations.get(&(claim.clone(), g)).cloned())
+    }
+    async fn generations(&self, claim: &ClaimName) -> Result<Vec<GenerationRecord>, LedgerError> {
+        let s = self.state.lock().unwrap();
+        Ok(s.generations.values().filter(|g| &g.claim == claim).cloned().collect())
+    }
+    async fn append_event(&self, event: &EventRecord) -> Result<u64, LedgerError> {
+        let mut s = self.state.lock().unwrap();
+        let mut e = event.clone();
+        e.seq = s.events.len() as u64 + 1;
+        s.events.push(e);
+        Ok(s.events.len() as u64)
+    }
+    async fn events(&self, after: u64, claim: Option<&ClaimName>, limit: usize) -> Result<Vec<EventRecord>, LedgerError> {
+        let s = self.state.lock().unwrap();
+        Ok(s.events
+            .iter()
+            .filter(|e| e.seq > after && claim.is_none_or(|c| e.claim.as_ref() == Some(c)))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+    async fn remember(&self, key: &str, value: &str, now: DateTime<Utc>, expires: DateTime<Utc>) -> Result<Remembered, LedgerError> {
+        let mut s = self.state.lock().unwrap();
+        if let Some((v, exp)) = s.keys.get(key) {
+            if *exp > now {
+                return Ok(Remembered::Seen(v.clone()));
+            }
+        }
+        s.keys.insert(key.to_owned(), (value.to_owned(), expires));
+        Ok(Remembered::New)
+    }
+    async fn observe_task_version(&self, task: &TaskArn, version: u64, _now: DateTime<Utc>) -> Result<bool, LedgerError> {
+        let mut s = self.state.lock().unwrap();
+        let newer = s.versions.get(task).is_none_or(|v| version > *v);
+        if newer {
+            s.versions.insert(task.clone(), version);
+        }
+        Ok(newer)
+    }
+    async fn catalogue(&self, snapshots: &[SnapshotRecord]) -> Result<(), LedgerError> {
+        let mut s = self.state.lock().unwrap();
+        for snap in snapshots {
+            s.catalogue.insert(snap.id.clone(), snap.clone());
+        }
+        Ok(())
+    }
+    async fn uncatalogue(&self, ids: &[SnapshotId]) -> Result<(), LedgerError> {
+        let mut s = self.state.lock().unwrap();
+        for id in ids {
+            s.catalogue.remove(id);
+        }
+        Ok(())
+    }
+    async fn snapshots(&self, claim: Option<&ClaimName>) -> Result<Vec<SnapshotRecord>, LedgerError> {
+        let s = self.state.lock().unwrap();
+        let mut v: Vec<_> =
+            s.catalogue.values().filter(|x| claim.is_none_or(|c| x.claim.as_ref() == Some(c))).cloned().collect();
+        v.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
+        Ok(v)
+    }
+    async fn purge(&self, now: DateTime<Utc>) -> Result<u64, LedgerError> {
+        let mut s = self.state.lock().unwrap();
+        let before = s.keys.len();
+        s.keys.retain(|_, (_, exp)| *exp > now);
+        Ok((before - s.keys.len()) as u64)
+    }
+}
+
+pub fn definition() -> TaskDefinition {
+    TaskDefinition {
+        family: "files".into(),
+        revision: 1,
+        command: vec![],
+        env: Default::default(),
+        port: 5000,
+        health_check: None,
+        stop_timeout: Duration::from_secs(30),
+    }
+}
+
+pub fn service(count: u32) -> ServiceSpec {
+    ServiceSpec {
+        name: "files".into(),
+        desired_count: count,
+        definition: definition(),
+        retention: KeepPolicy { last: Some(3), ..Default::default() },
+        lease: Duration::from_secs(60),
+    }
+}
+
+pub type Ctl = Controller<Arc<FakeRuntime>, Arc<FakeVolumes>, Arc<FakeLedger>>;
+
+/// One shared world; controllers over it are made with [`World::controller`].
+pub struct World {
+    pub clock: FakeClock,
+    pub faults: Arc<Faults>,
+    pub runtime: Arc<FakeRuntime>,
+    pub volumes: Arc<FakeVolumes>,
+    pub ledger: Arc<FakeLedger>,
+}
+
+impl World {
+    pub fn new() -> Self {
+        let clock = FakeClock::new();
+        let faults = Arc::new(Faults::default());
+        Self {
+            runtime: Arc::new(FakeRuntime::new(clock.clone(), faults.clone())),
+            volumes: Arc::new(FakeVolumes::new(clock.clone(), faults.clone())),
+            ledger: Arc::new(FakeLedger::with_faults(faults.clone())),
+            clock,
+            faults,
+        }
+    }
+
+    pub fn controller(&self, id: &str, count: u32) -> Ctl {
+        Controller::new(
+            id,
+            self.runtime.clone(),
+            self.volumes.clone(),
+            self.ledger.clone(),
+            vec![service(count)],
+            Scope { clusters: vec!["berth".into()], ..Default::default() },
+            Box::new(self.clock.clone()),
+        )
+    }
+
+    pub fn name(s: &str) -> ClaimName {
+        ClaimName::parse(s).unwrap()
+    }
+
+    pub async fn claim(&self, s: &str) -> ClaimRecord {
+        self.ledger.claim(&Self::name(s)).await.unwrap().unwrap()
+    }
+
+    pub async fn generations(&self, s: &str) -> Vec<GenerationRecord> {
+        self.ledger.generations(&Self::name(s)).await.unwrap()
+    }
+}
+
+pub fn detail(e: &TaskStateChange) -> &TaskDetail {
+    &e.detail
+}

@@ -1,0 +1,371 @@
+//! The reconciler and controller over a fake world: every stop cause,
+//! duplicate, reordered and lost events, backoff, pinning, fencing, and a
+//! crash at every step of a handoff.
+
+mod fake;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use berth_core::controller::EventOutcome;
+use berth_core::event::StopCode;
+use berth_core::ledger::{HandoffStep, Ledger};
+use berth_core::ports::Volumes;
+use berth_core::task::Health;
+use berth_core::{DesiredState, Generation};
+use fake::World;
+
+async fn up(world: &World, count: u32) -> fake::Ctl {
+    let ctl = world.controller("c1", count);
+    let (_, failed) = ctl.resync().await.unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    ctl
+}
+
+/// Checks the invariants after any sequence: one running task per running
+/// claim, of its current generation, and no running task for a parked one.
+async fn invariants(world: &World) {
+    for claim in world.ledger.claims().await.unwrap() {
+        let running: Vec<_> = world
+            .runtime
+            .running()
+            .into_iter()
+            .filter(|t| t.claim.as_ref() == Some(&claim.name))
+            .collect();
+        match claim.desired {
+            DesiredState::Running => {
+                assert_eq!(running.len(), 1, "{}: {running:#?}", claim.name);
+                assert_eq!(running[0].generation, Some(claim.generation));
+                assert_eq!(claim.task.as_ref(), Some(&running[0].arn));
+                assert!(claim.handoff.is_none(), "{}: handoff left {:?}", claim.name, claim.handoff);
+            }
+            _ => assert!(running.is_empty(), "{} is parked but runs {running:#?}", claim.name),
+        }
+    }
+}
+
+#[tokio::test]
+async fn first_launch_makes_one_generation_per_claim() {
+    let world = World::new();
+    let _ctl = up(&world, 2).await;
+    invariants(&world).await;
+    for name in ["files-0", "files-1"] {
+        let c = world.claim(name).await;
+        assert_eq!(c.generation, Generation(1));
+        assert!(c.healthy_since.is_some());
+        let g = world.generations(name).await;
+        assert_eq!(g.len(), 1);
+        assert!(g[0].healthy_at.is_some());
+        assert_eq!(g[0].source_snapshot, None);
+    }
+    assert_eq!(world.runtime.runs.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn every_replacing_stop_cause_snapshots_once_and_replaces_once() {
+    for code in [
+        StopCode::SpotInterruption,
+        StopCode::TaskFailedToStart,
+        StopCode::EssentialContainerExited,
+        StopCode::TerminationNotice,
+        StopCode::ServiceSchedulerInitiated,
+        StopCode::Other("SomethingNew".into()),
+    ] {
+        let world = World::new();
+        let ctl = up(&world, 1).await;
+        let old = world.runtime.current("files-0");
+        world.clock.advance(Duration::from_secs(700));
+        let event = world.runtime.stop_by_world(&old.arn, code.clone(), "stopped");
+        let outcome = ctl.on_event(&event).await.unwrap();
+        assert!(matches!(outcome, EventOutcome::Reconciled(..)), "{code:?}: {outcome:?}");
+        invariants(&world).await;
+        let c = world.claim("files-0").await;
+        assert_eq!(c.generation, Generation(2), "{code:?}");
+        assert_eq!(world.volumes.snapshots_taken.load(Ordering::SeqCst), 1, "{code:?}");
+        assert_eq!(world.volumes.adopts.load(Ordering::SeqCst), 1, "{code:?}: same host adopts");
+        let g = world.generations("files-0").await;
+        assert_eq!(g[0].stop_code, Some(code.clone()));
+        assert_eq!(g[0].stop_snapshot, c.head_snapshot);
+        assert_eq!(g[1].source_snapshot, c.head_snapshot);
+        assert!(g[1].rto_ms.is_some());
+        // The old volume was adopted (renamed), so only one volume remains.
+        assert_eq!(world.volumes.volumes.lock().unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn duplicate_and_reordered_events_change_nothing() {
+    let world = World::new();
+    let ctl = up(&world, 1).await;
+    let old = world.runtime.current("files-0");
+    let early = fake::event_of(&old); // version 4: RUNNING
+    let stopped = world.runtime.stop_by_world(&old.arn, StopCode::SpotInterruption, "spot");
+    assert!(matches!(ctl.on_event(&stopped).await.unwrap(), EventOutcome::Reconciled(..)));
+    assert_eq!(ctl.on_event(&stopped).await.unwrap(), EventOutcome::Stale);
+    assert_eq!(ctl.on_event(&early).await.unwrap(), EventOutcome::Stale);
+    // Even a duplicate that got past the version check (a second controller
+    // without the ledger's memory) finds nothing to do.
+    ctl.reconcile_claim(&World::name("files-0")).await.unwrap();
+    invariants(&world).await;
+    assert_eq!(world.volumes.snapshots_taken.load(Ordering::SeqCst), 1);
+    assert_eq!(world.runtime.runs.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_lost_event_is_fixed_by_resync() {
+    let world = World::new();
+    let ctl = up(&world, 2).await;
+    let old = world.runtime.current("files-1");
+    let _lost = world.runtime.stop_by_world(&old.arn, StopCode::EssentialContainerExited, "exit 1");
+    world.clock.advance(Duration::from_secs(30)); // past the first backoff
+    ctl.resync().await.unwrap();
+    invariants(&world).await;
+    assert_eq!(world.claim("files-1").await.generation, Generation(2));
+    assert_eq!(world.claim("files-0").await.generation, Generation(1));
+}
+
+#[tokio::test]
+async fn out_of_scope_events_are_ignored() {
+    let world = World::new();
+    let ctl = up(&world, 1).await;
+    let old = world.runtime.current("files-0");
+    let mut event = world.runtime.stop_by_world(&old.arn, StopCode::SpotInterruption, "spot");
+    event.detail.cluster_arn = Some("arn:aws:ecs:us-east-1:1:cluster/someone-else".into());
+    assert_eq!(ctl.on_event(&event).await.unwrap(), EventOutcome::OutOfScope);
+    assert_eq!(world.claim("files-0").await.generation, Generation(1));
+}
+
+#[tokio::test]
+async fn a_user_stop_parks_and_scale_to_zero_is_never_resurrected() {
+    let world = World::new();
+    let ctl = up(&world, 2).await;
+    let t0 = world.runtime.current("files-0");
+    let e = world.runtime.stop_by_world(&t0.arn, StopCode::UserInitiated, "stopped by a user");
+    ctl.on_event(&e).await.unwrap();
+    let c0 = world.claim("files-0").await;
+    assert_eq!(c0.desired, DesiredState::Parked);
+    assert!(c0.head_snapshot.is_some(), "parking snapshots");
+    invariants(&world).await;
+
+    // Scale the service to zero: the other claim parks too, with a snapshot.
+    ctl.set_service(fake::service(0));
+    ctl.resync().await.unwrap();
+    invariants(&world).await;
+    assert_eq!(world.claim("files-1").await.desired, DesiredState::Parked);
+    assert!(world.runtime.running().is_empty());
+    // Nothing brings them back: not resync, not a late event.
+    world.clock.advance(Duration::from_secs(3600));
+    ctl.resync().await.unwrap();
+    ctl.on_event(&e).await.unwrap();
+    assert!(world.runtime.running().is_empty());
+
+    // Scaling out again resumes the same claims from their data.
+    ctl.set_service(fake::service(2));
+    ctl.resync().await.unwrap();
+    invariants(&world).await;
+    let c1 = world.claim("files-1").await;
+    assert_eq!(c1.generation, Generation(2));
+    let g = world.generations("files-1").await;
+    assert_eq!(g[1].source_snapshot, g[0].stop_snapshot);
+    assert!(g[1].adopted, "a parked claim keeps its volume for adoption");
+}
+
+#[tokio::test]
+async fn crash_loop_backs_off_doubling_and_resets_after_healthy() {
+    let world = World::new();
+    let ctl = up(&world, 1).await;
+    let name = World::name("files-0");
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        let t = world.runtime.current("files-0");
+        let e = world.runtime.stop_by_world(&t.arn, StopCode::EssentialContainerExited, "exit 1");
+        let EventOutcome::Reconciled(_, requeue) = ctl.on_event(&e).await.unwrap() else { panic!() };
+        let c = world.claim("files-0").await;
+        assert_eq!(c.handoff.as_ref().unwrap().step, HandoffStep::Snapshotted, "waiting out the backoff");
+        assert!(world.runtime.running().is_empty());
+        waits.push(requeue.unwrap());
+        world.clock.advance(requeue.unwrap());
+        ctl.reconcile_claim(&name).await.unwrap();
+        invariants(&world).await;
+    }
+    assert_eq!(waits, [10, 20, 40, 80].map(Duration::from_secs));
+    // Healthy for 10 minutes resets the count.
+    world.clock.advance(Duration::from_secs(601));
+    ctl.reconcile_claim(&name).await.unwrap();
+    assert_eq!(world.claim("files-0").await.backoff.failures, 0);
+    // A Spot interruption is not the task's fault: no backoff.
+    let t = world.runtime.current("files-0");
+    let e = world.runtime.stop_by_world(&t.arn, StopCode::SpotInterruption, "spot");
+    ctl.on_event(&e).await.unwrap();
+    invariants(&world).await;
+}
+
+#[tokio::test]
+async fn the_last_known_good_snapshot_survives_a_crash_loop() {
+    let world = World::new();
+    let ctl = up(&world, 1).await;
+    let name = World::name("files-0");
+    // A healthy generation stopped after 11 minutes: its snapshot is good.
+    world.clock.advance(Duration::from_secs(660));
+    let t = world.runtime.current("files-0");
+    let e = world.runtime.stop_by_world(&t.arn, StopCode::SpotInterruption, "spot");
+    ctl.on_event(&e).await.unwrap();
+    let good = world.claim("files-0").await.last_good_snapshot.expect("pinned");
+    // Then many crash-loop generations with keep-last 3.
+    for _ in 0..8 {
+        let t = world.runtime.current("files-0");
+        let e = world.runtime.stop_by_world(&t.arn, StopCode::EssentialContainerExited, "exit 1");
+        ctl.on_event(&e).await.unwrap();
+        world.clock.advance(Duration::from_secs(301));
+        ctl.reconcile_claim(&name).await.unwrap();
+    }
+    let ids: Vec<_> = world.volumes.of("files-0").into_iter().map(|s| s.id).collect();
+    assert!(ids.contains(&good), "last-known-good {good} was forgotten: {ids:?}");
+    assert!(ids.len() <= 5, "retention keeps 3 + pinned + the new one: {ids:?}");
+    assert_eq!(world.claim("files-0").await.last_good_snapshot, Some(good));
+}
+
+#[tokio::test]
+async fn an_unhealthy_task_is_replaced_not_parked() {
+    let world = World::new();
+    let ctl = up(&world, 1).await;
+    let t = world.runtime.current("files-0");
+    let e = world.runtime.set_health(&t.arn, Health::Unhealthy);
+    ctl.on_event(&e).await.unwrap();
+    // The stop berth ordered arrives as an event of its own.
+    let stopped = fake::event_of(&world.runtime.tasks.lock().unwrap().iter().find(|x| x.arn == t.arn).unwrap().clone());
+    ctl.on_event(&stopped).await.unwrap();
+    world.clock.advance(Duration::from_secs(11));
+    ctl.reconcile_claim(&World::name("files-0")).await.unwrap();
+    invariants(&world).await;
+    let c = world.claim("files-0").await;
+    assert_eq!(c.desired, DesiredState::Running);
+    assert_eq!(c.generation, Generation(2));
+    let g = world.generations("files-0").await;
+    assert_eq!(g[0].stop_reason.as_deref(), Some("Task failed container health checks"));
+}
+
+#[tokio::test]
+async fn two_controllers_racing_make_one_snapshot_and_one_replacement() {
+    let world = World::new();
+    let a = up(&world, 1).await;
+    let b = world.controller("c2", 1);
+    let t = world.runtime.current("files-0");
+    let e = world.runtime.stop_by_world(&t.arn, StopCode::SpotInterruption, "spot");
+    // Both see the event (b has no memory of versions a saw, so bypass it).
+    let name = World::name("files-0");
+    let (ra, rb) = tokio::join!(a.on_event(&e), b.reconcile_claim(&name));
+    ra.unwrap();
+    rb.unwrap();
+    a.resync().await.unwrap();
+    b.resync().await.unwrap();
+    invariants(&world).await;
+    assert_eq!(world.volumes.snapshots_taken.load(Ordering::SeqCst), 1);
+    assert_eq!(world.runtime.runs.load(Ordering::SeqCst), 2);
+    assert_eq!(world.claim("files-0").await.generation, Generation(2));
+}
+
+#[tokio::test]
+async fn a_task_of_an_older_generation_is_stopped() {
+    let world = World::new();
+    let ctl = up(&world, 1).await;
+    let old = world.runtime.current("files-0");
+    // The runtime reports the old task stopped, but it comes back running
+    // (a partitioned host): the claim has moved on.
+    let e = world.runtime.stop_by_world(&old.arn, StopCode::SpotInterruption, "spot");
+    ctl.on_event(&e).await.unwrap();
+    {
+        let mut tasks = world.runtime.tasks.lock().unwrap();
+        let t = tasks.iter_mut().find(|t| t.arn == old.arn).unwrap();
+        t.last_status = berth_core::TaskStatus::Running;
+        t.desired_status = berth_core::TaskStatus::Running;
+    }
+    ctl.resync().await.unwrap();
+    invariants(&world).await;
+    let t = world.runtime.tasks.lock().unwrap().iter().find(|t| t.arn == old.arn).unwrap().clone();
+    assert!(t.is_stopped());
+    assert!(t.stopped_reason.unwrap().starts_with("fenced"));
+}
+
+#[tokio::test]
+async fn a_controller_crash_at_any_step_finishes_with_one_snapshot_and_one_replacement() {
+    // Crash points: each of the six claim writes of a handoff, the snapshot, the volume
+    // and the launch. After each, a fresh controller (same identity, as a
+    // restarted `berth up`) resumes.
+    let points: Vec<(&str, u32)> = (1..=6)
+        .map(|n| ("write", n))
+        .chain([("snapshot", 1), ("create", 1), ("run", 1)])
+        .collect();
+    let mut crashed = 0;
+    for (kind, n) in points {
+        let world = World::new();
+        let ctl = up(&world, 1).await;
+        let t = world.runtime.current("files-0");
+        let e = world.runtime.stop_by_world(&t.arn, StopCode::SpotInterruption, "spot");
+        world.faults.clear();
+        match kind {
+            "write" => world.faults.fail_write_at.store(n, Ordering::SeqCst),
+            "snapshot" => world.faults.fail_snapshot_at.store(n, Ordering::SeqCst),
+            "create" => world.faults.fail_create_at.store(n, Ordering::SeqCst),
+            _ => world.faults.fail_run_at.store(n, Ordering::SeqCst),
+        }
+        let first = ctl.on_event(&e).await;
+        crashed += usize::from(first.is_err());
+        drop(ctl);
+        let restarted = world.controller("c1", 1);
+        restarted.resync().await.unwrap();
+        invariants(&world).await;
+        let c = world.claim("files-0").await;
+        assert_eq!(c.generation, Generation(2), "{kind} #{n}: {first:?}");
+        assert_eq!(world.volumes.snapshots_taken.load(Ordering::SeqCst), 1, "{kind} #{n}");
+        assert_eq!(world.runtime.runs.load(Ordering::SeqCst), 2, "{kind} #{n}");
+        assert_eq!(world.volumes.volumes.lock().unwrap().len(), 1, "{kind} #{n}: no orphaned volume");
+    }
+    assert_eq!(crashed, 9, "every crash point was reached");
+}
+
+#[tokio::test]
+async fn a_crashed_controllers_lease_is_taken_over_after_it_expires() {
+    let world = World::new();
+    let a = up(&world, 1).await;
+    let t = world.runtime.current("files-0");
+    let e = world.runtime.stop_by_world(&t.arn, StopCode::SpotInterruption, "spot");
+    world.faults.fail_snapshot_at.store(1, Ordering::SeqCst);
+    assert!(a.on_event(&e).await.is_err());
+    drop(a);
+    let b = world.controller("c2", 1);
+    let (requeue, _) = b.resync().await.unwrap();
+    assert!(requeue.is_some(), "b waits for a's lease");
+    assert_eq!(world.claim("files-0").await.handoff.unwrap().step, HandoffStep::Snapshotting);
+    world.clock.advance(Duration::from_secs(61));
+    b.resync().await.unwrap();
+    invariants(&world).await;
+    assert_eq!(world.volumes.snapshots_taken.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_runtime_that_lost_its_tasks_gets_them_back_from_the_head() {
+    let world = World::new();
+    let ctl = up(&world, 2).await;
+    world.runtime.forget_all();
+    ctl.resync().await.unwrap();
+    invariants(&world).await;
+    for name in ["files-0", "files-1"] {
+        let c = world.claim(name).await;
+        assert_eq!(c.generation, Generation(2));
+        assert!(c.head_snapshot.is_some());
+    }
+}
+
+#[tokio::test]
+async fn the_sweep_removes_orphaned_volumes_after_the_grace_period() {
+    let world = World::new();
+    let ctl = up(&world, 1).await;
+    // A volume left by a controller that lost its race.
+    world.volumes.create(&World::name("files-0"), Some(Generation(7)), &berth_core::VolumeSource::Empty).await.unwrap();
+    assert_eq!(ctl.sweep().await.unwrap(), (0, 0), "young volumes are left alone");
+    world.clock.advance(Duration::from_secs(601));
+    assert_eq!(ctl.sweep().await.unwrap(), (1, 0));
+    invariants(&world).await;
+    assert_eq!(world.volumes.volumes.lock().unwrap().len(), 1);
+}
