@@ -1,9 +1,9 @@
 //! Crash-loop backoff per claim, and the error policy of the controller.
 //!
 //! A claim whose tasks keep dying must not be relaunched in a tight loop
-//! (each launch costs a restore and, on AWS, money). The delay before the
-//! n-th consecutive quick relaunch is 10 s doubled each time, capped at
-//! 5 minutes; a generation that stayed healthy for 10 minutes resets the
+//! (each launch costs a restore and, on AWS, money). The first crash is
+//! replaced at once; from the second consecutive quick crash on, the delay
+//! is 10 s doubled each time, capped at 5 minutes; a generation that stayed healthy for 10 minutes resets the
 //! count. The same shape serves failed port calls: retryable failures wait
 //! and retry, permanent ones stop and wait for a person.
 
@@ -45,8 +45,11 @@ impl CrashLoop {
         let stayed_healthy =
             healthy_since.is_some_and(|h| (stopped - h).to_std().is_ok_and(|ran| ran >= HEALTHY_RESET));
         let failures = if stayed_healthy { 0 } else { self.failures.saturating_add(1) };
-        let wait = chrono::Duration::from_std(delay(failures)).unwrap_or(chrono::Duration::MAX);
-        Self { failures, not_before: (failures > 0).then(|| stopped + wait) }
+        // The first crash is replaced at once (as Kubernetes restarts a
+        // container): one crash is an accident, the second starts a loop.
+        let wait = delay(failures.saturating_sub(1));
+        let wait_for = chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+        Self { failures, not_before: (!wait.is_zero()).then(|| stopped + wait_for) }
     }
 
     /// Whether a launch may start at `now`.
@@ -91,11 +94,13 @@ mod tests {
         let t0 = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
         let s = CrashLoop::default().after_stop(None, t0);
         assert_eq!(s.failures, 1);
-        assert!(!s.may_launch(t0 + chrono::Duration::seconds(9)));
-        assert!(s.may_launch(t0 + chrono::Duration::seconds(10)));
+        assert!(s.may_launch(t0), "the first crash is replaced at once");
         let s = s.after_stop(Some(t0), t0 + chrono::Duration::seconds(30));
         assert_eq!(s.failures, 2);
-        assert_eq!(s.not_before, Some(t0 + chrono::Duration::seconds(50)));
+        assert_eq!(s.not_before, Some(t0 + chrono::Duration::seconds(40)));
+        assert!(!s.may_launch(t0 + chrono::Duration::seconds(39)));
+        let s = s.after_stop(None, t0 + chrono::Duration::seconds(60));
+        assert_eq!(s.not_before, Some(t0 + chrono::Duration::seconds(80)));
         // Healthy for 10 minutes: the next stop is not a crash loop.
         let s = s.after_stop(Some(t0), t0 + chrono::Duration::minutes(11));
         assert_eq!(s, CrashLoop { failures: 0, not_before: None });

@@ -186,7 +186,9 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
         Ok(World { tasks, volumes, snapshots })
     }
 
-    /// Brings each service's claims in line with its desired count.
+    /// Brings each service's claims in line with its desired count. Called
+    /// at start and when a count changes, not on every resync: a claim a
+    /// user parked by stopping its task stays parked until then.
     pub async fn scale_services(&self) -> Result<(), ControllerError> {
         let claims = self.ledger.claims().await?;
         for service in self.services() {
@@ -202,7 +204,8 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
                 };
                 match self.ledger.put_claim(&record, expect).await {
                     Ok(_) => {
-                        let message = format!("claim {what} (service {} wants {})", service.name, service.desired_count);
+                        let message =
+                            format!("claim {what} (service {} wants {})", service.name, service.desired_count);
                         self.log(EventRecord::new(now, Some(&record.name), "claim-scaled", message)).await;
                     }
                     Err(e) if e.is_conflict() => {} // someone else scaled it; the next pass sees theirs
@@ -298,26 +301,35 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
             .into_iter()
             .find(|c| {
                 c.task.as_ref() == Some(task)
-                    || c.handoff.as_ref().is_some_and(|h| {
-                        h.stopped_task.as_ref() == Some(task) || h.new_task.as_ref() == Some(task)
-                    })
+                    || c.handoff
+                        .as_ref()
+                        .is_some_and(|h| h.stopped_task.as_ref() == Some(task) || h.new_task.as_ref() == Some(task))
             })
             .map(|c| c.name))
     }
 
-    /// Handles one task state change: finds its claim and reconciles it.
-    pub async fn on_event(&self, event: &TaskStateChange) -> Result<EventOutcome, ControllerError> {
+    /// Which claim a task state change wakes, if any: out-of-scope, stale
+    /// (by `detail.version`) and unclaimed events wake none.
+    pub async fn route(&self, event: &TaskStateChange) -> Result<Result<ClaimName, EventOutcome>, ControllerError> {
         let detail = &event.detail;
         if !self.scope.admits(detail) {
-            return Ok(EventOutcome::OutOfScope);
+            return Ok(Err(EventOutcome::OutOfScope));
         }
         let arn = TaskArn(detail.task_arn.clone());
         if let Some(version) = detail.version {
             if !self.ledger.observe_task_version(&arn, version, self.now()).await? {
-                return Ok(EventOutcome::Stale);
+                return Ok(Err(EventOutcome::Stale));
             }
         }
-        let Some(claim) = self.claim_of(&arn).await? else { return Ok(EventOutcome::Unclaimed) };
+        Ok(self.claim_of(&arn).await?.ok_or(EventOutcome::Unclaimed))
+    }
+
+    /// Handles one task state change: finds its claim and reconciles it.
+    pub async fn on_event(&self, event: &TaskStateChange) -> Result<EventOutcome, ControllerError> {
+        let claim = match self.route(event).await? {
+            Ok(claim) => claim,
+            Err(outcome) => return Ok(outcome),
+        };
         let requeue = self.reconcile_claim(&claim).await?;
         Ok(EventOutcome::Reconciled(claim, requeue))
     }
@@ -327,7 +339,6 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
     /// the claims that failed.
     pub async fn resync(&self) -> Result<(Option<Duration>, Vec<(ClaimName, ControllerError)>), ControllerError> {
         self.refresh_snapshots().await?;
-        self.scale_services().await?;
         let mut soonest: Option<Duration> = None;
         let mut failed = Vec::new();
         for claim in self.ledger.claims().await? {

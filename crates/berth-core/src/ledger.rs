@@ -91,6 +91,9 @@ pub struct Handoff {
     pub intent_reason: String,
     /// The stop snapshot, once recorded (or the head it launches from).
     pub snapshot: Option<SnapshotId>,
+    /// A point-in-time restore: launch from `snapshot` by restoring, never adopting.
+    #[serde(default)]
+    pub restore: bool,
     /// The new generation's volume and task, once they exist.
     pub new_volume: Option<VolumeId>,
     pub new_task: Option<TaskArn>,
@@ -121,6 +124,10 @@ pub struct ClaimRecord {
     pub healthy_since: Option<DateTime<Utc>>,
     pub handoff: Option<Handoff>,
     pub stop_order: Option<StopOrder>,
+    /// A point-in-time restore asked for: the next generation starts from
+    /// this snapshot instead of the stop snapshot (which is still taken).
+    #[serde(default)]
+    pub restore_to: Option<SnapshotId>,
     /// The task definition revision new tasks of this claim run.
     pub revision: u32,
     pub created_at: DateTime<Utc>,
@@ -147,6 +154,7 @@ impl ClaimRecord {
             healthy_since: None,
             handoff: None,
             stop_order: None,
+            restore_to: None,
             revision,
             created_at: now,
             updated_at: now,

@@ -126,11 +126,24 @@ impl Mark {
 pub enum Action {
     /// Write the claim record if the stored one still has `record.version`.
     WriteClaim(Box<ClaimRecord>),
-    MarkGeneration { generation: Generation, mark: Mark },
-    StopTask { task: TaskArn, code: StopCode, reason: String },
-    TakeSnapshot { volume: VolumeId, request: SnapshotRequest },
+    MarkGeneration {
+        generation: Generation,
+        mark: Mark,
+    },
+    StopTask {
+        task: TaskArn,
+        code: StopCode,
+        reason: String,
+    },
+    TakeSnapshot {
+        volume: VolumeId,
+        request: SnapshotRequest,
+    },
     DeleteSnapshots(Vec<SnapshotId>),
-    CreateVolume { generation: Generation, source: VolumeSource },
+    CreateVolume {
+        generation: Generation,
+        source: VolumeSource,
+    },
     RunTask(Box<LaunchRequest>),
     DeleteVolume(VolumeId),
     Log(EventRecord),
@@ -250,6 +263,7 @@ fn steady(claim: &ClaimRecord, world: &World, cx: &Context) -> Decision {
             intent: StopIntent::Replace,
             intent_reason: "claim is desired running and has no task".into(),
             snapshot: claim.head_snapshot.clone(),
+            restore: false,
             new_volume: None,
             new_task: None,
             owner: None,
@@ -290,6 +304,15 @@ fn watch(claim: &ClaimRecord, task: &TaskInfo, cx: &Context) -> Decision {
             "claim parked (scale-in or service stopped)",
             StopCode::ServiceSchedulerInitiated,
             "Scaling activity initiated by berth",
+        );
+    }
+    if let Some(target) = &claim.restore_to {
+        let reason = format!("restore to snapshot {}", short(target));
+        return order(
+            StopIntent::Replace,
+            &reason,
+            StopCode::ServiceSchedulerInitiated,
+            "Point-in-time restore by berth",
         );
     }
     if task.health == Health::Unhealthy {
@@ -382,6 +405,7 @@ fn begin_handoff(claim: &ClaimRecord, arn: &TaskArn, task: Option<&TaskInfo>, cx
         intent,
         intent_reason: intent_reason.clone(),
         snapshot: None,
+        restore: false,
         new_volume: None,
         new_task: None,
         owner: None,
@@ -483,7 +507,12 @@ fn claimed(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -> Dec
 
 /// The snapshots of this claim that retention forgets now: the head and the
 /// last-known-good snapshot are pinned whatever their tags say.
-pub fn forgettable(claim: &ClaimRecord, snapshots: &[SnapshotRecord], policy: &KeepPolicy, now: DateTime<Utc>) -> Vec<SnapshotId> {
+pub fn forgettable(
+    claim: &ClaimRecord,
+    snapshots: &[SnapshotRecord],
+    policy: &KeepPolicy,
+    now: DateTime<Utc>,
+) -> Vec<SnapshotId> {
     if policy.is_empty() {
         return Vec::new();
     }
@@ -506,10 +535,10 @@ fn snapshotting(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -
         let id = snap.id.clone();
         let next = with_step(claim, HandoffStep::Snapshotted, |c| {
             let handoff = c.handoff.as_mut().expect("in a handoff");
-            handoff.snapshot = Some(id.clone());
+            handoff.snapshot = Some(claim.restore_to.clone().unwrap_or_else(|| id.clone()));
             handoff.owner = None;
             handoff.lease_until = None;
-            c.head_snapshot = Some(id.clone());
+            c.head_snapshot = Some(claim.restore_to.clone().unwrap_or_else(|| id.clone()));
             if h.was_healthy {
                 c.last_good_snapshot = Some(id.clone());
             }
@@ -530,7 +559,12 @@ fn snapshotting(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -
     let mut actions = Vec::new();
     let forget = forgettable(claim, &world.snapshots, cx.retention, cx.now);
     if !forget.is_empty() {
-        actions.push(log(cx, &claim.name, "retention", format!("forgetting {} snapshot(s) by retention", forget.len())));
+        actions.push(log(
+            cx,
+            &claim.name,
+            "retention",
+            format!("forgetting {} snapshot(s) by retention", forget.len()),
+        ));
         actions.push(Action::DeleteSnapshots(forget));
     }
     actions.push(Action::TakeSnapshot {
@@ -570,14 +604,28 @@ fn snapshotted(claim: &ClaimRecord, h: &Handoff, _world: &World, cx: &Context) -
         c.generation = generation;
         c.task = None;
         c.revision = cx.definition.revision;
+        if let Some(target) = c.restore_to.take() {
+            let handoff = c.handoff.as_mut().expect("in a handoff");
+            handoff.snapshot = Some(target);
+            handoff.restore = true;
+        }
         let handoff = c.handoff.as_mut().expect("in a handoff");
         handoff.owner = Some(cx.controller.to_owned());
         handoff.lease_until = Some(lease_until(cx));
     });
     Decision::act(vec![
         write(next, cx.now),
-        log(cx, &claim.name, "generation-advanced", format!("generation {generation} from snapshot {}", show(&h.snapshot))),
+        log(
+            cx,
+            &claim.name,
+            "generation-advanced",
+            format!("generation {generation} from snapshot {}", show(&h.snapshot)),
+        ),
     ])
+}
+
+fn short(id: &SnapshotId) -> String {
+    id.0.chars().take(8).collect()
 }
 
 fn show(id: &Option<SnapshotId>) -> String {
@@ -601,7 +649,13 @@ fn launching(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -> D
             handoff.owner = None;
             handoff.lease_until = None;
         });
-        let how = if adopted { "adopted" } else if h.snapshot.is_some() { "restored" } else { "empty" };
+        let how = if adopted {
+            "adopted"
+        } else if h.snapshot.is_some() {
+            "restored"
+        } else {
+            "empty"
+        };
         return Decision::act(vec![
             write(next, cx.now),
             Action::MarkGeneration {
@@ -615,7 +669,12 @@ fn launching(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -> D
                     at: cx.now,
                 },
             },
-            log(cx, &claim.name, "task-launched", format!("generation {generation}: task {} on {how} volume {}", task.arn.short(), volume.id)),
+            log(
+                cx,
+                &claim.name,
+                "task-launched",
+                format!("generation {generation}: task {} on {how} volume {}", task.arn.short(), volume.id),
+            ),
         ]);
     }
     if let Err(d) = hold_lease(claim, h, cx) {
@@ -623,7 +682,8 @@ fn launching(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -> D
     }
     match volume {
         None => {
-            let old = h.old_volume.clone().filter(|v| world.volume(v).is_some());
+            // A restore must not adopt: the old volume holds newer data.
+            let old = h.old_volume.clone().filter(|v| !h.restore && world.volume(v).is_some());
             let source = match (old, h.snapshot.clone()) {
                 (Some(volume), Some(snapshot)) => VolumeSource::AdoptOrRestore { volume, snapshot },
                 (None, Some(snapshot)) => VolumeSource::Snapshot(snapshot),
@@ -664,9 +724,11 @@ fn launched(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -> De
     actions.push(write(next, cx.now));
     let rto_ms = since_ms(h.stopped_at, cx.now);
     if ready {
-        actions.push(Action::MarkGeneration { generation: claim.generation, mark: Mark::Healthy { at: cx.now, rto_ms } });
+        actions
+            .push(Action::MarkGeneration { generation: claim.generation, mark: Mark::Healthy { at: cx.now, rto_ms } });
     }
-    if let Some(old) = h.old_volume.as_ref().filter(|v| world.volume(v).is_some() && h.new_volume.as_ref() != Some(*v)) {
+    if let Some(old) = h.old_volume.as_ref().filter(|v| world.volume(v).is_some() && h.new_volume.as_ref() != Some(*v))
+    {
         actions.push(Action::DeleteVolume(old.clone()));
     }
     let message = match (ready, rto_ms) {

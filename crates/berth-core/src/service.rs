@@ -45,13 +45,23 @@ pub enum ClaimChange {
 /// The claim changes that make `claims` (the service's, any order) match
 /// the desired count: ordinals below it Running, the rest Parked. Deleted
 /// claims are left alone.
-pub fn scale(service: &ServiceSpec, claims: &[ClaimRecord], now: DateTime<Utc>) -> Result<Vec<ClaimChange>, ClaimNameError> {
+pub fn scale(
+    service: &ServiceSpec,
+    claims: &[ClaimRecord],
+    now: DateTime<Utc>,
+) -> Result<Vec<ClaimChange>, ClaimNameError> {
     let mut changes = Vec::new();
     for ordinal in 0..service.desired_count {
         match claims.iter().find(|c| c.ordinal == ordinal && c.service == service.name) {
             None => {
                 let name = ClaimName::of_service(&service.name, ordinal)?;
-                changes.push(ClaimChange::Create(ClaimRecord::new(name, &service.name, ordinal, service.definition.revision, now)));
+                changes.push(ClaimChange::Create(ClaimRecord::new(
+                    name,
+                    &service.name,
+                    ordinal,
+                    service.definition.revision,
+                    now,
+                )));
             }
             Some(c) if c.desired == DesiredState::Parked => {
                 let mut c = c.clone();

@@ -17,6 +17,7 @@ use fake::World;
 
 async fn up(world: &World, count: u32) -> fake::Ctl {
     let ctl = world.controller("c1", count);
+    ctl.scale_services().await.unwrap();
     let (_, failed) = ctl.resync().await.unwrap();
     assert!(failed.is_empty(), "{failed:?}");
     ctl
@@ -26,12 +27,8 @@ async fn up(world: &World, count: u32) -> fake::Ctl {
 /// claim, of its current generation, and no running task for a parked one.
 async fn invariants(world: &World) {
     for claim in world.ledger.claims().await.unwrap() {
-        let running: Vec<_> = world
-            .runtime
-            .running()
-            .into_iter()
-            .filter(|t| t.claim.as_ref() == Some(&claim.name))
-            .collect();
+        let running: Vec<_> =
+            world.runtime.running().into_iter().filter(|t| t.claim.as_ref() == Some(&claim.name)).collect();
         match claim.desired {
             DesiredState::Running => {
                 assert_eq!(running.len(), 1, "{}: {running:#?}", claim.name);
@@ -149,6 +146,7 @@ async fn a_user_stop_parks_and_scale_to_zero_is_never_resurrected() {
 
     // Scale the service to zero: the other claim parks too, with a snapshot.
     ctl.set_service(fake::service(0));
+    ctl.scale_services().await.unwrap();
     ctl.resync().await.unwrap();
     invariants(&world).await;
     assert_eq!(world.claim("files-1").await.desired, DesiredState::Parked);
@@ -161,6 +159,7 @@ async fn a_user_stop_parks_and_scale_to_zero_is_never_resurrected() {
 
     // Scaling out again resumes the same claims from their data.
     ctl.set_service(fake::service(2));
+    ctl.scale_services().await.unwrap();
     ctl.resync().await.unwrap();
     invariants(&world).await;
     let c1 = world.claim("files-1").await;
@@ -176,6 +175,11 @@ async fn crash_loop_backs_off_doubling_and_resets_after_healthy() {
     let ctl = up(&world, 1).await;
     let name = World::name("files-0");
     let mut waits = Vec::new();
+    // The first crash is replaced at once.
+    let t = world.runtime.current("files-0");
+    let e = world.runtime.stop_by_world(&t.arn, StopCode::EssentialContainerExited, "exit 1");
+    ctl.on_event(&e).await.unwrap();
+    invariants(&world).await;
     for _ in 0..4 {
         let t = world.runtime.current("files-0");
         let e = world.runtime.stop_by_world(&t.arn, StopCode::EssentialContainerExited, "exit 1");
@@ -292,10 +296,8 @@ async fn a_controller_crash_at_any_step_finishes_with_one_snapshot_and_one_repla
     // Crash points: each of the six claim writes of a handoff, the snapshot, the volume
     // and the launch. After each, a fresh controller (same identity, as a
     // restarted `berth up`) resumes.
-    let points: Vec<(&str, u32)> = (1..=6)
-        .map(|n| ("write", n))
-        .chain([("snapshot", 1), ("create", 1), ("run", 1)])
-        .collect();
+    let points: Vec<(&str, u32)> =
+        (1..=6).map(|n| ("write", n)).chain([("snapshot", 1), ("create", 1), ("run", 1)]).collect();
     let mut crashed = 0;
     for (kind, n) in points {
         let world = World::new();

@@ -5,13 +5,19 @@
 //! lays out the state folder, finds the repository password, and implements
 //! core's `Volumes` port on top of both.
 
+pub mod admin;
 pub mod fingerprint;
+pub mod ledger;
+pub mod platform;
 pub mod records;
 pub mod secrets;
 pub mod state;
+pub mod supervisor;
 pub mod volumes;
 
+pub use ledger::SqliteLedger;
 pub use records::{snapshot_time, to_record};
 pub use secrets::{resolve_password, PasswordSource};
 pub use state::StateDir;
+pub use supervisor::{LocalRuntime, SupervisorConfig};
 pub use volumes::{LocalVolumes, VolumeError};

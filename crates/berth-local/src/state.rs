@@ -5,6 +5,11 @@
 //! <state>/repository.key   its generated password, if none was given (0600)
 //! <state>/volumes/<id>/    one folder per volume
 //! <state>/volumes/<id>.json   the volume's record (claim, generation, seal)
+//! <state>/ledger.sqlite    the ledger of `berth up`
+//! <state>/logs/<task>.log  each task's output
+//! <state>/admin.json       how the CLI reaches a running `berth up`
+//! <state>/admin.token      the admin API's bearer token (0600)
+//! <state>/up.lock          held by the running `berth up`
 //! ```
 //! The location is `--state`, else `BERTH_STATE`, else
 //! `$XDG_DATA_HOME/berth`, else `~/.local/share/berth`.
@@ -45,6 +50,26 @@ impl StateDir {
 
     pub fn volumes(&self) -> PathBuf {
         self.root.join("volumes")
+    }
+
+    pub fn ledger(&self) -> PathBuf {
+        self.root.join("ledger.sqlite")
+    }
+
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    pub fn admin(&self) -> PathBuf {
+        self.root.join("admin.json")
+    }
+
+    pub fn admin_token(&self) -> PathBuf {
+        self.root.join("admin.token")
+    }
+
+    pub fn lock(&self) -> PathBuf {
+        self.root.join("up.lock")
     }
 
     /// Creates the folders that must exist.

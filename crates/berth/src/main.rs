@@ -40,12 +40,33 @@ enum Command {
     Snapshot(cmd::snapshot::Args),
     /// Create, list, snapshot and delete local volumes.
     Volume(cmd::volume::Args),
+    /// Run the whole platform on this machine: tasks, volumes, snapshots,
+    /// controller, load balancer, autoscaler and admin API.
+    Up(cmd::up::Args),
+    /// Stop a running `berth up`, snapshotting every task, and wait until it has exited.
+    Down(cmd::down::Args),
+    /// List the tasks of a running `berth up`.
+    Ps(cmd::ps::Args),
+    /// List the claims of a running `berth up`.
+    Claims(cmd::claims::ListArgs),
+    /// Inspect one claim of a running `berth up`.
+    Claim(cmd::claims::ClaimArgs),
+    /// Print the event log of a running `berth up`.
+    Events(cmd::events::Args),
+    /// Stop one task, simulating a Spot interruption, failed health checks or a user stop.
+    StopTask(cmd::stop_task::Args),
+    /// Set the desired count of a service.
+    Scale(cmd::scale::Args),
+    /// Bring a claim back to an earlier snapshot.
+    Restore(cmd::claim_restore::Args),
+    /// Print the output of a task (read from the state folder).
+    Logs(cmd::logs::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match cli.command {
-        Command::Serve(_) => "info",
+        Command::Serve(_) | Command::Up(_) => "info",
         _ => "warn",
     };
     logging::init(cli.log_format, level);
@@ -53,6 +74,16 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Snapshot(args) => cmd::snapshot::run(args),
         Command::Volume(args) => cmd::volume::run(args),
+        Command::Up(args) => cmd::up::run(args),
+        Command::Down(args) => cmd::down::run(args),
+        Command::Ps(args) => cmd::ps::run(args),
+        Command::Claims(args) => cmd::claims::list(args),
+        Command::Claim(args) => cmd::claims::run(args),
+        Command::Events(args) => cmd::events::run(args),
+        Command::StopTask(args) => cmd::stop_task::run(args),
+        Command::Scale(args) => cmd::scale::run(args),
+        Command::Restore(args) => cmd::claim_restore::run(args),
+        Command::Logs(args) => cmd::logs::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

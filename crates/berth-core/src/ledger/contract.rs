@@ -420,6 +420,7 @@ async fn join2<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
     .await
 }
 
+#[track_caller]
 fn one_winner(a: Result<ClaimRecord, LedgerError>, b: Result<ClaimRecord, LedgerError>, what: &str) -> ClaimRecord {
     match (a, b) {
         (Ok(won), Err(e)) | (Err(e), Ok(won)) if e.is_conflict() => won,
@@ -428,6 +429,7 @@ fn one_winner(a: Result<ClaimRecord, LedgerError>, b: Result<ClaimRecord, Ledger
     }
 }
 
+#[track_caller]
 fn expect_conflict(result: Result<ClaimRecord, LedgerError>, what: &str) {
     match result {
         Err(LedgerError::Conflict(_)) => {}
@@ -491,12 +493,14 @@ fn full_claim() -> ClaimRecord {
             intent: StopIntent::Replace,
             intent_reason: "spot interruption → replace".into(),
             snapshot: Some(SnapshotId("snap-11".into())),
+            restore: true,
             new_volume: Some(VolumeId("vol-12".into())),
             new_task: Some(task("t12")),
             owner: Some("controller-a".into()),
             lease_until: Some(t0() + secs(300)),
             started_at: t0() - secs(29),
         }),
+        restore_to: Some(SnapshotId("restore".into())),
         stop_order: Some(StopOrder {
             task: task("t10"),
             intent: StopIntent::Park,

@@ -12,9 +12,7 @@ use std::time::Duration;
 
 use berth_core::controller::{Clock, Controller};
 use berth_core::event::{StopCode, TaskDetail, TaskStateChange, TaskStatus};
-use berth_core::ledger::{
-    ClaimRecord, EventRecord, Expect, GenerationRecord, Ledger, LedgerError, Remembered,
-};
+use berth_core::ledger::{ClaimRecord, EventRecord, Expect, GenerationRecord, Ledger, LedgerError, Remembered};
 use berth_core::ports::{PortError, VolumeId, VolumeInfo, VolumeSource, Volumes};
 use berth_core::retention::KeepPolicy;
 use berth_core::scope::Scope;
@@ -339,9 +337,7 @@ impl Ledger for FakeLedger {
         Ok(self.state.lock().unwrap().claims.values().cloned().collect())
     }
     async fn put_claim(&self, record: &ClaimRecord, expect: Expect) -> Result<ClaimRecord, LedgerError> {
-        self.faults
-            .hit("write", &self.faults.fail_write_at)
-            .map_err(|e| LedgerError::Unavailable(e.message))?;
+        self.faults.hit("write", &self.faults.fail_write_at).map_err(|e| LedgerError::Unavailable(e.message))?;
         let mut s = self.state.lock().unwrap();
         let stored = s.claims.get(&record.name).map(|c| c.version);
         let ok = match expect {
@@ -375,7 +371,12 @@ impl Ledger for FakeLedger {
         s.events.push(e);
         Ok(s.events.len() as u64)
     }
-    async fn events(&self, after: u64, claim: Option<&ClaimName>, limit: usize) -> Result<Vec<EventRecord>, LedgerError> {
+    async fn events(
+        &self,
+        after: u64,
+        claim: Option<&ClaimName>,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, LedgerError> {
         let s = self.state.lock().unwrap();
         Ok(s.events
             .iter()
@@ -384,7 +385,13 @@ impl Ledger for FakeLedger {
             .cloned()
             .collect())
     }
-    async fn remember(&self, key: &str, value: &str, now: DateTime<Utc>, expires: DateTime<Utc>) -> Result<Remembered, LedgerError> {
+    async fn remember(
+        &self,
+        key: &str,
+        value: &str,
+        now: DateTime<Utc>,
+        expires: DateTime<Utc>,
+    ) -> Result<Remembered, LedgerError> {
         let mut s = self.state.lock().unwrap();
         if let Some((v, exp)) = s.keys.get(key) {
             if *exp > now {
@@ -394,7 +401,12 @@ impl Ledger for FakeLedger {
         s.keys.insert(key.to_owned(), (value.to_owned(), expires));
         Ok(Remembered::New)
     }
-    async fn observe_task_version(&self, task: &TaskArn, version: u64, _now: DateTime<Utc>) -> Result<bool, LedgerError> {
+    async fn observe_task_version(
+        &self,
+        task: &TaskArn,
+        version: u64,
+        _now: DateTime<Utc>,
+    ) -> Result<bool, LedgerError> {
         let mut s = self.state.lock().unwrap();
         let newer = s.versions.get(task).is_none_or(|v| version > *v);
         if newer {

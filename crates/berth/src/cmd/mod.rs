@@ -1,6 +1,16 @@
 //! One module per `berth` command.
 
+pub mod admin;
+pub mod claim_restore;
+pub mod claims;
+pub mod down;
+pub mod events;
+pub mod logs;
+pub mod ps;
 pub mod repo;
+pub mod scale;
 pub mod serve;
 pub mod snapshot;
+pub mod stop_task;
+pub mod up;
 pub mod volume;

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod admin_client;
 mod serve_api;
 mod serve_cluster;
 mod serve_lifecycle;

@@ -1,0 +1,157 @@
+//! The admin API's handlers.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use berth_core::event::StopCode;
+use berth_core::ledger::Ledger;
+use berth_core::task::{Runtime, TaskArn};
+use berth_core::{ClaimName, DesiredState};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{ApiError, AppState};
+
+type Answer = Result<Json<Value>, ApiError>;
+
+fn claim_name(raw: &str) -> Result<ClaimName, ApiError> {
+    ClaimName::parse(raw).map_err(|e| ApiError::bad_request(format!("claim {raw:?}: {e}")))
+}
+
+pub async fn status(State(app): State<AppState>) -> Answer {
+    let p = &app.platform;
+    let claims = p.ledger.claims().await.map_err(ApiError::internal)?;
+    let services: Vec<Value> = p
+        .controller
+        .services()
+        .iter()
+        .map(|s| {
+            let mine = claims.iter().filter(|c| c.service == s.name);
+            let running = mine.filter(|c| c.task.is_some() && c.desired == DesiredState::Running).count();
+            json!({ "name": s.name, "desired_count": s.desired_count, "running": running })
+        })
+        .collect();
+    Ok(Json(json!({
+        "cluster": p.config.cluster,
+        "pid": std::process::id(),
+        "started_at": p.started_at,
+        "state": p.state.root().display().to_string(),
+        "services": services,
+    })))
+}
+
+pub async fn tasks(State(app): State<AppState>) -> Answer {
+    let tasks = app.platform.runtime.tasks().await.map_err(ApiError::internal)?;
+    Ok(Json(serde_json::to_value(tasks).map_err(ApiError::internal)?))
+}
+
+pub async fn claims(State(app): State<AppState>) -> Answer {
+    let claims = app.platform.ledger.claims().await.map_err(ApiError::internal)?;
+    Ok(Json(serde_json::to_value(claims).map_err(ApiError::internal)?))
+}
+
+pub async fn claim(State(app): State<AppState>, Path(name): Path<String>) -> Answer {
+    let name = claim_name(&name)?;
+    let ledger = &app.platform.ledger;
+    let claim = ledger
+        .claim(&name)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no claim {name}")))?;
+    let generations = ledger.generations(&name).await.map_err(ApiError::internal)?;
+    let snapshots = ledger.snapshots(Some(&name)).await.map_err(ApiError::internal)?;
+    Ok(Json(json!({ "claim": claim, "generations": generations, "snapshots": snapshots })))
+}
+
+#[derive(Deserialize)]
+pub struct EventQuery {
+    #[serde(default)]
+    after: u64,
+    claim: Option<String>,
+    limit: Option<usize>,
+}
+
+pub async fn events(State(app): State<AppState>, Query(q): Query<EventQuery>) -> Answer {
+    let claim = q.claim.as_deref().map(claim_name).transpose()?;
+    let limit = q.limit.unwrap_or(1000).min(10_000);
+    let events = app.platform.ledger.events(q.after, claim.as_ref(), limit).await.map_err(ApiError::internal)?;
+    Ok(Json(serde_json::to_value(events).map_err(ApiError::internal)?))
+}
+
+#[derive(Deserialize)]
+pub struct StopBody {
+    #[serde(default = "default_reason")]
+    reason: String,
+}
+
+fn default_reason() -> String {
+    "user".into()
+}
+
+/// Stops a task the way ECS would for the cause named, so each path of the
+/// controller can be exercised on one machine.
+pub async fn stop_task(State(app): State<AppState>, Path(task): Path<String>, Json(body): Json<StopBody>) -> Answer {
+    let (code, reason) = match body.reason.as_str() {
+        "spot" => (StopCode::SpotInterruption, "Your Spot Task was interrupted."),
+        "health" => (StopCode::ServiceSchedulerInitiated, "Task failed container health checks"),
+        "user" => (StopCode::UserInitiated, "Task stopped by user (berth stop-task)"),
+        other => return Err(ApiError::bad_request(format!("reason {other:?}: expected spot, health or user"))),
+    };
+    let runtime = &app.platform.runtime;
+    let tasks = runtime.tasks().await.map_err(ApiError::internal)?;
+    let found = tasks
+        .iter()
+        .find(|t| t.arn.0 == task || t.arn.short() == task)
+        .ok_or_else(|| ApiError::not_found(format!("no task {task} (see `berth ps`)")))?;
+    if found.is_stopped() {
+        return Err(ApiError(StatusCode::CONFLICT, format!("task {} has already stopped", found.arn.short())));
+    }
+    let arn: TaskArn = found.arn.clone();
+    runtime.stop_task(&arn, code.clone(), reason).await.map_err(ApiError::internal)?;
+    Ok(Json(json!({ "task": arn.0, "stop_code": code.as_str() })))
+}
+
+#[derive(Deserialize)]
+pub struct ScaleBody {
+    count: u32,
+}
+
+pub async fn scale(State(app): State<AppState>, Path(service): Path<String>, Json(body): Json<ScaleBody>) -> Answer {
+    if body.count > 1000 {
+        return Err(ApiError::bad_request("count above 1000: berth up runs on one machine"));
+    }
+    if !app.platform.scale(&service, body.count).await.map_err(ApiError::internal)? {
+        return Err(ApiError::not_found(format!("no service {service}")));
+    }
+    Ok(Json(json!({ "service": service, "desired_count": body.count })))
+}
+
+#[derive(Deserialize)]
+pub struct RestoreBody {
+    snapshot: Option<String>,
+    at: Option<DateTime<Utc>>,
+}
+
+pub async fn restore(State(app): State<AppState>, Path(name): Path<String>, Json(body): Json<RestoreBody>) -> Answer {
+    let name = claim_name(&name)?;
+    let snapshots = app.platform.ledger.snapshots(Some(&name)).await.map_err(ApiError::internal)?;
+    let chosen = match (&body.snapshot, body.at) {
+        (Some(id), None) => {
+            snapshots.iter().find(|s| s.id.0 == *id || (id.len() >= 8 && s.id.0.starts_with(id.as_str())))
+        }
+        (None, Some(at)) => snapshots.iter().filter(|s| s.time <= at).max_by_key(|s| s.time),
+        _ => return Err(ApiError::bad_request("give exactly one of snapshot and at")),
+    }
+    .cloned()
+    .ok_or_else(|| ApiError::not_found(format!("no snapshot of {name} matches")))?;
+    app.platform.restore(&name, &chosen.id).await.map_err(|e| ApiError(StatusCode::CONFLICT, e.to_string()))?;
+    Ok(Json(json!({ "claim": name, "snapshot": chosen.id })))
+}
+
+pub async fn down(State(app): State<AppState>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let claims = app.platform.ledger.claims().await.map_err(ApiError::internal)?;
+    let stopping = claims.iter().filter(|c| c.task.is_some()).count();
+    app.platform.request_down();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "stopping": stopping }))))
+}

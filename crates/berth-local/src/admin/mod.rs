@@ -1,0 +1,82 @@
+//! The admin API of `berth up`: what the `berth` CLI talks to.
+//!
+//! Loopback only, one bearer token (in the state folder, mode 0600), JSON
+//! in and out, errors as `{"error": "…"}` with a status that says whose
+//! fault it is. Handlers only read the ledger and runtime or hand a request
+//! to the platform; no rule lives here.
+
+mod discovery;
+mod handlers;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use subtle::ConstantTimeEq;
+
+pub use discovery::{AdminInfo, Discovery};
+
+use crate::platform::Platform;
+
+/// An error answer.
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        Self(StatusCode::BAD_REQUEST, m.into())
+    }
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Self(StatusCode::NOT_FOUND, m.into())
+    }
+    pub fn internal(m: impl std::fmt::Display) -> Self {
+        Self(StatusCode::INTERNAL_SERVER_ERROR, m.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    platform: Arc<Platform>,
+    token: Arc<String>,
+}
+
+async fn auth(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if given.as_bytes().ct_eq(app.token.as_bytes()).into() {
+        next.run(request).await
+    } else {
+        ApiError(StatusCode::UNAUTHORIZED, "missing or wrong admin token (see <state>/admin.token)".into())
+            .into_response()
+    }
+}
+
+/// The admin router for `platform`, guarded by `token`.
+pub fn router(platform: Arc<Platform>, token: String) -> Router {
+    let state = AppState { platform, token: Arc::new(token) };
+    Router::new()
+        .route("/v1/status", get(handlers::status))
+        .route("/v1/tasks", get(handlers::tasks))
+        .route("/v1/tasks/{task}/stop", post(handlers::stop_task))
+        .route("/v1/claims", get(handlers::claims))
+        .route("/v1/claims/{name}", get(handlers::claim))
+        .route("/v1/claims/{name}/restore", post(handlers::restore))
+        .route("/v1/events", get(handlers::events))
+        .route("/v1/services/{name}/scale", post(handlers::scale))
+        .route("/v1/down", post(handlers::down))
+        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .with_state(state)
+}

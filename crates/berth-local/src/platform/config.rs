@@ -1,0 +1,314 @@
+//! `berth.toml`: the settings of `berth up`, each with the blog's default.
+//!
+//! With no file, `berth up` runs the blog's service: two tasks of the file
+//! service on port 5000 (locally each task gets its own port), 256 CPU
+//! units and 512 MiB, a container health check on `/health` every 30 s
+//! with a 5 s timeout, 3 retries and a 60 s start period. Unknown keys are
+//! an error, so a typo does not silently fall back to a default.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use berth_core::retention::KeepPolicy;
+use berth_core::service::ServiceSpec;
+use berth_core::task::{HealthCheck, Probe, TaskDefinition};
+use berth_core::ClaimName;
+use serde::{Deserialize, Deserializer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// Durations as `humantime` strings ("30s", "5m", "1h 30m").
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub cluster: String,
+    pub controller: ControllerConfig,
+    #[serde(rename = "service")]
+    pub services: Vec<ServiceConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            cluster: "berth".into(),
+            controller: ControllerConfig::default(),
+            services: vec![ServiceConfig::default()],
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControllerConfig {
+    /// How often every claim is reconciled from observed state.
+    #[serde(deserialize_with = "duration")]
+    pub resync_interval: Duration,
+    /// How long a controller holds a handoff step.
+    #[serde(deserialize_with = "duration")]
+    pub lease: Duration,
+    /// Unreferenced volumes younger than this are left alone by the sweep.
+    #[serde(deserialize_with = "duration")]
+    pub sweep_grace: Duration,
+    /// The admin API's address (loopback; port 0 picks a free one).
+    pub admin_listen: String,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            resync_interval: Duration::from_secs(30),
+            lease: Duration::from_secs(600),
+            sweep_grace: Duration::from_secs(600),
+            admin_listen: "127.0.0.1:0".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    pub name: String,
+    pub desired_count: u32,
+    /// The task's command; empty runs `berth serve` on the task's volume.
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub port: u16,
+    /// CPU units (1024 = one core) and MiB, as an ECS task size.
+    pub cpu: u32,
+    pub memory: u32,
+    #[serde(deserialize_with = "duration")]
+    pub stop_timeout: Duration,
+    pub health_check: HealthCheckConfig,
+    pub retention: RetentionConfig,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            name: "files".into(),
+            desired_count: 2,
+            command: Vec::new(),
+            env: BTreeMap::new(),
+            port: 5000,
+            cpu: 256,
+            memory: 512,
+            stop_timeout: Duration::from_secs(30),
+            health_check: HealthCheckConfig::default(),
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckConfig {
+    /// HTTP path probed on the task's port (the default), or…
+    pub http: Option<String>,
+    /// …a command run with the task's environment; exit 0 is healthy.
+    pub command: Option<Vec<String>>,
+    /// `false` turns the health check off (RUNNING is then enough).
+    pub enabled: bool,
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    pub retries: u32,
+    #[serde(deserialize_with = "duration")]
+    pub start_period: Duration,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        Self {
+            http: None,
+            command: None,
+            enabled: true,
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+            retries: 3,
+            start_period: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    pub keep_last: Option<u32>,
+    pub keep_hourly: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_yearly: Option<u32>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub keep_within: Option<Duration>,
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+impl Default for RetentionConfig {
+    /// Ten stop snapshots, and one a day for a week.
+    fn default() -> Self {
+        Self {
+            keep_last: Some(10),
+            keep_hourly: None,
+            keep_daily: Some(7),
+            keep_weekly: None,
+            keep_monthly: None,
+            keep_yearly: None,
+            keep_within: None,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`; a missing file at the default path means the defaults.
+    pub fn load(path: &Path, required: bool) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(Self::default()),
+            Err(source) => return Err(ConfigError::Read { path: path.display().to_string(), source }),
+        };
+        Self::parse(&text).map_err(|message| ConfigError::Invalid { path: path.display().to_string(), message })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.services.is_empty() {
+            return Err("no [[service]] is configured".into());
+        }
+        for (i, s) in self.services.iter().enumerate() {
+            ClaimName::of_service(&s.name, 0).map_err(|e| format!("service name {:?}: {e}", s.name))?;
+            if self.services[..i].iter().any(|o| o.name == s.name) {
+                return Err(format!("service {:?} is configured twice", s.name));
+            }
+            let h = &s.health_check;
+            if h.http.is_some() && h.command.is_some() {
+                return Err(format!("service {:?}: health_check has both http and command; pick one", s.name));
+            }
+            if h.command.as_ref().is_some_and(Vec::is_empty) {
+                return Err(format!("service {:?}: health_check.command is empty", s.name));
+            }
+            if h.enabled && (h.interval.is_zero() || h.timeout.is_zero() || h.retries == 0) {
+                return Err(format!(
+                    "service {:?}: health_check interval, timeout and retries must be above 0",
+                    s.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The services as the controller sees them.
+    pub fn specs(&self) -> Vec<ServiceSpec> {
+        self.services.iter().map(|s| s.spec(self.controller.lease)).collect()
+    }
+}
+
+impl ServiceConfig {
+    pub fn definition(&self) -> TaskDefinition {
+        let h = &self.health_check;
+        let health_check = h.enabled.then(|| HealthCheck {
+            probe: match (&h.command, &h.http) {
+                (Some(cmd), _) => Probe::Command(cmd.clone()),
+                (None, path) => Probe::Http { path: path.clone().unwrap_or_else(|| "/health".into()) },
+            },
+            interval: h.interval,
+            timeout: h.timeout,
+            retries: h.retries,
+            start_period: h.start_period,
+        });
+        TaskDefinition {
+            family: self.name.clone(),
+            revision: 1,
+            command: self.command.clone(),
+            env: self.env.clone(),
+            port: self.port,
+            health_check,
+            stop_timeout: self.stop_timeout,
+        }
+    }
+
+    pub fn spec(&self, lease: Duration) -> ServiceSpec {
+        let r = &self.retention;
+        ServiceSpec {
+            name: self.name.clone(),
+            desired_count: self.desired_count,
+            definition: self.definition(),
+            retention: KeepPolicy {
+                last: r.keep_last,
+                hourly: r.keep_hourly,
+                daily: r.keep_daily,
+                weekly: r.keep_weekly,
+                monthly: r.keep_monthly,
+                yearly: r.keep_yearly,
+                within: r.keep_within,
+            },
+            lease,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_file_is_the_blogs_service() {
+        let c = Config::load(Path::new("/nonexistent/berth.toml"), false).unwrap();
+        let s = &c.specs()[0];
+        assert_eq!((s.name.as_str(), s.desired_count), ("files", 2));
+        let h = s.definition.health_check.as_ref().unwrap();
+        assert_eq!(h.probe, Probe::Http { path: "/health".into() });
+        assert_eq!((h.interval, h.timeout, h.retries), (Duration::from_secs(30), Duration::from_secs(5), 3));
+        assert!(Config::load(Path::new("/nonexistent/berth.toml"), true).is_err());
+    }
+
+    #[test]
+    fn a_file_overrides_and_typos_are_errors() {
+        let c = Config::parse(
+            r#"
+            [controller]
+            resync_interval = "2s"
+            [[service]]
+            name = "db"
+            desired_count = 3
+            command = ["sleep", "100"]
+            [service.health_check]
+            command = ["true"]
+            interval = "1s"
+            [service.retention]
+            keep_last = 2
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.controller.resync_interval, Duration::from_secs(2));
+        let s = &c.specs()[0];
+        assert_eq!(s.definition.health_check.as_ref().unwrap().probe, Probe::Command(vec!["true".into()]));
+        assert_eq!(s.retention.last, Some(2));
+        assert_eq!(s.retention.daily, Some(7));
+        let typo = Config::parse("[[service]]\nname = \"x\"\ndesierd_count = 1\n").unwrap_err();
+        assert!(typo.contains("desierd_count"), "{typo}");
+        assert!(Config::parse("[controller]\nlease = \"soon\"\n").unwrap_err().contains("soon"));
+        assert!(Config::parse("[[service]]\nname = \"Bad Name\"\n").is_err());
+    }
+}

@@ -1,0 +1,300 @@
+//! `berth up`: the whole architecture on one machine.
+//!
+//! One process holds the state folder's lock and runs the supervisor (tasks
+//! as child processes), the directory volumes and snapshot repository, the
+//! SQLite ledger, the controller, and the admin API the CLI talks to. The
+//! controller is woken three ways, as on AWS: by the supervisor's ECS task
+//! state change events, by per-claim timers the reconciler asks for, and by
+//! a periodic resync of every claim. Stopping `berth up` (SIGTERM, Ctrl-C or
+//! `berth down`) parks every claim with a snapshot before it exits, so the
+//! next `berth up` brings the same data back.
+
+pub mod config;
+mod lock;
+mod queue;
+mod scale_file;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_core::controller::Controller;
+use berth_core::intent::DesiredState;
+use berth_core::ledger::{EventRecord, Expect, Ledger};
+use berth_core::scope::Scope;
+use berth_core::snapshot::SnapshotId;
+use berth_core::ClaimName;
+use chrono::{DateTime, Utc};
+use tokio::sync::{broadcast, watch};
+
+pub use config::{Config, ConfigError};
+pub use lock::StateLock;
+use queue::Queue;
+
+use crate::ledger::SqliteLedger;
+use crate::state::StateDir;
+use crate::supervisor::{LocalRuntime, SupervisorConfig};
+use crate::volumes::LocalVolumes;
+
+/// The controller over the local adapters.
+pub type LocalController = Controller<Arc<LocalRuntime>, Arc<LocalVolumes>, Arc<SqliteLedger>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+    #[error("ledger: {0}")]
+    Ledger(#[from] berth_core::LedgerError),
+    #[error("controller: {0}")]
+    Controller(#[from] berth_core::controller::ControllerError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("no claim {0}")]
+    NoClaim(ClaimName),
+    #[error("claim {0} is in the middle of a handoff; try again when `berth claims` shows none")]
+    Busy(ClaimName),
+}
+
+/// The running platform, shared by its loops and the admin API.
+pub struct Platform {
+    pub controller: Arc<LocalController>,
+    pub runtime: Arc<LocalRuntime>,
+    pub ledger: Arc<SqliteLedger>,
+    pub state: StateDir,
+    pub config: Config,
+    pub started_at: DateTime<Utc>,
+    queue: Arc<Queue>,
+    /// Set to true when the platform is to park everything and exit.
+    down: watch::Sender<bool>,
+    _lock: StateLock,
+}
+
+impl Platform {
+    /// Takes the state folder and assembles the platform (no task starts yet).
+    pub fn assemble(
+        state: StateDir,
+        config: Config,
+        volumes: LocalVolumes,
+        program: PathBuf,
+    ) -> Result<Arc<Self>, PlatformError> {
+        state.ensure()?;
+        let lock = StateLock::acquire(&state)?;
+        let ledger = Arc::new(SqliteLedger::open(&state.ledger())?);
+        let mut supervisor = SupervisorConfig::new(program, state.logs());
+        supervisor.cluster = config.cluster.clone();
+        let runtime = Arc::new(LocalRuntime::new(supervisor));
+        let mut services = config.specs();
+        for s in &mut services {
+            if let Some(count) = scale_file::read(&state, &s.name) {
+                s.desired_count = count;
+            }
+        }
+        let scope = Scope {
+            clusters: vec![config.cluster.clone()],
+            services: services.iter().map(|s| s.name.clone()).collect(),
+            families: Vec::new(),
+        };
+        // One identity per state folder: a restarted `berth up` holds the
+        // leases its predecessor took and resumes at once.
+        let controller = Controller::new(
+            "berth-up",
+            Arc::clone(&runtime),
+            Arc::new(volumes),
+            Arc::clone(&ledger),
+            services,
+            scope,
+            Box::new(berth_core::controller::SystemClock),
+        )
+        .with_grace(config.controller.sweep_grace);
+        let controller = Arc::new(controller);
+        let (down, _) = watch::channel(false);
+        Ok(Arc::new(Self {
+            queue: Queue::new(Arc::clone(&controller)),
+            controller,
+            runtime,
+            ledger,
+            state,
+            config,
+            started_at: Utc::now(),
+            down,
+            _lock: lock,
+        }))
+    }
+
+    pub async fn log(&self, kind: &str, message: impl Into<String>) {
+        self.controller.log(EventRecord::new(Utc::now(), None, kind, message)).await;
+    }
+
+    /// Asks the platform to park every claim and exit.
+    pub fn request_down(&self) {
+        self.down.send_replace(true);
+    }
+
+    /// Wakes every claim of the ledger.
+    pub async fn wake_all(&self) -> Result<usize, PlatformError> {
+        let claims = self.ledger.claims().await?;
+        for c in &claims {
+            self.queue.wake(c.name.clone());
+        }
+        Ok(claims.len())
+    }
+
+    /// Sets a service's desired count (kept across restarts) and applies it.
+    pub async fn scale(&self, service: &str, count: u32) -> Result<bool, PlatformError> {
+        let Some(mut spec) = self.controller.services().into_iter().find(|s| s.name == service) else {
+            return Ok(false);
+        };
+        let before = spec.desired_count;
+        spec.desired_count = count;
+        self.controller.set_service(spec);
+        scale_file::write(&self.state, service, count)?;
+        self.controller.scale_services().await?;
+        let mut event = EventRecord::new(Utc::now(), None, "service-scaled", format!("{service}: {before} → {count}"));
+        event.data = serde_json::json!({ "service": service, "from": before, "to": count });
+        self.controller.log(event).await;
+        self.wake_all().await?;
+        Ok(true)
+    }
+
+    /// Asks for a point-in-time restore of a claim: a running claim is
+    /// stopped (its stop snapshot still taken, so nothing is lost) and
+    /// relaunched from `snapshot`; a parked one resumes from it later.
+    pub async fn restore(&self, name: &ClaimName, snapshot: &SnapshotId) -> Result<(), PlatformError> {
+        for _ in 0..50 {
+            let Some(mut claim) = self.ledger.claim(name).await? else {
+                return Err(PlatformError::NoClaim(name.clone()));
+            };
+            if claim.handoff.is_some() {
+                return Err(PlatformError::Busy(name.clone()));
+            }
+            if claim.task.is_some() {
+                claim.restore_to = Some(snapshot.clone());
+            } else {
+                // Parked: the next launch restores the head; the old volume
+                // is no longer adopted and the sweep removes it.
+                claim.head_snapshot = Some(snapshot.clone());
+                claim.volume = None;
+            }
+            claim.updated_at = Utc::now();
+            let version = claim.version;
+            match self.ledger.put_claim(&claim, Expect::Version(version)).await {
+                Ok(_) => {
+                    let message = format!("restore to snapshot {snapshot} requested");
+                    self.controller.log(EventRecord::new(Utc::now(), Some(name), "restore-requested", message)).await;
+                    self.queue.wake(name.clone());
+                    return Ok(());
+                }
+                Err(e) if e.is_conflict() => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(PlatformError::Busy(name.clone()))
+    }
+
+    /// Runs until down is requested, then parks every claim and returns.
+    pub async fn run(self: &Arc<Self>) -> Result<(), PlatformError> {
+        let mut events = self.runtime.subscribe();
+        self.controller.refresh_snapshots().await?;
+        self.controller.scale_services().await?;
+        let n = self.wake_all().await?;
+        self.log("berth-up", format!("started with {n} claim(s); state folder {}", self.state.root().display())).await;
+
+        let resync = tokio::spawn(Arc::clone(self).resync_loop());
+        let mut down = self.down.subscribe();
+        loop {
+            tokio::select! {
+                _ = down.wait_for(|d| *d) => break,
+                event = events.recv() => match event {
+                    Ok(event) => self.route(event).await,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        // Level-triggered: a resync finds whatever the lost events said.
+                        tracing::warn!(missed, "event stream lagged; resyncing every claim");
+                        let _ = self.wake_all().await;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+            }
+        }
+        resync.abort();
+        self.park_all().await
+    }
+
+    async fn route(&self, event: berth_core::TaskStateChange) {
+        match self.controller.route(&event).await {
+            Ok(Ok(claim)) => self.queue.wake(claim),
+            Ok(Err(outcome)) => tracing::debug!(task = %event.detail.task_arn, ?outcome, "event wakes no claim"),
+            Err(e) => tracing::warn!(error = %e, "could not route a task event; the next resync covers it"),
+        }
+    }
+
+    async fn resync_loop(self: Arc<Self>) {
+        let mut every = tokio::time::interval(self.config.controller.resync_interval);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            if let Err(e) = self.controller.refresh_snapshots().await {
+                tracing::warn!(error = %e, "resync could not list snapshots");
+            }
+            let _ = self.wake_all().await;
+            match self.controller.sweep().await {
+                Ok((0, 0)) => {}
+                Ok((v, s)) => tracing::info!(volumes = v, snapshots = s, "sweep removed orphans"),
+                Err(e) => tracing::warn!(error = %e, "sweep failed"),
+            }
+            let _ = self.ledger.purge(Utc::now()).await;
+        }
+    }
+
+    /// Parks every claim (stop, snapshot, keep the volume) and waits until
+    /// no task runs and no handoff is open.
+    async fn park_all(self: &Arc<Self>) -> Result<(), PlatformError> {
+        let claims = self.ledger.claims().await?;
+        let running = claims.iter().filter(|c| c.task.is_some() || c.handoff.is_some()).count();
+        self.log("berth-down", format!("parking {running} claim(s) with a snapshot each")).await;
+        for c in &claims {
+            let name = c.name.clone();
+            // Retry on conflict: the claim may be mid-handoff.
+            for _ in 0..50 {
+                let Some(mut claim) = self.ledger.claim(&name).await? else { break };
+                if claim.desired != DesiredState::Running {
+                    break;
+                }
+                claim.desired = DesiredState::Parked;
+                claim.updated_at = Utc::now();
+                let version = claim.version;
+                match self.ledger.put_claim(&claim, Expect::Version(version)).await {
+                    Ok(_) => break,
+                    Err(e) if e.is_conflict() => tokio::time::sleep(Duration::from_millis(20)).await,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            self.queue.wake(name);
+        }
+        // Events keep flowing while claims park.
+        let mut events = self.runtime.subscribe();
+        let deadline = tokio::time::Instant::now() + self.park_deadline();
+        loop {
+            let claims = self.ledger.claims().await?;
+            let open = claims.iter().filter(|c| c.task.is_some() || c.handoff.is_some()).count();
+            if open == 0 && self.queue.is_idle() {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                tracing::error!(open, "gave up waiting for claims to park; their volumes stay for the next start");
+                break;
+            }
+            tokio::select! {
+                Ok(event) = events.recv() => self.route(event).await,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => { let _ = self.wake_all().await; }
+            }
+        }
+        self.log("berth-down", "every claim parked").await;
+        Ok(())
+    }
+
+    fn park_deadline(&self) -> Duration {
+        let stop = self.config.services.iter().map(|s| s.stop_timeout).max().unwrap_or_default();
+        stop + Duration::from_secs(300)
+    }
+}

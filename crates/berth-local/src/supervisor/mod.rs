@@ -1,0 +1,195 @@
+//! The local supervisor: berth's local [`Runtime`], running tasks as child
+//! processes.
+//!
+//! A *task* here is one child process with ECS's lifecycle. Starting one
+//! walks PROVISIONING → PENDING → ACTIVATING → RUNNING; stopping one walks
+//! DEACTIVATING → STOPPING (SIGTERM, then SIGKILL after the definition's
+//! stop timeout) → DEPROVISIONING → STOPPED. Every change is broadcast as an
+//! ECS `Task State Change` event whose `detail.version` grows by one, so the
+//! local controller consumes exactly what EventBridge delivers on AWS.
+//!
+//! Each task gets a free port on the loopback address and its environment:
+//! the definition's variables plus `STORAGE_PATH` (its volume folder),
+//! `PORT`, `BERTH_TASK_ARN`, `BERTH_CLAIM` and `BERTH_GENERATION`. Its
+//! output is appended to `<logs>/<task-id>.log`. Health checks run as the
+//! definition says and are reported, never acted on. Tasks die with the
+//! supervisor (see `process` and `spawner`).
+
+mod config;
+mod events;
+mod health;
+mod launch;
+mod lifecycle;
+mod names;
+mod probe;
+mod process;
+mod spawner;
+mod table;
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use berth_core::{Health, LaunchRequest, PortError, Runtime, StopCode, TaskArn, TaskInfo, TaskStateChange, TaskStatus};
+use chrono::Utc;
+use tokio::sync::{broadcast, oneshot, watch};
+
+pub use config::SupervisorConfig;
+use table::{Shared, TaskRecord};
+
+/// The local supervisor. Cloning it gives another handle on the same tasks.
+#[derive(Clone)]
+pub struct LocalRuntime {
+    shared: Arc<Shared>,
+}
+
+impl LocalRuntime {
+    pub fn new(config: SupervisorConfig) -> Self {
+        Self { shared: Arc::new(Shared::new(config)) }
+    }
+
+    /// Task state change events from now on, in version order per task.
+    pub fn subscribe(&self) -> broadcast::Receiver<TaskStateChange> {
+        self.shared.subscribe()
+    }
+
+    pub fn config(&self) -> &SupervisorConfig {
+        &self.shared.config
+    }
+
+    /// The log file of a task of this supervisor (it may not exist yet).
+    pub fn log_path(&self, arn: &TaskArn) -> Option<PathBuf> {
+        if let Some(record) = self.shared.lock().tasks.get(arn) {
+            return Some(record.log_path.clone());
+        }
+        names::id_of(&self.shared.config, arn).map(|id| self.shared.config.logs.join(format!("{id}.log")))
+    }
+
+    /// Waits until a task has stopped and returns it; None for an unknown task.
+    pub async fn wait_stopped(&self, arn: &TaskArn) -> Option<TaskInfo> {
+        self.shared.wait_stopped(arn).await
+    }
+
+    /// The task a client token started, if any.
+    fn by_token(&self, token: &str) -> Option<TaskInfo> {
+        let table = self.shared.lock();
+        table.tokens.get(token).and_then(|arn| table.tasks.get(arn)).map(|r| r.info.clone())
+    }
+
+    /// The record of a new task for `request`, in no state yet.
+    fn record(&self, request: &LaunchRequest, id: &str, port: u16) -> TaskRecord {
+        let config = &self.shared.config;
+        let definition = &request.definition;
+        let arn = names::task_arn(config, id);
+        let definition_arn = names::definition_arn(config, &definition.family, definition.revision);
+        let env = process::task_env(config, request, &arn, port);
+        TaskRecord {
+            info: TaskInfo {
+                arn,
+                service: Some(request.service.clone()),
+                claim: Some(request.claim.clone()),
+                generation: Some(request.generation),
+                last_status: TaskStatus::Provisioning,
+                desired_status: TaskStatus::Running,
+                health: Health::Unknown,
+                has_health_check: definition.health_check.is_some(),
+                stop_code: None,
+                stopped_reason: None,
+                created_at: Utc::now(),
+                started_at: None,
+                stopped_at: None,
+                version: 0,
+                endpoint: Some(SocketAddr::new(config.listen_host, port).to_string()),
+                pid: None,
+                definition: Some(definition_arn.clone()),
+            },
+            client_token: request.client_token.clone(),
+            group: format!("service:{}", request.service),
+            started_by: format!("berth/{}", request.claim),
+            definition_arn,
+            container: definition.family.clone(),
+            volume: request.volume.id.clone(),
+            argv: process::argv(config, definition),
+            env,
+            port,
+            log_path: config.logs.join(format!("{id}.log")),
+            pull_started_at: None,
+            pull_stopped_at: None,
+            stopping_at: None,
+            execution_stopped_at: None,
+            exit_code: None,
+            container_reason: None,
+            exited: false,
+            leaving: watch::Sender::new(false),
+            status: watch::Sender::new(TaskStatus::Provisioning),
+        }
+    }
+}
+
+impl Runtime for LocalRuntime {
+    /// Starts a task and returns it RUNNING (or STOPPED with
+    /// TaskFailedToStart when its process cannot be spawned). A client
+    /// token seen before returns that token's task, in whatever state it is.
+    async fn run_task(&self, request: &LaunchRequest) -> Result<TaskInfo, PortError> {
+        if let Some(info) = self.by_token(&request.client_token) {
+            return Ok(info);
+        }
+        let shared = &self.shared;
+        let host = shared.config.listen_host;
+        let port = names::free_port(host, &shared.ports_in_use())
+            .map_err(|e| PortError::retryable(format!("no free port on {host} for a task: {e}")))?;
+        let record = self.record(request, &names::task_id(), port);
+        let arn = record.info.arn.clone();
+        let (argv, env, log_path) = (record.argv.clone(), record.env.clone(), record.log_path.clone());
+        {
+            let mut table = shared.lock();
+            if let Some(existing) = table.tokens.get(&request.client_token) {
+                return Ok(table.tasks[existing].info.clone());
+            }
+            table.tokens.insert(request.client_token.clone(), arn.clone());
+            let record = table.tasks.entry(arn.clone()).or_insert(record);
+            shared.advance(record, TaskStatus::Provisioning);
+        }
+        tracing::info!(task = %arn, claim = %request.claim, generation = %request.generation, ?argv, "starting task");
+
+        let start = launch::Launch {
+            arn: arn.clone(),
+            argv,
+            env,
+            log_path,
+            stop_timeout: request.definition.stop_timeout,
+            health_check: request.definition.health_check.clone(),
+            addr: SocketAddr::new(host, port),
+        };
+        let (done, result) = oneshot::channel();
+        let job_shared = shared.clone();
+        let submitted = tokio::runtime::Handle::try_current().map_err(io::Error::other).and_then(|runtime| {
+            spawner::submit(move || {
+                let _context = runtime.enter();
+                let _ = done.send(launch::launch(&job_shared, start));
+            })
+        });
+        if let Err(e) = submitted {
+            let reason = format!("CannotStartContainerError: cannot start a process: {e}");
+            return shared.fail_to_start(&arn, reason).ok_or_else(|| PortError::retryable("task vanished"));
+        }
+        // Dropping this future does not stop the launch: it runs to its end.
+        result.await.unwrap_or_else(|_| Err(PortError::retryable(format!("the start of task {arn} failed"))))
+    }
+
+    /// Asks a task to stop: SIGTERM now, SIGKILL after its stop timeout.
+    /// Returns once the signal is sent, as ECS's StopTask does; the STOPPED
+    /// event (or [`LocalRuntime::wait_stopped`]) says when it has stopped.
+    /// Stopping a stopping, stopped or unknown task succeeds.
+    async fn stop_task(&self, task: &TaskArn, code: StopCode, reason: &str) -> Result<(), PortError> {
+        self.shared.request_stop(task, code, reason);
+        Ok(())
+    }
+
+    async fn tasks(&self) -> Result<Vec<TaskInfo>, PortError> {
+        let mut tasks: Vec<TaskInfo> = self.shared.lock().tasks.values().map(|r| r.info.clone()).collect();
+        tasks.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.arn.cmp(&b.arn)));
+        Ok(tasks)
+    }
+}

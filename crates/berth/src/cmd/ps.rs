@@ -1,0 +1,67 @@
+//! `berth ps`: the tasks of a running `berth up`, as `docker ps` lists
+//! containers.
+//!
+//! A task is one running incarnation of a claim (a child process locally).
+//! Stopped tasks are kept by the runtime for a while; `--all` lists them too,
+//! with the stop code that decides whether their claim is replaced or parked.
+
+use anyhow::Result;
+use berth_core::{Health, TaskInfo};
+use chrono::Utc;
+
+use super::admin::{self, AdminArgs, Client};
+use crate::output::{print_json, Table};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// Include stopped tasks, with their stop code.
+    #[arg(long, short)]
+    all: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let client = Client::connect(&args.admin)?;
+    let mut tasks: Vec<TaskInfo> = client.get("/v1/tasks")?;
+    tasks.retain(|t| args.all || !t.is_stopped());
+    tasks.sort_by(|a, b| (&a.claim, a.generation, a.created_at).cmp(&(&b.claim, b.generation, b.created_at)));
+    if args.admin.json {
+        return print_json(&tasks);
+    }
+    let now = Utc::now();
+    let mut table = Table::new(["TASK", "CLAIM", "GEN", "STATUS", "HEALTH", "ENDPOINT", "PID", "AGE"]);
+    for t in &tasks {
+        table.row([
+            admin::short_id(&t.arn.0).to_owned(),
+            admin::or_dash(t.claim.as_ref()),
+            admin::or_dash(t.generation),
+            status(t),
+            health(t).to_owned(),
+            admin::or_dash(t.endpoint.as_ref()),
+            admin::or_dash(t.pid),
+            admin::age(now, t.started_at.unwrap_or(t.created_at)),
+        ]);
+    }
+    table.print();
+    Ok(())
+}
+
+/// The last status, with the stop code once stopped: `STOPPED (SpotInterruption)`.
+fn status(t: &TaskInfo) -> String {
+    match (&t.stop_code, t.is_stopped()) {
+        (Some(code), true) => format!("{} ({})", t.last_status.as_str(), code.as_str()),
+        _ => t.last_status.as_str().to_owned(),
+    }
+}
+
+fn health(t: &TaskInfo) -> &'static str {
+    if !t.has_health_check {
+        return "-";
+    }
+    match t.health {
+        Health::Unknown => "unknown",
+        Health::Healthy => "healthy",
+        Health::Unhealthy => "unhealthy",
+    }
+}
