@@ -42,8 +42,18 @@ impl CrashLoop {
     /// since `healthy_since` (None: never healthy), and sets the next launch time.
     #[must_use]
     pub fn after_stop(self, healthy_since: Option<DateTime<Utc>>, stopped: DateTime<Utc>) -> Self {
-        let stayed_healthy =
-            healthy_since.is_some_and(|h| (stopped - h).to_std().is_ok_and(|ran| ran >= HEALTHY_RESET));
+        self.after_stop_with(healthy_since, stopped, HEALTHY_RESET)
+    }
+
+    /// [`Self::after_stop`] with a service's own healthy-reset time.
+    #[must_use]
+    pub fn after_stop_with(
+        self,
+        healthy_since: Option<DateTime<Utc>>,
+        stopped: DateTime<Utc>,
+        reset: Duration,
+    ) -> Self {
+        let stayed_healthy = healthy_since.is_some_and(|h| (stopped - h).to_std().is_ok_and(|ran| ran >= reset));
         let failures = if stayed_healthy { 0 } else { self.failures.saturating_add(1) };
         // The first crash is replaced at once (as Kubernetes restarts a
         // container): one crash is an accident, the second starts a loop.

@@ -86,6 +86,31 @@ pub struct Controller<R, V, L> {
     /// repository on every step would be slow).
     snapshots: Mutex<BTreeMap<ClaimName, Vec<SnapshotRecord>>>,
     grace: Duration,
+    /// Called before each action runs: crash-point tests stop the process here.
+    before_action: Option<ActionHook>,
+}
+
+/// A hook that sees each action before it runs.
+pub type ActionHook = Box<dyn Fn(&Action) + Send + Sync>;
+
+/// A short name for an action, for logs and crash-point tests:
+/// `write:<step>` (`write:done` when a handoff ends), `mark`, `stop-task`,
+/// `snapshot`, `forget`, `create-volume`, `run-task`, `delete-volume`, `log`.
+pub fn action_name(action: &Action) -> String {
+    match action {
+        Action::WriteClaim(c) => match &c.handoff {
+            Some(h) => format!("write:{}", h.step.as_str()),
+            None => "write:done".into(),
+        },
+        Action::MarkGeneration { .. } => "mark".into(),
+        Action::StopTask { .. } => "stop-task".into(),
+        Action::TakeSnapshot { .. } => "snapshot".into(),
+        Action::DeleteSnapshots(_) => "forget".into(),
+        Action::CreateVolume { .. } => "create-volume".into(),
+        Action::RunTask(_) => "run-task".into(),
+        Action::DeleteVolume(_) => "delete-volume".into(),
+        Action::Log(_) => "log".into(),
+    }
 }
 
 /// The outcome of handling one event.
@@ -121,7 +146,13 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
             scope,
             snapshots: Mutex::new(BTreeMap::new()),
             grace: DEFAULT_GRACE,
+            before_action: None,
         }
+    }
+
+    pub fn with_hook(mut self, hook: ActionHook) -> Self {
+        self.before_action = Some(hook);
+        self
     }
 
     pub fn with_grace(mut self, grace: Duration) -> Self {
@@ -229,6 +260,8 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
                 definition: &service.definition,
                 retention: &service.retention,
                 lease: service.lease,
+                adopt: service.adopt,
+                healthy_reset: service.healthy_reset,
             };
             let decision = reconcile(&claim, &world, &cx);
             if decision.actions.is_empty() {
@@ -246,6 +279,9 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
     }
 
     async fn execute(&self, claim: &ClaimRecord, action: Action) -> Result<(), ControllerError> {
+        if let Some(hook) = &self.before_action {
+            hook(&action);
+        }
         match action {
             Action::WriteClaim(next) => {
                 self.ledger.put_claim(&next, Expect::Version(next.version)).await?;

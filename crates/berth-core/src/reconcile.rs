@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::backoff::{CrashLoop, HEALTHY_RESET};
+use crate::backoff::CrashLoop;
 use crate::claim::{ClaimName, Generation};
 use crate::event::StopCode;
 use crate::intent::{stop_intent, DesiredState, StopIntent};
@@ -68,6 +68,11 @@ pub struct Context<'a> {
     pub definition: &'a TaskDefinition,
     pub retention: &'a KeepPolicy,
     pub lease: Duration,
+    /// Whether the same-host adopt path may be used.
+    pub adopt: bool,
+    /// Healthy this long, a generation is good: its crash loop resets and
+    /// its stop snapshot becomes the last-known-good one.
+    pub healthy_reset: Duration,
 }
 
 /// How a generation's history changes.
@@ -333,7 +338,7 @@ fn watch(claim: &ClaimRecord, task: &TaskInfo, cx: &Context) -> Decision {
     }
     if let Some(since) = claim.healthy_since {
         if claim.backoff != CrashLoop::default() {
-            let reset_at = since + chrono::Duration::from_std(HEALTHY_RESET).unwrap_or(chrono::Duration::MAX);
+            let reset_at = since + chrono::Duration::from_std(cx.healthy_reset).unwrap_or(chrono::Duration::MAX);
             if cx.now >= reset_at {
                 let mut next = claim.clone();
                 next.backoff = CrashLoop::default();
@@ -362,8 +367,8 @@ fn is_crash(code: Option<&StopCode>, order: Option<&StopOrder>) -> bool {
 
 /// Whether a generation healthy since `since` and stopped at `stopped`
 /// counts as good: healthy as long as it takes to reset the crash loop.
-fn stayed_healthy(since: Option<DateTime<Utc>>, stopped: DateTime<Utc>) -> bool {
-    since.is_some_and(|h| (stopped - h).to_std().is_ok_and(|ran| ran >= HEALTHY_RESET))
+fn stayed_healthy(since: Option<DateTime<Utc>>, stopped: DateTime<Utc>, reset: Duration) -> bool {
+    since.is_some_and(|h| (stopped - h).to_std().is_ok_and(|ran| ran >= reset))
 }
 
 /// The current task has stopped (or the runtime lost it): claim the handoff.
@@ -385,7 +390,7 @@ fn begin_handoff(claim: &ClaimRecord, arn: &TaskArn, task: Option<&TaskInfo>, cx
         }
     };
     let backoff = if is_crash(code.as_ref(), order) {
-        claim.backoff.after_stop(claim.healthy_since, stopped_at)
+        claim.backoff.after_stop_with(claim.healthy_since, stopped_at, cx.healthy_reset)
     } else {
         CrashLoop { failures: claim.backoff.failures, not_before: None }
     };
@@ -401,7 +406,7 @@ fn begin_handoff(claim: &ClaimRecord, arn: &TaskArn, task: Option<&TaskInfo>, cx
         stop_code: code.clone(),
         stop_reason: stop_reason.clone(),
         stopped_at: Some(stopped_at),
-        was_healthy: stayed_healthy(claim.healthy_since, stopped_at),
+        was_healthy: stayed_healthy(claim.healthy_since, stopped_at, cx.healthy_reset),
         intent,
         intent_reason: intent_reason.clone(),
         snapshot: None,
@@ -683,7 +688,7 @@ fn launching(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -> D
     match volume {
         None => {
             // A restore must not adopt: the old volume holds newer data.
-            let old = h.old_volume.clone().filter(|v| !h.restore && world.volume(v).is_some());
+            let old = h.old_volume.clone().filter(|v| cx.adopt && !h.restore && world.volume(v).is_some());
             let source = match (old, h.snapshot.clone()) {
                 (Some(volume), Some(snapshot)) => VolumeSource::AdoptOrRestore { volume, snapshot },
                 (None, Some(snapshot)) => VolumeSource::Snapshot(snapshot),

@@ -31,6 +31,18 @@ pub struct ServiceSpec {
     /// How long a controller holds a handoff step before another may take it over.
     #[serde(with = "crate::serde_secs")]
     pub lease: Duration,
+    /// Whether a replacement on the same host may adopt the stopped
+    /// generation's volume when it is unchanged since its snapshot (else
+    /// every replacement restores).
+    #[serde(default = "yes")]
+    pub adopt: bool,
+    /// Healthy this long, a claim's crash-loop count resets (default 10 min).
+    #[serde(with = "crate::serde_secs")]
+    pub healthy_reset: Duration,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A change to make to the claims of a service so they match its desired count.

@@ -11,8 +11,8 @@
 //! <state>/admin.token      the admin API's bearer token (0600)
 //! <state>/up.lock          held by the running `berth up`
 //! ```
-//! The location is `--state`, else `BERTH_STATE`, else
-//! `$XDG_DATA_HOME/berth`, else `~/.local/share/berth`.
+//! The location is `--state`, else `BERTH_STATE`, else `./.berth`: one
+//! folder per deployment, as `berth up` and the snapshot commands share it.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -25,15 +25,6 @@ pub struct StateDir {
 impl StateDir {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
-    }
-
-    /// The default location, from the environment values given.
-    pub fn default_root(xdg_data_home: Option<&str>, home: Option<&str>) -> Option<PathBuf> {
-        match (xdg_data_home, home) {
-            (Some(x), _) if !x.is_empty() => Some(Path::new(x).join("berth")),
-            (_, Some(h)) if !h.is_empty() => Some(Path::new(h).join(".local/share/berth")),
-            _ => None,
-        }
     }
 
     pub fn root(&self) -> &Path {

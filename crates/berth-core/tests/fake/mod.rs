@@ -462,6 +462,8 @@ pub fn service(count: u32) -> ServiceSpec {
         definition: definition(),
         retention: KeepPolicy { last: Some(3), ..Default::default() },
         lease: Duration::from_secs(60),
+        adopt: true,
+        healthy_reset: berth_core::backoff::HEALTHY_RESET,
     }
 }
 

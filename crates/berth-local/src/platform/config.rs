@@ -63,6 +63,11 @@ pub struct ControllerConfig {
     pub sweep_grace: Duration,
     /// The admin API's address (loopback; port 0 picks a free one).
     pub admin_listen: String,
+    /// Adopt an unchanged volume on replacement instead of restoring it.
+    pub adopt: bool,
+    /// Healthy this long, a claim's crash-loop count resets.
+    #[serde(deserialize_with = "duration")]
+    pub crash_loop_reset: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -72,6 +77,8 @@ impl Default for ControllerConfig {
             lease: Duration::from_secs(600),
             sweep_grace: Duration::from_secs(600),
             admin_listen: "127.0.0.1:0".into(),
+            adopt: true,
+            crash_loop_reset: berth_core::backoff::HEALTHY_RESET,
         }
     }
 }
@@ -220,7 +227,7 @@ impl Config {
 
     /// The services as the controller sees them.
     pub fn specs(&self) -> Vec<ServiceSpec> {
-        self.services.iter().map(|s| s.spec(self.controller.lease)).collect()
+        self.services.iter().map(|s| s.spec(&self.controller)).collect()
     }
 }
 
@@ -248,7 +255,7 @@ impl ServiceConfig {
         }
     }
 
-    pub fn spec(&self, lease: Duration) -> ServiceSpec {
+    pub fn spec(&self, controller: &ControllerConfig) -> ServiceSpec {
         let r = &self.retention;
         ServiceSpec {
             name: self.name.clone(),
@@ -263,7 +270,9 @@ impl ServiceConfig {
                 yearly: r.keep_yearly,
                 within: r.keep_within,
             },
-            lease,
+            lease: controller.lease,
+            adopt: controller.adopt,
+            healthy_reset: controller.crash_loop_reset,
         }
     }
 }

@@ -106,6 +106,10 @@ impl Platform {
             Box::new(berth_core::controller::SystemClock),
         )
         .with_grace(config.controller.sweep_grace);
+        let controller = match crash_point() {
+            Some(hook) => controller.with_hook(hook),
+            None => controller,
+        };
         let controller = Arc::new(controller);
         let (down, _) = watch::channel(false);
         Ok(Arc::new(Self {
@@ -297,4 +301,26 @@ impl Platform {
         let stop = self.config.services.iter().map(|s| s.stop_timeout).max().unwrap_or_default();
         stop + Duration::from_secs(300)
     }
+}
+
+/// `BERTH_TEST_CRASH_BEFORE=<action>[#<n>]` kills this process with SIGKILL
+/// just before the n-th (default first) action of that name (see
+/// [`berth_core::controller::action_name`]): the crash-point tests use it to
+/// stop the controller between any two steps of a handoff.
+fn crash_point() -> Option<berth_core::controller::ActionHook> {
+    let spec = std::env::var("BERTH_TEST_CRASH_BEFORE").ok()?;
+    let (name, nth) = match spec.rsplit_once('#') {
+        Some((name, n)) => (name.to_owned(), n.parse::<u32>().unwrap_or(1)),
+        None => (spec, 1),
+    };
+    let seen = std::sync::atomic::AtomicU32::new(0);
+    Some(Box::new(move |action| {
+        if berth_core::controller::action_name(action) == name
+            && seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == nth
+        {
+            eprintln!("berth up: BERTH_TEST_CRASH_BEFORE={name}#{nth}: killing myself");
+            // SAFETY: raising a signal at ourselves; nothing is shared.
+            unsafe { libc::raise(libc::SIGKILL) };
+        }
+    }))
 }

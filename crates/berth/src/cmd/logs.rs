@@ -37,7 +37,10 @@ pub fn run(args: Args) -> Result<()> {
         Some(n) => n,
         None => return Ok(()), // stdout was closed
     };
-    while args.follow {
+    if !args.follow {
+        return Ok(());
+    }
+    loop {
         std::thread::sleep(POLL);
         let len = match std::fs::metadata(&path) {
             Ok(m) => m.len(),
@@ -57,7 +60,6 @@ pub fn run(args: Args) -> Result<()> {
             }
         }
     }
-    Ok(())
 }
 
 /// Copies the rest of `file` to `out`; `None` if `out` was closed (a pipe

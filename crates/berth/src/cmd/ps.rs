@@ -56,7 +56,7 @@ fn status(t: &TaskInfo) -> String {
 }
 
 fn health(t: &TaskInfo) -> &'static str {
-    if !t.has_health_check {
+    if !t.has_health_check || t.is_stopped() {
         return "-";
     }
     match t.health {

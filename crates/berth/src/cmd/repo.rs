@@ -15,9 +15,16 @@ pub struct RepoArgs {
     #[arg(long, global = true, env = "BERTH_REPOSITORY", value_name = "LOCATION", help_heading = "Repository")]
     repo: Option<String>,
 
-    /// State folder (default: $XDG_DATA_HOME/berth or ~/.local/share/berth).
-    #[arg(long, global = true, env = "BERTH_STATE", value_name = "DIR", help_heading = "Repository")]
-    state: Option<PathBuf>,
+    /// State folder, shared with `berth up` (its repository and key file are used).
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_STATE",
+        default_value = ".berth",
+        value_name = "DIR",
+        help_heading = "Repository"
+    )]
+    state: PathBuf,
 
     /// Print one JSON document instead of a table.
     #[arg(long, global = true, help_heading = "Output")]
@@ -26,15 +33,7 @@ pub struct RepoArgs {
 
 impl RepoArgs {
     pub fn state(&self) -> Result<StateDir> {
-        let root = match &self.state {
-            Some(p) => p.clone(),
-            None => StateDir::default_root(
-                std::env::var("XDG_DATA_HOME").ok().as_deref(),
-                std::env::var("HOME").ok().as_deref(),
-            )
-            .context("no state folder: set --state or BERTH_STATE")?,
-        };
-        Ok(StateDir::new(root))
+        Ok(StateDir::new(self.state.clone()))
     }
 
     pub fn location(&self, state: &StateDir) -> String {

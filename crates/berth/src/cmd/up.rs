@@ -27,7 +27,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     // A config file named explicitly must exist; the default may be absent.
-    let explicit = args.config.as_path() != std::path::Path::new("berth.toml") || std::env::var_os("BERTH_CONFIG").is_some();
+    let explicit =
+        args.config.as_path() != std::path::Path::new("berth.toml") || std::env::var_os("BERTH_CONFIG").is_some();
     let config = Config::load(&args.config, explicit)?;
     let root = std::path::absolute(&args.state).with_context(|| format!("state folder {}", args.state.display()))?;
     let state = StateDir::new(root);

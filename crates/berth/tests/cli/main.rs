@@ -9,3 +9,4 @@ mod serve_cluster;
 mod serve_lifecycle;
 mod serve_safety;
 mod snapshot;
+mod up;

@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Failover benchmark for `berth up` (called by bench/failover.sh; see there).
+
+Measures the time from `kill -9` of a task's process to a replacement that
+passes its health check and lists every file of the volume, over N runs, at
+several volume sizes, with the same-host adopt path and with the restore
+path; then a mass interruption of M claims at once. As the peer for the
+restore path, `restic restore` of the same snapshot from berth's repository
+(restic reads it) is timed on the same disk. Everything is on loopback.
+"""
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+SIZES = {"10M": 10 << 20, "1G": 1 << 30, "4G": 4 << 30}
+
+
+class Up:
+    """One `berth up` with its own state folder, driven through its admin API."""
+
+    def __init__(self, berth, work, count, adopt, health_interval="100ms"):
+        self.berth, self.work = berth, Path(work)
+        subprocess.run(["rm", "-rf", str(self.work)], check=True)
+        self.work.mkdir(parents=True)
+        self.state = self.work / ".berth"
+        (self.work / "berth.toml").write_text(
+            f"""
+[controller]
+resync_interval = "5s"
+sweep_grace = "5s"
+adopt = {"true" if adopt else "false"}
+crash_loop_reset = "1s"
+[[service]]
+name = "files"
+desired_count = {count}
+stop_timeout = "5s"
+[service.retention]
+keep_last = 3
+keep_daily = 0
+[service.health_check]
+interval = "{health_interval}"
+timeout = "2s"
+retries = 2
+start_period = "1s"
+"""
+        )
+        env = dict(os.environ, BERTH_PASSWORD="bench", BERTH_LOG_FORMAT="json")
+        self.log = open(self.work / "up.log", "wb")
+        self.proc = subprocess.Popen(
+            [berth, "up", "--state", str(self.state), "--config", str(self.work / "berth.toml")],
+            stdout=self.log, stderr=self.log, env=env,
+        )
+        deadline = time.time() + 60
+        while not (self.state / "admin.json").exists() or not (self.state / "admin.token").exists():
+            if time.time() > deadline or self.proc.poll() is not None:
+                sys.exit(f"berth up did not start; see {self.work / 'up.log'}")
+            time.sleep(0.05)
+        time.sleep(0.1)
+        self.url = json.loads((self.state / "admin.json").read_text())["url"]
+        self.token = (self.state / "admin.token").read_text().strip()
+
+    def api(self, path, body=None):
+        req = urllib.request.Request(self.url + path, method="POST" if body is not None else "GET",
+                                     data=json.dumps(body).encode() if body is not None else None)
+        req.add_header("Authorization", "Bearer " + self.token)
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def ready_tasks(self):
+        """The healthy running task of each claim."""
+        out = {}
+        for t in self.api("/v1/tasks"):
+            if t["last_status"] == "RUNNING" and t["health"] == "HEALTHY":
+                out[t["claim"]] = t
+        return out
+
+    def wait_ready(self, claims, newer_than=None, timeout=600):
+        """Waits until every claim has a healthy task (of a generation above
+        `newer_than[claim]`) whose /files lists `files[claim]`; returns the tasks."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            tasks = self.ready_tasks()
+            if all(c in tasks and (newer_than is None or tasks[c]["generation"] > newer_than[c]) for c in claims):
+                return tasks
+            time.sleep(0.005)
+        sys.exit(f"claims {claims} not ready after {timeout}s; see {self.work / 'up.log'}")
+
+    def down(self):
+        try:
+            self.api("/v1/down", {})
+        except Exception:
+            pass
+        try:
+            self.proc.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def files_of(endpoint):
+    with urllib.request.urlopen(f"http://{endpoint}/files", timeout=10) as r:
+        listing = json.loads(r.read())
+    return {f["name"]: f["size"] for f in listing["files"]}
+
+
+def volume_dir(up, task):
+    claim = next(c for c in up.api("/v1/claims") if c["name"] == task["claim"])
+    return up.state / "volumes" / claim["volume"]
+
+
+def fill(path, size):
+    """A volume with one big incompressible file and 100 small ones."""
+    with open(path / "big.bin", "wb") as f:
+        left = size
+        while left > 0:
+            n = min(left, 64 << 20)
+            f.write(os.urandom(n))
+            left -= n
+    for i in range(100):
+        (path / f"small-{i:03}.txt").write_text(f"file {i}\n" * 50)
+
+
+def pct(values, p):
+    values = sorted(values)
+    k = (len(values) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def failover_runs(up, runs, expect):
+    times = []
+    for i in range(runs):
+        task = up.ready_tasks()["files-0"]
+        time.sleep(1.1)  # past crash_loop_reset: each kill is a first crash, not a loop
+        t0 = time.monotonic()
+        os.kill(task["pid"], signal.SIGKILL)
+        while True:
+            new = up.wait_ready(["files-0"], {"files-0": task["generation"]})["files-0"]
+            try:
+                if files_of(new["endpoint"]) == expect:
+                    break
+            except Exception:
+                pass
+            time.sleep(0.005)
+        times.append(time.monotonic() - t0)
+        print(f"    run {i + 1:2}: {times[-1] * 1000:8.1f} ms", flush=True)
+    return times
+
+
+def restic_restore(up, work):
+    """Times `restic restore` of the claim's head snapshot from berth's repository."""
+    claim = next(c for c in up.api("/v1/claims") if c["name"] == "files-0")
+    target = Path(work) / "restic-restore"
+    subprocess.run(["rm", "-rf", str(target)], check=True)
+    env = dict(os.environ, RESTIC_PASSWORD="bench")
+    t0 = time.monotonic()
+    subprocess.run(["restic", "-q", "-r", str(up.state / "repository"), "restore", claim["head_snapshot"],
+                    "--target", str(target)], check=True, env=env)
+    took = time.monotonic() - t0
+    subprocess.run(["rm", "-rf", str(target)], check=True)
+    return took
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--berth", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--sizes", default="10M,1G,4G")
+    ap.add_argument("--paths", default="adopt,restore")
+    ap.add_argument("--mass", type=int, default=100)
+    ap.add_argument("--results", required=True)
+    a = ap.parse_args()
+
+    rows = []
+    for size_name in [s for s in a.sizes.split(",") if s]:
+        for path in [p for p in a.paths.split(",") if p]:
+            print(f"== {path} path, {size_name} volume, {a.runs} runs", flush=True)
+            work = Path(a.work) / f"{path}-{size_name}"
+            up = Up(a.berth, work, 1, adopt=(path == "adopt"))
+            task = up.wait_ready(["files-0"])["files-0"]
+            fill(volume_dir(up, task), SIZES[size_name])
+            expect = files_of(task["endpoint"])
+            times = failover_runs(up, a.runs, expect)
+            peer = restic_restore(up, a.work) if path == "restore" else None
+            up.down()
+            rows.append((path, size_name, times, peer))
+            print(f"   p50 {pct(times, 50) * 1000:.0f} ms, p99 {pct(times, 99) * 1000:.0f} ms", flush=True)
+
+    mass = None
+    if a.mass:
+        print(f"== mass interruption: {a.mass} claims", flush=True)
+        up = Up(a.berth, Path(a.work) / "mass", a.mass, adopt=True, health_interval="500ms")
+        claims = [f"files-{i}" for i in range(a.mass)]
+        t_start = time.monotonic()
+        tasks = up.wait_ready(claims)
+        started = time.monotonic() - t_start
+        for t in tasks.values():
+            (volume_dir(up, t) / "data.txt").write_text(t["claim"] * 1000)
+        time.sleep(1.1)
+        t0 = time.monotonic()
+        for t in tasks.values():
+            os.kill(t["pid"], signal.SIGKILL)
+        up.wait_ready(claims, {c: tasks[c]["generation"] for c in claims})
+        mass = (time.monotonic() - t0, started)
+        print(f"   all {a.mass} replaced in {mass[0]:.1f} s (first start took {started:.1f} s)", flush=True)
+        up.down()
+
+    with open(a.results, "w") as out:
+        out.write(f"runs per cell: {a.runs}; times from `kill -9` of the task to a replacement that passes its health\n")
+        out.write("check and lists every file (health check interval 100 ms, so up to 100 ms of each figure is the probe).\n\n")
+        out.write("| path | volume | p50 | p99 | min | max | peer: `restic restore` of the same snapshot |\n|---|---|---|---|---|---|---|\n")
+        for path, size, times, peer in rows:
+            ms = lambda v: f"{v * 1000:.0f} ms"
+            out.write(f"| {path} | {size} | {ms(pct(times, 50))} | {ms(pct(times, 99))} | {ms(min(times))} | "
+                      f"{ms(max(times))} | {ms(peer) if peer is not None else '–'} |\n")
+        if mass:
+            out.write(f"\nmass interruption: {a.mass} claims killed at once, all replaced and healthy in "
+                      f"{mass[0]:.1f} s (their first start took {mass[1]:.1f} s)\n")
+    print(open(a.results).read())
+
+
+if __name__ == "__main__":
+    main()
