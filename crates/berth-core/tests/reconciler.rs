@@ -371,3 +371,33 @@ async fn the_sweep_removes_orphaned_volumes_after_the_grace_period() {
     invariants(&world).await;
     assert_eq!(world.volumes.volumes.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_point_in_time_restore_relaunches_from_the_chosen_snapshot_and_keeps_the_latest() {
+    let world = World::new();
+    let ctl = up(&world, 1).await;
+    for _ in 0..2 {
+        let t = world.runtime.current("files-0");
+        let e = world.runtime.stop_by_world(&t.arn, StopCode::SpotInterruption, "spot");
+        ctl.on_event(&e).await.unwrap();
+    }
+    let history = world.generations("files-0").await;
+    let target = history[0].stop_snapshot.clone().unwrap();
+    let mut claim = world.claim("files-0").await;
+    claim.restore_to = Some(target.clone());
+    let version = claim.version;
+    world.ledger.put_claim(&claim, berth_core::Expect::Version(version)).await.unwrap();
+    let restores_before = world.volumes.restores.load(Ordering::SeqCst);
+    ctl.reconcile_claim(&World::name("files-0")).await.unwrap();
+    let t = world.tasks_stopped_by_berth();
+    ctl.on_event(&t).await.unwrap();
+    invariants(&world).await;
+    let c = world.claim("files-0").await;
+    assert_eq!(c.generation, Generation(4));
+    assert_eq!(c.restore_to, None);
+    let g = world.generations("files-0").await;
+    assert_eq!(g[3].source_snapshot.as_ref(), Some(&target));
+    assert!(!g[3].adopted, "a restore never adopts the newer volume");
+    assert!(g[2].stop_snapshot.is_some(), "the state before the restore is kept as a snapshot");
+    assert_eq!(world.volumes.restores.load(Ordering::SeqCst), restores_before + 1);
+}

@@ -511,6 +511,13 @@ impl World {
         self.ledger.claim(&Self::name(s)).await.unwrap().unwrap()
     }
 
+    /// The event of the last task the controller stopped.
+    pub fn tasks_stopped_by_berth(&self) -> TaskStateChange {
+        let tasks = self.runtime.tasks.lock().unwrap();
+        let t = tasks.iter().filter(|t| t.is_stopped()).max_by_key(|t| t.stopped_at).expect("a stopped task");
+        event_of(t)
+    }
+
     pub async fn generations(&self, s: &str) -> Vec<GenerationRecord> {
         self.ledger.generations(&Self::name(s)).await.unwrap()
     }
