@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 
 use crate::claim::ClaimName;
 use crate::event::TaskStateChange;
-use crate::ledger::{ClaimRecord, EventRecord, Expect, GenerationRecord, Ledger, LedgerError};
+use crate::ledger::{ClaimRecord, EventRecord, Expect, GenerationRecord, Ledger, LedgerError, Remembered};
 use crate::ports::{PortError, Volumes};
 use crate::reconcile::{reconcile, Action, Context, World};
 use crate::scope::Scope;
@@ -352,6 +352,16 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
             return Ok(Err(EventOutcome::OutOfScope));
         }
         let arn = TaskArn(detail.task_arn.clone());
+        // EventBridge delivers at least once: a redelivered event (same id)
+        // is dropped by an idempotency record, as the blog's DynamoDB table does.
+        if let Some(id) = &event.id {
+            let now = self.now();
+            let key = format!("event/{id}");
+            let expires = now + chrono::Duration::hours(24);
+            if let Remembered::Seen(_) = self.ledger.remember(&key, &detail.task_arn, now, expires).await? {
+                return Ok(Err(EventOutcome::Stale));
+            }
+        }
         if let Some(version) = detail.version {
             if !self.ledger.observe_task_version(&arn, version, self.now()).await? {
                 return Ok(Err(EventOutcome::Stale));

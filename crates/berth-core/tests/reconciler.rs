@@ -100,6 +100,12 @@ async fn duplicate_and_reordered_events_change_nothing() {
     assert!(matches!(ctl.on_event(&stopped).await.unwrap(), EventOutcome::Reconciled(..)));
     assert_eq!(ctl.on_event(&stopped).await.unwrap(), EventOutcome::Stale);
     assert_eq!(ctl.on_event(&early).await.unwrap(), EventOutcome::Stale);
+    // A redelivery with the same event id is dropped by its idempotency record.
+    let mut redelivered = fake::event_of(&world.runtime.current("files-0"));
+    redelivered.id = Some("evt-1".into());
+    assert!(matches!(ctl.on_event(&redelivered).await.unwrap(), EventOutcome::Reconciled(..)));
+    redelivered.detail.version = Some(redelivered.detail.version.unwrap() + 1);
+    assert_eq!(ctl.on_event(&redelivered).await.unwrap(), EventOutcome::Stale);
     // Even a duplicate that got past the version check (a second controller
     // without the ledger's memory) finds nothing to do.
     ctl.reconcile_claim(&World::name("files-0")).await.unwrap();
