@@ -46,6 +46,18 @@ pub async fn tasks(State(app): State<AppState>) -> Answer {
     Ok(Json(serde_json::to_value(tasks).map_err(ApiError::internal)?))
 }
 
+/// The running tasks of a service as `berth serve` reads a peer list.
+pub async fn peers(State(app): State<AppState>, Path(service): Path<String>) -> Answer {
+    let tasks = app.platform.runtime.tasks().await.map_err(ApiError::internal)?;
+    let mut peers: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.service.as_deref() == Some(service.as_str()) && t.last_status == berth_core::TaskStatus::Running)
+        .filter_map(|t| t.endpoint.as_ref().map(|e| format!("http://{e}")))
+        .collect();
+    peers.sort();
+    Ok(Json(json!({ "peers": peers })))
+}
+
 pub async fn claims(State(app): State<AppState>) -> Answer {
     let claims = app.platform.ledger.claims().await.map_err(ApiError::internal)?;
     Ok(Json(serde_json::to_value(claims).map_err(ApiError::internal)?))

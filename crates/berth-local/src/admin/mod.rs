@@ -78,5 +78,8 @@ pub fn router(platform: Arc<Platform>, token: String) -> Router {
         .route("/v1/services/{name}/scale", post(handlers::scale))
         .route("/v1/down", post(handlers::down))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
+        // The peer list is for the service's own tasks (`berth serve
+        // --peers-url`), which hold no token: it names loopback endpoints only.
+        .route("/v1/services/{name}/peers", get(handlers::peers))
         .with_state(state)
 }

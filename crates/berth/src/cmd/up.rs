@@ -42,11 +42,20 @@ pub fn run(args: Args) -> Result<()> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let platform = Platform::assemble(state.clone(), config, volumes, program)?;
-        let listener = tokio::net::TcpListener::bind(&platform.config.controller.admin_listen)
+        let listener = tokio::net::TcpListener::bind(&config.controller.admin_listen)
             .await
-            .with_context(|| format!("admin API: cannot listen on {}", platform.config.controller.admin_listen))?;
+            .with_context(|| format!("admin API: cannot listen on {}", config.controller.admin_listen))?;
         let url = format!("http://{}", listener.local_addr()?);
+        let mut config = config;
+        for service in &mut config.services {
+            // Tasks of the default workload find each other through the
+            // platform, so the service answers as one file namespace.
+            if service.command.is_empty() {
+                let peers = format!("{url}/v1/services/{}/peers", service.name);
+                service.env.entry("BERTH_PEERS_URL".into()).or_insert(peers);
+            }
+        }
+        let platform = Platform::assemble(state.clone(), config, volumes, program)?;
         let info = AdminInfo { url: url.clone(), pid: std::process::id(), started_at: Utc::now() };
         let (discovery, token) = Discovery::publish(&state, &info).context("cannot write the admin API's address")?;
         let app = admin::router(Arc::clone(&platform), token);
