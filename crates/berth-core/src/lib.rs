@@ -8,6 +8,7 @@
 //! adapters (`berth-local`, `berth-aws`) carry decisions out through the
 //! ports in [`ports`].
 
+pub mod autoscale;
 pub mod backoff;
 pub mod claim;
 pub mod controller;
