@@ -7,12 +7,14 @@
 
 pub mod admin;
 pub mod fingerprint;
+pub mod lb;
 pub mod ledger;
 pub mod platform;
 pub mod records;
 pub mod secrets;
 pub mod state;
 pub mod supervisor;
+pub mod usage;
 pub mod volumes;
 
 pub use ledger::SqliteLedger;
