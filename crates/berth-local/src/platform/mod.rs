@@ -278,10 +278,15 @@ impl Platform {
         // Events keep flowing while claims park.
         let mut events = self.runtime.subscribe();
         let deadline = tokio::time::Instant::now() + self.park_deadline();
+        // The ledger says when every claim is parked; workers still running
+        // then find nothing to do. A resync every second covers lost events
+        // (waking every claim more often would keep the queue forever busy).
+        let mut resync = tokio::time::interval(Duration::from_secs(1));
+        resync.tick().await;
         loop {
             let claims = self.ledger.claims().await?;
             let open = claims.iter().filter(|c| c.task.is_some() || c.handoff.is_some()).count();
-            if open == 0 && self.queue.is_idle() {
+            if open == 0 {
                 break;
             }
             if tokio::time::Instant::now() > deadline {
@@ -290,8 +295,13 @@ impl Platform {
             }
             tokio::select! {
                 Ok(event) = events.recv() => self.route(event).await,
-                _ = tokio::time::sleep(Duration::from_millis(200)) => { let _ = self.wake_all().await; }
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = resync.tick() => { let _ = self.wake_all().await; }
             }
+        }
+        let settle = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !self.queue.is_idle() && tokio::time::Instant::now() < settle {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.log("berth-down", "every claim parked").await;
         Ok(())
