@@ -267,7 +267,12 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
             if decision.actions.is_empty() {
                 return Ok(decision.requeue_after);
             }
-            for action in decision.actions {
+            // Generation marks go first: they only fill empty fields, so a
+            // mark written by a pass that then loses its compare-and-swap is
+            // harmless, and a crash after the claim write loses no history.
+            let (marks, rest): (Vec<Action>, Vec<Action>) =
+                decision.actions.into_iter().partition(|a| matches!(a, Action::MarkGeneration { .. }));
+            for action in marks.into_iter().chain(rest) {
                 match self.execute(&claim, action).await {
                     Ok(()) => {}
                     Err(ControllerError::Ledger(e)) if e.is_conflict() => break,
@@ -300,8 +305,17 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
             }
             Action::TakeSnapshot { volume, request } => {
                 let record = self.volumes.snapshot(&volume, &request).await?;
-                self.ledger.catalogue(std::slice::from_ref(&record)).await?;
-                self.snapshots.lock().expect("snapshot cache lock").entry(claim.name.clone()).or_default().push(record);
+                // The cache first: it is what the next pass finds the snapshot
+                // by; a failed catalogue write must not cause a second snapshot.
+                self.snapshots
+                    .lock()
+                    .expect("snapshot cache lock")
+                    .entry(claim.name.clone())
+                    .or_default()
+                    .push(record.clone());
+                if let Err(e) = self.ledger.catalogue(std::slice::from_ref(&record)).await {
+                    tracing::warn!(error = %e, snapshot = %record.id, "could not catalogue a snapshot; the next resync does");
+                }
             }
             Action::DeleteSnapshots(ids) => {
                 self.volumes.delete_snapshots(&ids).await?;

@@ -88,6 +88,10 @@ pub struct Handoff {
     pub was_healthy: bool,
     /// Replace or park, decided when the handoff was claimed.
     pub intent: StopIntent,
+    /// The intent came from the claim's desired state (scale-in, down)
+    /// rather than from how the task stopped.
+    #[serde(default)]
+    pub intent_from_desired: bool,
     pub intent_reason: String,
     /// The stop snapshot, once recorded (or the head it launches from).
     pub snapshot: Option<SnapshotId>,

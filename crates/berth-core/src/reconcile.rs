@@ -266,6 +266,7 @@ fn steady(claim: &ClaimRecord, world: &World, cx: &Context) -> Decision {
             stopped_at: None,
             was_healthy: false,
             intent: StopIntent::Replace,
+            intent_from_desired: false,
             intent_reason: "claim is desired running and has no task".into(),
             snapshot: claim.head_snapshot.clone(),
             restore: false,
@@ -289,10 +290,18 @@ fn steady(claim: &ClaimRecord, world: &World, cx: &Context) -> Decision {
 /// it fails its health check, note when it becomes healthy, and reset the
 /// crash loop once it has stayed healthy.
 fn watch(claim: &ClaimRecord, task: &TaskInfo, cx: &Context) -> Decision {
-    let ordered = claim.stop_order.as_ref().is_some_and(|o| o.task == task.arn);
-    if ordered {
-        // Stop already asked; the runtime's stop event (or a poll) follows.
-        return Decision::wait(POLL);
+    if let Some(o) = claim.stop_order.as_ref().filter(|o| o.task == task.arn) {
+        if task.desired_status == crate::event::TaskStatus::Stopped {
+            // Stop under way; the runtime's stop event (or a poll) follows.
+            return Decision::wait(POLL);
+        }
+        // The order was written but the stop did not reach the runtime (a
+        // crash or a failed call between the two): send it again.
+        return Decision::act(vec![Action::StopTask {
+            task: task.arn.clone(),
+            code: StopCode::ServiceSchedulerInitiated,
+            reason: format!("berth: {}", o.reason),
+        }]);
     }
     let order = |intent, reason: &str, code: StopCode, why: &str| {
         let mut next = claim.clone();
@@ -380,8 +389,11 @@ fn begin_handoff(claim: &ClaimRecord, arn: &TaskArn, task: Option<&TaskInfo>, cx
         None => Some("task is gone from the runtime (its host or the controller restarted)".into()),
     };
     let stopped_at = task.and_then(|t| t.stopped_at).unwrap_or(cx.now);
+    // berth's own order decides only while it agrees with the desired
+    // state: a park ordered for a scale-in that was undone before the task
+    // stopped is stale, and a parked claim is never replaced.
     let (intent, intent_reason) = match order {
-        Some(o) if claim.desired == DesiredState::Running || o.intent == StopIntent::Park => {
+        Some(o) if claim.desired == DesiredState::Running && o.intent == StopIntent::Replace => {
             (o.intent, format!("stopped by berth: {}", o.reason))
         }
         _ => {
@@ -408,6 +420,7 @@ fn begin_handoff(claim: &ClaimRecord, arn: &TaskArn, task: Option<&TaskInfo>, cx
         stopped_at: Some(stopped_at),
         was_healthy: stayed_healthy(claim.healthy_since, stopped_at, cx.healthy_reset),
         intent,
+        intent_from_desired: claim.desired != DesiredState::Running,
         intent_reason: intent_reason.clone(),
         snapshot: None,
         restore: false,
@@ -562,7 +575,10 @@ fn snapshotting(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -
         return claimed(claim, h, world, cx);
     };
     let mut actions = Vec::new();
-    let forget = forgettable(claim, &world.snapshots, cx.retention, cx.now);
+    let forget = forgettable(claim, &world.snapshots, cx.retention, cx.now)
+        .into_iter()
+        .filter(|id| Some(id) != claim.restore_to.as_ref() && Some(id) != h.snapshot.as_ref())
+        .collect::<Vec<_>>();
     if !forget.is_empty() {
         actions.push(log(
             cx,
@@ -587,7 +603,10 @@ fn snapshotting(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -
 /// Snapshotted: park, wait out the crash-loop backoff, or advance the
 /// generation (the compare-and-swap that fences the old one).
 fn snapshotted(claim: &ClaimRecord, h: &Handoff, _world: &World, cx: &Context) -> Decision {
-    if h.intent == StopIntent::Park || claim.desired != DesiredState::Running {
+    // A park that came from the desired state (scale-in, down) follows it if
+    // it changed back to Running meanwhile; a user's stop parks regardless.
+    let park = claim.desired != DesiredState::Running || (h.intent == StopIntent::Park && !h.intent_from_desired);
+    if park {
         let mut next = claim.clone();
         next.handoff = None;
         next.task = None;
@@ -712,7 +731,11 @@ fn launching(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -> D
 fn launched(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -> Decision {
     let task = h.new_task.as_ref().and_then(|t| world.task(t));
     let ready = task.is_some_and(TaskInfo::is_ready);
-    let dead = task.is_none_or(TaskInfo::is_stopped);
+    // Ends without becoming healthy: stopped, failing its health check, or
+    // no longer wanted (the steady state then stops it and hands off again).
+    let dead = task.is_none_or(|t| t.is_stopped() || t.health == Health::Unhealthy)
+        || claim.desired != DesiredState::Running
+        || claim.restore_to.is_some();
     if !ready && !dead {
         return Decision::wait(POLL);
     }
@@ -732,9 +755,16 @@ fn launched(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -> De
         actions
             .push(Action::MarkGeneration { generation: claim.generation, mark: Mark::Healthy { at: cx.now, rto_ms } });
     }
+    // The old volume goes only once its data is safe in its generation's
+    // stop snapshot (a volume that went missing during the handoff and came
+    // back was never snapshotted: it stays, and the event log says so).
     if let Some(old) = h.old_volume.as_ref().filter(|v| world.volume(v).is_some() && h.new_volume.as_ref() != Some(*v))
     {
-        actions.push(Action::DeleteVolume(old.clone()));
+        if world.stop_snapshot(h.from).is_some() {
+            actions.push(Action::DeleteVolume(old.clone()));
+        } else {
+            actions.push(log(cx, &claim.name, "volume-kept", format!("volume {old} has no stop snapshot: kept")));
+        }
     }
     let message = match (ready, rto_ms) {
         (true, Some(ms)) => format!("generation {} healthy; RTO {ms} ms", claim.generation),

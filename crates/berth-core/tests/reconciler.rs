@@ -407,3 +407,100 @@ async fn a_point_in_time_restore_relaunches_from_the_chosen_snapshot_and_keeps_t
     assert!(g[2].stop_snapshot.is_some(), "the state before the restore is kept as a snapshot");
     assert_eq!(world.volumes.restores.load(Ordering::SeqCst), restores_before + 1);
 }
+
+#[tokio::test]
+async fn a_scale_in_undone_before_the_task_stopped_replaces_instead_of_parking() {
+    let world = World::new();
+    let ctl = up(&world, 1).await;
+    let name = World::name("files-0");
+    world.runtime.deferred_stop.store(true, Ordering::SeqCst);
+    ctl.set_service(fake::service(0));
+    ctl.scale_services().await.unwrap();
+    ctl.reconcile_claim(&name).await.unwrap();
+    assert!(world.claim("files-0").await.stop_order.is_some(), "a park was ordered");
+    // Scaled back out while the task is still shutting down.
+    ctl.set_service(fake::service(1));
+    ctl.scale_services().await.unwrap();
+    world.runtime.deferred_stop.store(false, Ordering::SeqCst);
+    let t = world.runtime.current("files-0");
+    let e = world.runtime.stop_by_world(&t.arn, StopCode::ServiceSchedulerInitiated, "Scaling activity");
+    ctl.on_event(&e).await.unwrap();
+    invariants(&world).await;
+    let c = world.claim("files-0").await;
+    assert_eq!(c.desired, DesiredState::Running);
+    assert_eq!(c.generation, Generation(2));
+}
+
+#[tokio::test]
+async fn a_stop_order_that_never_reached_the_runtime_is_sent_again() {
+    let world = World::new();
+    let ctl = up(&world, 1).await;
+    let t = world.runtime.current("files-0");
+    // The order is in the ledger, the stop never happened (a crash between).
+    let mut c = world.claim("files-0").await;
+    c.stop_order = Some(berth_core::ledger::StopOrder {
+        task: t.arn.clone(),
+        intent: berth_core::StopIntent::Replace,
+        reason: "failed container health checks".into(),
+        at: world.clock.now_for_tests(),
+    });
+    let v = c.version;
+    world.ledger.put_claim(&c, berth_core::Expect::Version(v)).await.unwrap();
+    ctl.reconcile_claim(&World::name("files-0")).await.unwrap();
+    let stopped = world.tasks_stopped_by_berth();
+    assert_eq!(stopped.detail.task_arn, t.arn.0);
+    ctl.on_event(&stopped).await.unwrap();
+    invariants(&world).await;
+    assert_eq!(world.claim("files-0").await.generation, Generation(2));
+}
+
+#[tokio::test]
+async fn a_generation_unhealthy_from_the_start_is_replaced_with_backoff_not_left_waiting() {
+    let world = World::new();
+    *world.runtime.start_health.lock().unwrap() = Health::Unhealthy;
+    let ctl = world.controller("c1", 1);
+    ctl.scale_services().await.unwrap();
+    ctl.resync().await.unwrap();
+    let name = World::name("files-0");
+    for _ in 0..3 {
+        let stopped = world.tasks_stopped_by_berth();
+        ctl.on_event(&stopped).await.unwrap();
+        world.clock.advance(Duration::from_secs(301));
+        ctl.reconcile_claim(&name).await.unwrap();
+    }
+    let c = world.claim("files-0").await;
+    assert!(c.generation.0 >= 3, "unhealthy generations are replaced: {c:#?}");
+    assert!(c.backoff.failures >= 2, "and count as a crash loop: {:?}", c.backoff);
+    // Fixed: the next generation is healthy and stays.
+    *world.runtime.start_health.lock().unwrap() = Health::Healthy;
+    for _ in 0..3 {
+        let stopped = world.runtime.tasks.lock().unwrap().iter().rev().find(|t| t.is_stopped()).map(fake::event_of);
+        if let Some(stopped) = stopped {
+            let _ = ctl.on_event(&stopped).await;
+        }
+        world.clock.advance(Duration::from_secs(301));
+        ctl.resync().await.unwrap();
+    }
+    invariants(&world).await;
+}
+
+#[tokio::test]
+async fn retention_never_forgets_a_requested_restore_target() {
+    let world = World::new();
+    let ctl = up(&world, 1).await;
+    for _ in 0..6 {
+        let t = world.runtime.current("files-0");
+        let e = world.runtime.stop_by_world(&t.arn, StopCode::SpotInterruption, "spot");
+        ctl.on_event(&e).await.unwrap();
+    }
+    let oldest = world.volumes.of("files-0").into_iter().min_by_key(|s| s.generation).unwrap().id;
+    let mut c = world.claim("files-0").await;
+    c.restore_to = Some(oldest.clone());
+    let v = c.version;
+    world.ledger.put_claim(&c, berth_core::Expect::Version(v)).await.unwrap();
+    ctl.reconcile_claim(&World::name("files-0")).await.unwrap();
+    ctl.on_event(&world.tasks_stopped_by_berth()).await.unwrap();
+    invariants(&world).await;
+    let g = world.generations("files-0").await;
+    assert_eq!(g.last().unwrap().source_snapshot.as_ref(), Some(&oldest));
+}

@@ -491,6 +491,7 @@ fn full_claim() -> ClaimRecord {
             stopped_at: Some(t0() - secs(30)),
             was_healthy: true,
             intent: StopIntent::Replace,
+            intent_from_desired: true,
             intent_reason: "spot interruption → replace".into(),
             snapshot: Some(SnapshotId("snap-11".into())),
             restore: true,

@@ -35,6 +35,12 @@ impl FakeClock {
     }
 }
 
+impl FakeClock {
+    pub fn now_for_tests(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
 impl Clock for FakeClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap()
@@ -78,6 +84,9 @@ pub struct FakeRuntime {
     pub start_health: Mutex<Health>,
     next: AtomicU32,
     pub runs: AtomicU32,
+    /// When set, `stop_task` only marks the task desired STOPPED; the test
+    /// finishes the stop (a slow container shutdown).
+    pub deferred_stop: std::sync::atomic::AtomicBool,
 }
 
 impl FakeRuntime {
@@ -90,6 +99,7 @@ impl FakeRuntime {
             start_health: Mutex::new(Health::Healthy),
             next: AtomicU32::new(1),
             runs: AtomicU32::new(0),
+            deferred_stop: Default::default(),
         }
     }
 
@@ -190,7 +200,9 @@ impl Runtime for FakeRuntime {
 
     async fn stop_task(&self, task: &TaskArn, code: StopCode, reason: &str) -> Result<(), PortError> {
         let known = self.tasks.lock().unwrap().iter().any(|t| &t.arn == task && !t.is_stopped());
-        if known {
+        if known && self.deferred_stop.load(Ordering::SeqCst) {
+            self.edit(task, |t| t.desired_status = TaskStatus::Stopped);
+        } else if known {
             self.stop_by_world(task, code, reason);
         }
         Ok(())

@@ -79,6 +79,7 @@ impl Platform {
     ) -> Result<Arc<Self>, PlatformError> {
         state.ensure()?;
         let lock = StateLock::acquire(&state)?;
+        remove_staging(&state);
         let ledger = Arc::new(SqliteLedger::open(&state.ledger())?);
         let mut supervisor = SupervisorConfig::new(program, state.logs());
         supervisor.cluster = config.cluster.clone();
@@ -333,4 +334,21 @@ fn crash_point() -> Option<berth_core::controller::ActionHook> {
             unsafe { libc::raise(libc::SIGKILL) };
         }
     }))
+}
+
+/// Removes volume staging folders (`.creating-*`) a crash left behind: with
+/// the state lock held, no volume is being made. Their data is in the
+/// snapshot they were restored from, or in the volume they were adopting.
+fn remove_staging(state: &StateDir) {
+    let Ok(entries) = std::fs::read_dir(state.volumes()) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(".creating-") {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => tracing::info!(path = %entry.path().display(), "removed a half-made volume left by a crash"),
+                Err(e) => {
+                    tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a half-made volume")
+                }
+            }
+        }
+    }
 }

@@ -26,11 +26,14 @@ pub struct Queue {
     busy: Mutex<HashMap<ClaimName, bool>>,
     /// Consecutive failed passes per claim, for the retry delay.
     failures: Mutex<HashMap<ClaimName, u32>>,
+    /// The one pending timer per claim: a later wake-up is dropped when an
+    /// earlier one is pending, so timers never pile up.
+    timers: Mutex<HashMap<ClaimName, tokio::time::Instant>>,
 }
 
 impl Queue {
     pub fn new(controller: Arc<LocalController>) -> Arc<Self> {
-        Arc::new(Self { controller, busy: Mutex::default(), failures: Mutex::default() })
+        Arc::new(Self { controller, busy: Mutex::default(), failures: Mutex::default(), timers: Mutex::default() })
     }
 
     /// Wakes a claim now.
@@ -49,10 +52,29 @@ impl Queue {
 
     /// Wakes a claim after `delay`.
     pub fn wake_after(self: &Arc<Self>, claim: ClaimName, delay: Duration) {
+        let at = tokio::time::Instant::now() + delay;
+        {
+            let mut timers = self.timers.lock().expect("queue lock");
+            if timers.get(&claim).is_some_and(|pending| *pending <= at) {
+                return;
+            }
+            timers.insert(claim.clone(), at);
+        }
         let queue = Arc::clone(self);
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            queue.wake(claim);
+            tokio::time::sleep_until(at).await;
+            let mine = {
+                let mut timers = queue.timers.lock().expect("queue lock");
+                let mine = timers.get(&claim) == Some(&at);
+                if mine {
+                    timers.remove(&claim);
+                }
+                mine
+            };
+            // A timer replaced by an earlier one has already woken the claim.
+            if mine {
+                queue.wake(claim);
+            }
         });
     }
 
