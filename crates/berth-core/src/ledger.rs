@@ -108,6 +108,33 @@ pub struct Handoff {
     pub started_at: DateTime<Utc>,
 }
 
+impl Handoff {
+    /// A handoff of `claim`'s current generation and volume at `step`, with
+    /// nothing stopped, snapshotted or launched yet.
+    pub fn begin(claim: &ClaimRecord, step: HandoffStep, intent: StopIntent, reason: &str, now: DateTime<Utc>) -> Self {
+        Self {
+            from: claim.generation,
+            step,
+            stopped_task: None,
+            old_volume: claim.volume.clone(),
+            stop_code: None,
+            stop_reason: None,
+            stopped_at: None,
+            was_healthy: false,
+            intent,
+            intent_from_desired: false,
+            intent_reason: reason.to_owned(),
+            snapshot: None,
+            restore: false,
+            new_volume: None,
+            new_task: None,
+            owner: None,
+            lease_until: None,
+            started_at: now,
+        }
+    }
+}
+
 /// A claim: a stable logical volume identity that outlives its tasks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimRecord {

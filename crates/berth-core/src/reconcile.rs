@@ -257,24 +257,14 @@ fn steady(claim: &ClaimRecord, world: &World, cx: &Context) -> Decision {
         // started: a handoff with nothing to snapshot.
         let mut next = claim.clone();
         next.handoff = Some(Handoff {
-            from: claim.generation,
-            step: HandoffStep::Snapshotted,
-            stopped_task: None,
-            old_volume: claim.volume.clone(),
-            stop_code: None,
-            stop_reason: None,
-            stopped_at: None,
-            was_healthy: false,
-            intent: StopIntent::Replace,
-            intent_from_desired: false,
-            intent_reason: "claim is desired running and has no task".into(),
             snapshot: claim.head_snapshot.clone(),
-            restore: false,
-            new_volume: None,
-            new_task: None,
-            owner: None,
-            lease_until: None,
-            started_at: cx.now,
+            ..Handoff::begin(
+                claim,
+                HandoffStep::Snapshotted,
+                StopIntent::Replace,
+                "claim is desired running and has no task",
+                cx.now,
+            )
         });
         let what = if claim.head_snapshot.is_some() { "resuming from its head snapshot" } else { "first launch" };
         return Decision::act(vec![write(next, cx.now), log(cx, &claim.name, "launch-requested", what)]);
@@ -411,24 +401,13 @@ fn begin_handoff(claim: &ClaimRecord, arn: &TaskArn, task: Option<&TaskInfo>, cx
     next.healthy_since = None;
     next.stop_order = None;
     next.handoff = Some(Handoff {
-        from: claim.generation,
-        step: HandoffStep::Claimed,
         stopped_task: Some(arn.clone()),
-        old_volume: claim.volume.clone(),
         stop_code: code.clone(),
         stop_reason: stop_reason.clone(),
         stopped_at: Some(stopped_at),
         was_healthy: stayed_healthy(claim.healthy_since, stopped_at, cx.healthy_reset),
-        intent,
         intent_from_desired: claim.desired != DesiredState::Running,
-        intent_reason: intent_reason.clone(),
-        snapshot: None,
-        restore: false,
-        new_volume: None,
-        new_task: None,
-        owner: None,
-        lease_until: None,
-        started_at: cx.now,
+        ..Handoff::begin(claim, HandoffStep::Claimed, intent, &intent_reason, cx.now)
     });
     let code_str = code.as_ref().map_or("none", |c| c.as_str()).to_owned();
     let mut event = EventRecord::new(
