@@ -40,8 +40,8 @@ enum Command {
     Snapshot(cmd::snapshot::Args),
     /// Create, list, snapshot and delete local volumes.
     Volume(cmd::volume::Args),
-    /// Run the whole platform on this machine: tasks, volumes, snapshots,
-    /// controller, load balancer, autoscaler and admin API.
+    /// Run the platform on this machine: tasks with persistent volumes,
+    /// snapshots, the controller and its admin API.
     Up(cmd::up::Args),
     /// Stop a running `berth up`, snapshotting every task, and wait until it has exited.
     Down(cmd::down::Args),
