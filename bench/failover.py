@@ -38,6 +38,8 @@ resync_interval = "5s"
 sweep_grace = "5s"
 adopt = {"true" if adopt else "false"}
 crash_loop_reset = "1s"
+[lb]
+enabled = false
 [[service]]
 name = "files"
 desired_count = {count}

@@ -35,6 +35,7 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 pub struct Config {
     pub cluster: String,
     pub controller: ControllerConfig,
+    pub lb: LbSettings,
     #[serde(rename = "service")]
     pub services: Vec<ServiceConfig>,
 }
@@ -44,7 +45,77 @@ impl Default for Config {
         Self {
             cluster: "berth".into(),
             controller: ControllerConfig::default(),
+            lb: LbSettings::default(),
             services: vec![ServiceConfig::default()],
+        }
+    }
+}
+
+/// `[lb]`: the load balancer in front of one service (the blog's ALB).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LbSettings {
+    pub enabled: bool,
+    /// The service it fronts (default: the first one).
+    pub service: Option<String>,
+    pub listen: String,
+    /// 0 picks a free port (tests); the ports in use are in `<state>/lb.json`.
+    pub http_port: u16,
+    pub https_port: u16,
+    /// PEM certificate and key; without them a self-signed pair is made
+    /// on first start and kept in the state folder.
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+    pub health_path: String,
+    #[serde(deserialize_with = "duration")]
+    pub health_interval: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub health_timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    #[serde(deserialize_with = "duration")]
+    pub deregistration_delay: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub grace_period: Duration,
+}
+
+impl Default for LbSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            service: None,
+            listen: "127.0.0.1".into(),
+            http_port: 8080,
+            https_port: 8443,
+            cert: None,
+            key: None,
+            health_path: "/health".into(),
+            health_interval: Duration::from_secs(30),
+            health_timeout: Duration::from_secs(5),
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+            deregistration_delay: Duration::from_secs(30),
+            grace_period: Duration::from_secs(60),
+        }
+    }
+}
+
+impl LbSettings {
+    pub fn lb_config(&self) -> crate::lb::LbConfig {
+        crate::lb::LbConfig {
+            listen_host: self.listen.clone(),
+            http_port: self.http_port,
+            https_port: self.https_port,
+            cert: self.cert.clone().zip(self.key.clone()),
+            health: crate::lb::TargetHealth {
+                path: self.health_path.clone(),
+                interval: self.health_interval,
+                timeout: self.health_timeout,
+                healthy_threshold: self.healthy_threshold,
+                unhealthy_threshold: self.unhealthy_threshold,
+            },
+            deregistration_delay: self.deregistration_delay,
+            grace_period: self.grace_period,
         }
     }
 }
@@ -199,9 +270,22 @@ impl Config {
         Ok(config)
     }
 
+    /// The service the load balancer fronts.
+    pub fn lb_service(&self) -> String {
+        self.lb.service.clone().unwrap_or_else(|| self.services.first().map(|s| s.name.clone()).unwrap_or_default())
+    }
+
     fn validate(&self) -> Result<(), String> {
         if self.services.is_empty() {
             return Err("no [[service]] is configured".into());
+        }
+        if self.lb.cert.is_some() != self.lb.key.is_some() {
+            return Err("[lb] cert and key go together: give both or neither".into());
+        }
+        if let Some(s) = &self.lb.service {
+            if !self.services.iter().any(|x| &x.name == s) {
+                return Err(format!("[lb] service {s:?} is not a configured [[service]]"));
+            }
         }
         for (i, s) in self.services.iter().enumerate() {
             ClaimName::of_service(&s.name, 0).map_err(|e| format!("service name {:?}: {e}", s.name))?;

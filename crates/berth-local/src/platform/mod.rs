@@ -23,6 +23,7 @@ use berth_core::intent::DesiredState;
 use berth_core::ledger::{EventRecord, Expect, Ledger};
 use berth_core::scope::Scope;
 use berth_core::snapshot::SnapshotId;
+use berth_core::task::Runtime;
 use berth_core::ClaimName;
 use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, watch};
@@ -66,6 +67,8 @@ pub struct Platform {
     queue: Arc<Queue>,
     /// Set to true when the platform is to park everything and exit.
     down: watch::Sender<bool>,
+    /// The load balancer's targets: the running tasks of its service.
+    lb_targets: watch::Sender<Vec<crate::lb::Target>>,
     _lock: StateLock,
 }
 
@@ -113,6 +116,7 @@ impl Platform {
         };
         let controller = Arc::new(controller);
         let (down, _) = watch::channel(false);
+        let (lb_targets, _) = watch::channel(Vec::new());
         Ok(Arc::new(Self {
             queue: Queue::new(Arc::clone(&controller)),
             controller,
@@ -122,12 +126,40 @@ impl Platform {
             config,
             started_at: Utc::now(),
             down,
+            lb_targets,
             _lock: lock,
         }))
     }
 
     pub async fn log(&self, kind: &str, message: impl Into<String>) {
         self.controller.log(EventRecord::new(Utc::now(), None, kind, message)).await;
+    }
+
+    /// The load balancer's view of the service's tasks.
+    pub fn lb_targets(&self) -> watch::Receiver<Vec<crate::lb::Target>> {
+        self.lb_targets.subscribe()
+    }
+
+    /// Publishes the running tasks of the load-balanced service as targets
+    /// (a stopping task leaves the list, so the load balancer drains it).
+    async fn refresh_targets(&self) {
+        let service = self.config.lb_service();
+        let Ok(tasks) = self.runtime.tasks().await else { return };
+        let mut targets: Vec<crate::lb::Target> = tasks
+            .iter()
+            .filter(|t| t.service.as_deref() == Some(service.as_str()))
+            .filter(|t| t.last_status == berth_core::TaskStatus::Running)
+            .filter(|t| t.desired_status == berth_core::TaskStatus::Running)
+            .filter_map(|t| Some(crate::lb::Target::new(t.arn.0.clone(), t.endpoint.as_deref()?.parse().ok()?)))
+            .collect();
+        targets.sort_by(|a, b| a.id.cmp(&b.id));
+        self.lb_targets.send_if_modified(|current| {
+            let changed = *current != targets;
+            if changed {
+                *current = targets;
+            }
+            changed
+        });
     }
 
     /// Asks the platform to park every claim and exit.
@@ -210,7 +242,10 @@ impl Platform {
             tokio::select! {
                 _ = down.wait_for(|d| *d) => break,
                 event = events.recv() => match event {
-                    Ok(event) => self.route(event).await,
+                    Ok(event) => {
+                        self.route(event).await;
+                        self.refresh_targets().await;
+                    }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         // Level-triggered: a resync finds whatever the lost events said.
                         tracing::warn!(missed, "event stream lagged; resyncing every claim");
@@ -242,6 +277,7 @@ impl Platform {
                 tracing::warn!(error = %e, "resync could not list snapshots");
             }
             let _ = self.wake_all().await;
+            self.refresh_targets().await;
             match self.controller.sweep().await {
                 Ok((0, 0)) => {}
                 Ok((v, s)) => tracing::info!(volumes = v, snapshots = s, "sweep removed orphans"),
@@ -295,7 +331,10 @@ impl Platform {
                 break;
             }
             tokio::select! {
-                Ok(event) = events.recv() => self.route(event).await,
+                Ok(event) = events.recv() => {
+                    self.route(event).await;
+                    self.refresh_targets().await;
+                }
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 _ = resync.tick() => { let _ = self.wake_all().await; }
             }

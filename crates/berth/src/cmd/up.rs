@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use berth_local::admin::{self, AdminInfo, Discovery};
+use berth_local::lb::LoadBalancer;
 use berth_local::platform::{Config, Platform};
 use berth_local::{LocalVolumes, StateDir};
 use berth_repo::{Progress, Repo};
@@ -56,6 +57,27 @@ pub fn run(args: Args) -> Result<()> {
             }
         }
         let platform = Platform::assemble(state.clone(), config, volumes, program)?;
+        let lb = match platform.config.lb.enabled {
+            true => {
+                let lb = LoadBalancer::start(platform.config.lb.lb_config(), state.root(), platform.lb_targets())
+                    .await
+                    .context("load balancer")?;
+                let info = serde_json::json!({
+                    "http": format!("http://{}", lb.http_addr()),
+                    "https": lb.https_url(),
+                    "cert": lb.cert_path(),
+                });
+                std::fs::write(state.root().join("lb.json"), serde_json::to_vec_pretty(&info)?)?;
+                eprintln!(
+                    "berth up: load balancer {} (HTTP {} redirects); certificate {} (curl --cacert it)",
+                    lb.https_url(),
+                    lb.http_addr(),
+                    lb.cert_path().display()
+                );
+                Some(lb)
+            }
+            false => None,
+        };
         let info = AdminInfo { url: url.clone(), pid: std::process::id(), started_at: Utc::now() };
         let (discovery, token) = Discovery::publish(&state, &info).context("cannot write the admin API's address")?;
         let app = admin::router(Arc::clone(&platform), token);
@@ -73,6 +95,10 @@ pub fn run(args: Args) -> Result<()> {
             state.root().display()
         );
         let outcome = platform.run().await;
+        if let Some(lb) = lb {
+            lb.shutdown().await;
+        }
+        let _ = std::fs::remove_file(state.root().join("lb.json"));
         server.abort();
         drop(discovery);
         outcome?;

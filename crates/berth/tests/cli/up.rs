@@ -29,6 +29,14 @@ const TWO_CLAIMS: &str = r#"
 resync_interval = "1s"
 sweep_grace = "2s"
 
+[lb]
+http_port = 0
+https_port = 0
+health_interval = "200ms"
+health_timeout = "2s"
+grace_period = "0s"
+deregistration_delay = "1s"
+
 [[service]]
 name = "files"
 desired_count = 2
@@ -48,6 +56,14 @@ const ONE_CLAIM: &str = r#"
 [controller]
 resync_interval = "1s"
 sweep_grace = "2s"
+
+[lb]
+http_port = 0
+https_port = 0
+health_interval = "200ms"
+health_timeout = "2s"
+grace_period = "0s"
+deregistration_delay = "1s"
 
 [[service]]
 name = "files"
@@ -585,4 +601,87 @@ fn a_user_stop_parks_the_claim_and_scale_brings_it_back() {
     let t = site.wait_serving("files-1", Some(2));
     assert_files(&endpoint(&t), &files);
     assert_history_chain(&site.history("files-1"));
+}
+
+/// `curl` with the load balancer's certificate; returns (status, body).
+fn lb_curl(cert: &str, args: &[&str]) -> (String, Vec<u8>) {
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert", cert, "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    let mut body = out.stdout;
+    let split = body.iter().rposition(|b| *b == b'\n').unwrap_or(0);
+    let status = String::from_utf8_lossy(&body[split + 1..]).to_string();
+    body.truncate(split);
+    (status, body)
+}
+
+#[test]
+fn the_blogs_validation_sequence_passes_through_the_load_balancer() {
+    let site = Site::new(TWO_CLAIMS);
+    let _up = site.up(&[]);
+    site.wait_serving("files-0", None);
+    site.wait_serving("files-1", None);
+    let lb: Value = site.wait_until("lb.json", || {
+        std::fs::read(site.state.join("lb.json")).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    });
+    let (https, http, cert) = (
+        lb["https"].as_str().unwrap().to_owned(),
+        lb["http"].as_str().unwrap().to_owned(),
+        lb["cert"].as_str().unwrap().to_owned(),
+    );
+    // HTTP answers with a permanent redirect to HTTPS.
+    let redirect = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}"])
+        .arg(format!("{http}/health"))
+        .output()
+        .unwrap();
+    let redirect = String::from_utf8_lossy(&redirect.stdout).to_string();
+    assert!(redirect.starts_with("308 https://"), "{redirect}");
+    // Health through HTTPS once the targets passed the load balancer's checks.
+    site.wait_until("a healthy target behind the load balancer", || {
+        (lb_curl(&cert, &[&format!("{https}/health")]).0 == "200").then_some(())
+    });
+    let check = |files: &BTreeMap<String, Vec<u8>>| {
+        let (status, listing) = lb_curl(&cert, &[&format!("{https}/files")]);
+        assert_eq!(status, "200");
+        let listing: Value = serde_json::from_slice(&listing).unwrap();
+        for (name, data) in files {
+            assert!(listing["files"].as_array().unwrap().iter().any(|f| f["name"] == name.as_str()), "{name} listed");
+            let (status, body) = lb_curl(&cert, &[&format!("{https}/download/{name}")]);
+            assert_eq!(status, "200", "{name}");
+            assert!(body == *data, "{name}: content differs");
+        }
+    };
+    let files = random_files("lb", &[1000, 300_000, 2 << 20]);
+    let dir = tempfile::tempdir().unwrap();
+    for (name, data) in &files {
+        let path = dir.path().join(name);
+        std::fs::write(&path, data).unwrap();
+        let (status, body) = lb_curl(&cert, &["-F", &format!("file=@{}", path.display()), &format!("{https}/upload")]);
+        assert_eq!(status, "200", "{}", String::from_utf8_lossy(&body));
+    }
+    // Every upload reads back through the load balancer, whichever task answers.
+    for _ in 0..3 {
+        check(&files);
+    }
+    // A Spot-style stop: the sequence passes again with the replacement.
+    let task = site.wait_serving("files-1", None);
+    site.ok(&["stop-task", task["arn"].as_str().unwrap(), "--reason", "spot"]);
+    site.wait_serving("files-1", Some(task["generation"].as_u64().unwrap() + 1));
+    site.wait_until("files readable again after the handoff", || {
+        let (status, _) = lb_curl(&cert, &[&format!("{https}/health")]);
+        (status == "200").then_some(())
+    });
+    site.wait_until("every file through the load balancer", || {
+        files
+            .iter()
+            .all(|(name, data)| {
+                let (status, body) = lb_curl(&cert, &[&format!("{https}/download/{name}")]);
+                status == "200" && body == *data
+            })
+            .then_some(())
+    });
+    check(&files);
 }
