@@ -139,6 +139,9 @@ pub struct ControllerConfig {
     /// Healthy this long, a claim's crash-loop count resets.
     #[serde(deserialize_with = "duration")]
     pub crash_loop_reset: Duration,
+    /// Task logs are removed this long after their last line.
+    #[serde(deserialize_with = "duration")]
+    pub log_retention: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -150,6 +153,7 @@ impl Default for ControllerConfig {
             admin_listen: "127.0.0.1:0".into(),
             adopt: true,
             crash_loop_reset: berth_core::backoff::HEALTHY_RESET,
+            log_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

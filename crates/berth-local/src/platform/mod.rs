@@ -11,6 +11,7 @@
 
 pub mod config;
 mod lock;
+pub mod logs;
 mod queue;
 mod scale_file;
 
@@ -162,6 +163,17 @@ impl Platform {
         });
     }
 
+    /// Removes task logs older than the retention, keeping running tasks' logs.
+    async fn prune_logs(&self) {
+        let Ok(tasks) = self.runtime.tasks().await else { return };
+        let keep = tasks.iter().filter(|t| !t.is_stopped()).map(|t| t.arn.short().to_owned()).collect();
+        let removed =
+            logs::prune(&self.state.logs(), self.config.controller.log_retention, std::time::SystemTime::now(), &keep);
+        if removed > 0 {
+            tracing::info!(removed, "removed task logs past their retention");
+        }
+    }
+
     /// Asks the platform to park every claim and exit.
     pub fn request_down(&self) {
         self.down.send_replace(true);
@@ -284,6 +296,7 @@ impl Platform {
                 Err(e) => tracing::warn!(error = %e, "sweep failed"),
             }
             let _ = self.ledger.purge(Utc::now()).await;
+            self.prune_logs().await;
         }
     }
 
