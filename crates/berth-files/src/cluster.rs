@@ -79,6 +79,22 @@ impl Cluster {
         }))
     }
 
+    /// Forgets the fetched peer list (when a member stopped answering), so
+    /// the next lookup asks the peer-list URL again; returns whether there
+    /// was one to forget that is older than a quarter second (a storm of
+    /// failures then costs one fetch).
+    pub async fn invalidate(&self) -> bool {
+        if !matches!(self.source, PeerSource::Url(_)) {
+            return false;
+        }
+        let mut fetched = self.fetched.lock().await;
+        let stale = fetched.as_ref().is_some_and(|(at, _)| at.elapsed() >= Duration::from_millis(250));
+        if stale {
+            *fetched = None;
+        }
+        stale
+    }
+
     /// This member's own base URL.
     pub fn me(&self) -> &str {
         &self.me

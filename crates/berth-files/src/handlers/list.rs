@@ -74,7 +74,8 @@ pub async fn list_files(
 
     let mut unavailable = None;
     if let Some(cluster) = state.cluster.as_ref().filter(|_| !is_local_scope(&headers)) {
-        let others = cluster.others().await;
+        let local = std::mem::take(&mut files);
+        let local_more = more;
         let mut params = vec![("limit", limit.to_string())];
         if !prefix.is_empty() {
             params.push(("prefix", prefix.clone()));
@@ -82,40 +83,50 @@ pub async fn list_files(
         if let Some(c) = &query.cursor {
             params.push(("cursor", c.clone()));
         }
-        let answers = join_all(others.iter().map(|m| {
-            let req = cluster.short_request(Method::GET, m, &["files"]).query(&params);
-            async move {
-                let resp = req.send().await?.error_for_status()?;
-                resp.json::<Listing>().await
-            }
-        }))
-        .await;
-        let mut down = Vec::new();
-        // Merge by name; should a name exist on two members (an interrupted
-        // move), the newer copy wins, as in a last-writer-wins store.
-        let mut merged: BTreeMap<String, FileInfo> = files.drain(..).map(|f| (f.name.clone(), f)).collect();
-        for (member, answer) in others.iter().zip(answers) {
-            match answer {
-                Ok(listing) => {
-                    more |= listing.next_cursor.is_some();
-                    for f in listing.files {
-                        match merged.get(&f.name) {
-                            Some(have) if have.modified >= f.modified => {}
-                            _ => {
-                                merged.insert(f.name.clone(), f);
+        // A member that does not answer may have been replaced (a task's
+        // handoff): ask for the peer list again and retry once.
+        for attempt in 0..2 {
+            let others = cluster.others().await;
+            more = local_more;
+            let answers = join_all(others.iter().map(|m| {
+                let req = cluster.short_request(Method::GET, m, &["files"]).query(&params);
+                async move {
+                    let resp = req.send().await?.error_for_status()?;
+                    resp.json::<Listing>().await
+                }
+            }))
+            .await;
+            let mut down = Vec::new();
+            // Merge by name; should a name exist on two members (an interrupted
+            // move), the newer copy wins, as in a last-writer-wins store.
+            let mut merged: BTreeMap<String, FileInfo> = local.iter().map(|f| (f.name.clone(), f.clone())).collect();
+            for (member, answer) in others.iter().zip(answers) {
+                match answer {
+                    Ok(listing) => {
+                        more |= listing.next_cursor.is_some();
+                        for f in listing.files {
+                            match merged.get(&f.name) {
+                                Some(have) if have.modified >= f.modified => {}
+                                _ => {
+                                    merged.insert(f.name.clone(), f);
+                                }
                             }
                         }
                     }
-                }
-                Err(e) => {
-                    tracing::warn!(peer = %member, error = %e, "peer did not answer the listing");
-                    down.push(member.clone());
+                    Err(e) => {
+                        tracing::warn!(peer = %member, error = %e, "peer did not answer the listing");
+                        down.push(member.clone());
+                    }
                 }
             }
+            more |= merged.len() > limit;
+            files = merged.into_values().take(limit).collect();
+            let retry = !down.is_empty() && attempt == 0 && cluster.invalidate().await;
+            unavailable = Some(down);
+            if !retry {
+                break;
+            }
         }
-        more |= merged.len() > limit;
-        files = merged.into_values().take(limit).collect();
-        unavailable = Some(down);
     }
 
     let next_cursor = more.then(|| files.last().map(|f| URL_SAFE_NO_PAD.encode(&f.name))).flatten();
