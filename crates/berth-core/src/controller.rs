@@ -229,7 +229,8 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
                 let (record, expect, what) = match change {
                     ClaimChange::Create(c) => (c, Expect::Absent, "created"),
                     ClaimChange::Update(c) => {
-                        let (v, what) = (c.version, if c_running(&c) { "resumed" } else { "parked" });
+                        let what = if c.desired == crate::intent::DesiredState::Running { "resumed" } else { "parked" };
+                        let v = c.version;
                         (c, Expect::Version(v), what)
                     }
                 };
@@ -433,8 +434,4 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
         }
         Ok((found.volumes.len(), found.snapshots.len()))
     }
-}
-
-fn c_running(c: &ClaimRecord) -> bool {
-    c.desired == crate::intent::DesiredState::Running
 }

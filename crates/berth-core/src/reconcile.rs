@@ -632,7 +632,7 @@ fn short(id: &SnapshotId) -> String {
 }
 
 fn show(id: &Option<SnapshotId>) -> String {
-    id.as_ref().map_or_else(|| "none (empty volume)".to_owned(), |s| s.0.chars().take(8).collect())
+    id.as_ref().map_or_else(|| "none (empty volume)".to_owned(), short)
 }
 
 /// Launching: make the new generation's volume, then its task; each found

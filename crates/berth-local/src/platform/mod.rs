@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use berth_core::controller::Controller;
 use berth_core::intent::DesiredState;
-use berth_core::ledger::{EventRecord, Expect, Ledger};
+use berth_core::ledger::{ClaimRecord, EventRecord, Expect, Ledger};
 use berth_core::scope::Scope;
 use berth_core::snapshot::SnapshotId;
 use berth_core::task::Runtime;
@@ -37,6 +37,15 @@ use crate::ledger::SqliteLedger;
 use crate::state::StateDir;
 use crate::supervisor::{LocalRuntime, SupervisorConfig};
 use crate::volumes::LocalVolumes;
+
+/// The outcome of [`Platform::update_claim`].
+enum Update {
+    Written,
+    Unchanged,
+    Missing,
+    /// Every attempt lost its compare-and-swap.
+    Contended,
+}
 
 /// The controller over the local adapters.
 pub type LocalController = Controller<Arc<LocalRuntime>, Arc<LocalVolumes>, Arc<SqliteLedger>>;
@@ -209,35 +218,56 @@ impl Platform {
     /// stopped (its stop snapshot still taken, so nothing is lost) and
     /// relaunched from `snapshot`; a parked one resumes from it later.
     pub async fn restore(&self, name: &ClaimName, snapshot: &SnapshotId) -> Result<(), PlatformError> {
-        for _ in 0..50 {
-            let Some(mut claim) = self.ledger.claim(name).await? else {
-                return Err(PlatformError::NoClaim(name.clone()));
-            };
-            if claim.handoff.is_some() {
-                return Err(PlatformError::Busy(name.clone()));
+        let outcome = self
+            .update_claim(name, |claim| {
+                if claim.handoff.is_some() {
+                    return Err(PlatformError::Busy(name.clone()));
+                }
+                if claim.task.is_some() {
+                    claim.restore_to = Some(snapshot.clone());
+                } else {
+                    // Parked: the next launch restores the head; the old volume
+                    // is no longer adopted and the sweep removes it.
+                    claim.head_snapshot = Some(snapshot.clone());
+                    claim.volume = None;
+                }
+                Ok(true)
+            })
+            .await?;
+        match outcome {
+            Update::Written => {
+                let message = format!("restore to snapshot {snapshot} requested");
+                self.controller.log(EventRecord::new(Utc::now(), Some(name), "restore-requested", message)).await;
+                self.queue.wake(name.clone());
+                Ok(())
             }
-            if claim.task.is_some() {
-                claim.restore_to = Some(snapshot.clone());
-            } else {
-                // Parked: the next launch restores the head; the old volume
-                // is no longer adopted and the sweep removes it.
-                claim.head_snapshot = Some(snapshot.clone());
-                claim.volume = None;
+            Update::Missing => Err(PlatformError::NoClaim(name.clone())),
+            Update::Unchanged | Update::Contended => Err(PlatformError::Busy(name.clone())),
+        }
+    }
+
+    /// Reads a claim, lets `edit` change it (`Ok(false)`: leave it as it is)
+    /// and writes it back with a compare-and-swap; a lost swap (the claim may
+    /// be mid-handoff) starts over from a fresh read, up to 50 times.
+    async fn update_claim(
+        &self,
+        name: &ClaimName,
+        mut edit: impl FnMut(&mut ClaimRecord) -> Result<bool, PlatformError>,
+    ) -> Result<Update, PlatformError> {
+        for _ in 0..50 {
+            let Some(mut claim) = self.ledger.claim(name).await? else { return Ok(Update::Missing) };
+            if !edit(&mut claim)? {
+                return Ok(Update::Unchanged);
             }
             claim.updated_at = Utc::now();
             let version = claim.version;
             match self.ledger.put_claim(&claim, Expect::Version(version)).await {
-                Ok(_) => {
-                    let message = format!("restore to snapshot {snapshot} requested");
-                    self.controller.log(EventRecord::new(Utc::now(), Some(name), "restore-requested", message)).await;
-                    self.queue.wake(name.clone());
-                    return Ok(());
-                }
+                Ok(_) => return Ok(Update::Written),
                 Err(e) if e.is_conflict() => tokio::time::sleep(Duration::from_millis(20)).await,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(PlatformError::Busy(name.clone()))
+        Ok(Update::Contended)
     }
 
     /// Runs until down is requested, then parks every claim and returns.
@@ -307,23 +337,13 @@ impl Platform {
         let running = claims.iter().filter(|c| c.task.is_some() || c.handoff.is_some()).count();
         self.log("berth-down", format!("parking {running} claim(s) with a snapshot each")).await;
         for c in &claims {
-            let name = c.name.clone();
-            // Retry on conflict: the claim may be mid-handoff.
-            for _ in 0..50 {
-                let Some(mut claim) = self.ledger.claim(&name).await? else { break };
-                if claim.desired != DesiredState::Running {
-                    break;
-                }
+            self.update_claim(&c.name, |claim| {
+                let running = claim.desired == DesiredState::Running;
                 claim.desired = DesiredState::Parked;
-                claim.updated_at = Utc::now();
-                let version = claim.version;
-                match self.ledger.put_claim(&claim, Expect::Version(version)).await {
-                    Ok(_) => break,
-                    Err(e) if e.is_conflict() => tokio::time::sleep(Duration::from_millis(20)).await,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            self.queue.wake(name);
+                Ok(running)
+            })
+            .await?;
+            self.queue.wake(c.name.clone());
         }
         // Events keep flowing while claims park.
         let mut events = self.runtime.subscribe();

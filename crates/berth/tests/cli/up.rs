@@ -23,8 +23,9 @@ const RESYNC: Duration = Duration::from_secs(1);
 /// `sweep_grace` of the test configurations.
 const SWEEP_GRACE: Duration = Duration::from_secs(2);
 
-/// Two claims; a claim fails its health check while `<flags>/<claim>` exists.
-const TWO_CLAIMS: &str = r#"
+/// The platform settings every test configuration starts with: fast
+/// resyncs and sweeps, a load balancer on free ports with quick checks.
+const PLATFORM: &str = r#"
 [controller]
 resync_interval = "1s"
 sweep_grace = "2s"
@@ -36,6 +37,10 @@ health_interval = "200ms"
 health_timeout = "2s"
 grace_period = "0s"
 deregistration_delay = "1s"
+"#;
+
+/// Two claims; a claim fails its health check while `<flags>/<claim>` exists.
+const TWO_CLAIMS: &str = r#"
 
 [[service]]
 name = "files"
@@ -53,17 +58,6 @@ start_period = "3s"
 
 /// One claim with the default HTTP health check on `/health`.
 const ONE_CLAIM: &str = r#"
-[controller]
-resync_interval = "1s"
-sweep_grace = "2s"
-
-[lb]
-http_port = 0
-https_port = 0
-health_interval = "200ms"
-health_timeout = "2s"
-grace_period = "0s"
-deregistration_delay = "1s"
 
 [[service]]
 name = "files"
@@ -128,14 +122,15 @@ struct Site {
 }
 
 impl Site {
-    /// `{FLAGS}` in `toml` becomes the flags folder.
+    /// `{FLAGS}` in `toml` becomes the flags folder; [`PLATFORM`] comes first.
     fn new(toml: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let config = dir.path().join("berth.toml");
         let flags = dir.path().join("flags");
         std::fs::create_dir(&flags).unwrap();
-        std::fs::write(&config, toml.replace("{FLAGS}", flags.to_str().unwrap())).unwrap();
+        let toml = format!("{PLATFORM}{}", toml.replace("{FLAGS}", flags.to_str().unwrap()));
+        std::fs::write(&config, toml).unwrap();
         Self { dir, state, config, flags, logs: RefCell::new(Vec::new()) }
     }
 
