@@ -91,11 +91,28 @@ impl Default for ScalingPolicy {
     }
 }
 
+impl ScalingPolicy {
+    /// Whether a desired count set by hand (`berth scale`) fits the policy:
+    /// 0 (the service stopped) or within the capacity bounds, which the
+    /// policy would otherwise move it back into at its next decision.
+    pub fn admits(&self, count: u32) -> Result<(), PolicyError> {
+        if count == 0 || (self.min_capacity..=self.max_capacity).contains(&count) {
+            return Ok(());
+        }
+        Err(PolicyError::Outside { count, min: self.min_capacity, max: self.max_capacity })
+    }
+}
+
 /// A policy that cannot work as written.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PolicyError {
     #[error("min_capacity {min} is above max_capacity {max}; lower min_capacity or raise max_capacity")]
     Bounds { min: u32, max: u32 },
+    #[error(
+        "{count} tasks is outside auto scaling's capacity {min}–{max}; pick a count within it, 0 to stop the \
+         service, or change [service.autoscaling] in berth.toml"
+    )]
+    Outside { count: u32, min: u32, max: u32 },
     #[error("{metric} target {value} is not a number; set a percentage such as 70")]
     Target { metric: &'static str, value: f64 },
 }
@@ -187,6 +204,10 @@ pub fn decide(
 ) -> ScalingDecision {
     let min = policy.min_capacity;
     let max = policy.max_capacity.max(min);
+    if current == 0 {
+        // Rule 4 of DESIGN.md: a service scaled to 0 is never resurrected.
+        return ScalingDecision::to(0, "service stopped (desired count 0) → not scaled");
+    }
     if current < min {
         return ScalingDecision::to(min, format!("{current} tasks, below min capacity {min} → scale out to {min}"));
     }
@@ -435,6 +456,18 @@ mod tests {
     }
 
     #[test]
+    fn a_count_by_hand_must_fit_the_bounds() {
+        let p = ScalingPolicy::default();
+        assert_eq!(p.admits(0), Ok(()));
+        assert_eq!(p.admits(2), Ok(()));
+        assert_eq!(p.admits(10), Ok(()));
+        let e = p.admits(11).unwrap_err();
+        assert_eq!(e, PolicyError::Outside { count: 11, min: 2, max: 10 });
+        assert!(e.to_string().contains("0 to stop"), "{e}");
+        assert!(p.admits(1).is_err());
+    }
+
+    #[test]
     fn record_notes_the_direction() {
         let s = ScalingState::default();
         assert_eq!(s.record(2, 2, t0()), s);
@@ -461,6 +494,9 @@ mod tests {
         let blocked = ScalingState { last_scale_out: Some(t0()), last_scale_in: Some(t0()) };
         let policy = ScalingPolicy::default();
         let d = decide(&policy, 0, &[], &blocked, t0());
+        assert_eq!(d.desired, 0, "a stopped service stays stopped: {}", d.reason);
+        assert!(d.reason.contains("not scaled"), "{}", d.reason);
+        let d = decide(&policy, 1, &[], &blocked, t0());
         assert_eq!(d.desired, 2);
         assert!(d.reason.contains("below min capacity 2"), "{}", d.reason);
         assert_eq!(decide(&policy, 1, &tasks(1, 0.0, 0.0), &blocked, t0()).desired, 2);

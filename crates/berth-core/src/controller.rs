@@ -258,7 +258,7 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
             let cx = Context {
                 controller: &self.id,
                 now: self.now(),
-                definition: &service.definition,
+                definition: service.definition_for(claim.revision),
                 retention: &service.retention,
                 lease: service.lease,
                 adopt: service.adopt,

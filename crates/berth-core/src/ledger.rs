@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backoff::CrashLoop;
 use crate::claim::{ClaimName, Generation};
+use crate::deploy::ServiceRecord;
 use crate::event::StopCode;
 use crate::intent::{DesiredState, StopIntent};
 use crate::ports::VolumeId;
@@ -332,6 +333,17 @@ pub trait Ledger: Send + Sync {
     /// Inserts or replaces the record of one generation.
     fn put_generation(&self, record: &GenerationRecord) -> impl Future<Output = Result<(), LedgerError>> + Send;
 
+    /// A service's record (its task definition revisions and deployment).
+    fn service(&self, name: &str) -> impl Future<Output = Result<Option<ServiceRecord>, LedgerError>> + Send;
+
+    /// Writes a service record on the same terms as [`Ledger::put_claim`]:
+    /// conditional on `expect`, returned with its new version.
+    fn put_service(
+        &self,
+        record: &ServiceRecord,
+        expect: Expect,
+    ) -> impl Future<Output = Result<ServiceRecord, LedgerError>> + Send;
+
     fn generation(
         &self,
         claim: &ClaimName,
@@ -413,6 +425,18 @@ impl<T: Ledger> Ledger for std::sync::Arc<T> {
 
     fn put_generation(&self, record: &GenerationRecord) -> impl Future<Output = Result<(), LedgerError>> + Send {
         (**self).put_generation(record)
+    }
+
+    fn service(&self, name: &str) -> impl Future<Output = Result<Option<ServiceRecord>, LedgerError>> + Send {
+        (**self).service(name)
+    }
+
+    fn put_service(
+        &self,
+        record: &ServiceRecord,
+        expect: Expect,
+    ) -> impl Future<Output = Result<ServiceRecord, LedgerError>> + Send {
+        (**self).put_service(record, expect)
     }
 
     fn generation(

@@ -12,6 +12,7 @@ pub mod autoscale;
 pub mod backoff;
 pub mod claim;
 pub mod controller;
+pub mod deploy;
 pub mod event;
 pub mod intent;
 pub mod ledger;

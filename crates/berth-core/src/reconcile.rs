@@ -64,7 +64,8 @@ pub struct Context<'a> {
     /// This controller's identity, for leases.
     pub controller: &'a str,
     pub now: DateTime<Utc>,
-    /// The task definition new generations run.
+    /// The task definition this claim's generations run: its own
+    /// revision's (a deployment changes it claim by claim).
     pub definition: &'a TaskDefinition,
     pub retention: &'a KeepPolicy,
     pub lease: Duration,
@@ -318,6 +319,10 @@ fn watch(claim: &ClaimRecord, task: &TaskInfo, cx: &Context) -> Decision {
             StopCode::ServiceSchedulerInitiated,
             "Point-in-time restore by berth",
         );
+    }
+    if let Some(running) = task.revision().filter(|r| *r != cx.definition.revision) {
+        let reason = format!("deployment: revision {running} → {}", cx.definition.revision);
+        return order(StopIntent::Replace, &reason, StopCode::ServiceSchedulerInitiated, "Deployment by berth");
     }
     if task.health == Health::Unhealthy {
         return order(
@@ -606,6 +611,9 @@ fn snapshotted(claim: &ClaimRecord, h: &Handoff, _world: &World, cx: &Context) -
     let next = with_step(claim, HandoffStep::Launching, |c| {
         c.generation = generation;
         c.task = None;
+        // The claim's own revision as the controller resolved it (the
+        // active one if its own is no longer registered): a deployment
+        // moves a claim's revision (see `crate::deploy`), a handoff does not.
         c.revision = cx.definition.revision;
         if let Some(target) = c.restore_to.take() {
             let handoff = c.handoff.as_mut().expect("in a handoff");
@@ -714,7 +722,8 @@ fn launched(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -> De
     // no longer wanted (the steady state then stops it and hands off again).
     let dead = task.is_none_or(|t| t.is_stopped() || t.health == Health::Unhealthy)
         || claim.desired != DesiredState::Running
-        || claim.restore_to.is_some();
+        || claim.restore_to.is_some()
+        || task.and_then(TaskInfo::revision).is_some_and(|r| r != cx.definition.revision);
     if !ready && !dead {
         return Decision::wait(POLL);
     }

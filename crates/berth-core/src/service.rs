@@ -23,8 +23,12 @@ use crate::task::TaskDefinition;
 pub struct ServiceSpec {
     pub name: String,
     pub desired_count: u32,
-    /// The revision new tasks run.
+    /// The revision new tasks run (the active one).
     pub definition: TaskDefinition,
+    /// Other registered revisions, which claims may still run during a
+    /// deployment or after a rollback (see [`crate::deploy`]).
+    #[serde(default)]
+    pub revisions: Vec<TaskDefinition>,
     /// Retention of each claim's snapshots (the last-known-good and head
     /// snapshots are always kept).
     pub retention: KeepPolicy,
@@ -39,6 +43,19 @@ pub struct ServiceSpec {
     /// Healthy this long, a claim's crash-loop count resets (default 10 min).
     #[serde(with = "crate::serde_secs")]
     pub healthy_reset: Duration,
+}
+
+impl ServiceSpec {
+    /// The definition a claim at `revision` runs: that revision if it is
+    /// known, else the active one (a claim's revision that was dropped from
+    /// the record, or never registered, is moved onto the active revision
+    /// rather than left without a definition).
+    pub fn definition_for(&self, revision: u32) -> &TaskDefinition {
+        if self.definition.revision == revision {
+            return &self.definition;
+        }
+        self.revisions.iter().find(|d| d.revision == revision).unwrap_or(&self.definition)
+    }
 }
 
 fn yes() -> bool {

@@ -141,6 +141,12 @@ impl TaskInfo {
         self.last_status == TaskStatus::Stopped
     }
 
+    /// The task definition revision it runs: the number after the last `:`
+    /// of its definition's ARN (`…:task-definition/files:3`), as ECS names them.
+    pub fn revision(&self) -> Option<u32> {
+        self.definition.as_deref()?.rsplit_once(':')?.1.parse().ok()
+    }
+
     /// Running and, if it has a health check, passing it.
     pub fn is_ready(&self) -> bool {
         self.last_status == TaskStatus::Running && (!self.has_health_check || self.health == Health::Healthy)

@@ -17,6 +17,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use berth_core::deploy::ServiceRecord;
 use berth_core::ledger::{ClaimRecord, EventRecord, Expect, GenerationRecord, Ledger, LedgerError, Remembered};
 use berth_core::{ClaimName, Generation, SnapshotId, SnapshotRecord, TaskArn};
 use chrono::{DateTime, Duration, Utc};
@@ -209,25 +210,32 @@ fn read_claim(conn: &Connection, name: &str) -> Result<Option<ClaimRecord>, Fail
     row.map(|(version, json)| decode_claim(name, version, &json)).transpose()
 }
 
-/// The compare-and-swap of one claim, inside one `BEGIN IMMEDIATE`
-/// transaction: the write lock is taken before the version is read, so no
-/// other connection can write between the check and the write.
+/// The version a compare-and-swap of the record `name` of `table` writes,
+/// or the conflict: read inside the caller's `BEGIN IMMEDIATE` transaction,
+/// so the write lock is taken before the version is read and no other
+/// connection can write between the check and the write.
+fn next_version(tx: &Connection, table: &str, what: &str, expect: Expect) -> Result<u64, Fail> {
+    let (kind, name) = what.split_once(' ').unwrap_or((what, ""));
+    let current = tx
+        .prepare_cached(&format!("SELECT version FROM {table} WHERE name = ?1"))?
+        .query_row([name], |row| row.get::<_, i64>(0))
+        .optional()?
+        .map(|v| from_sql_int(v, &format!("the version of {what}")))
+        .transpose()?;
+    match (expect, current) {
+        (Expect::Absent, None) => Ok(1),
+        (Expect::Version(want), Some(found)) if want == found => {
+            found.checked_add(1).ok_or_else(|| corrupt(format!("the version of {kind} {name} overflowed")))
+        }
+        _ => Err(Fail::Ledger(LedgerError::Conflict(what.to_owned()))),
+    }
+}
+
+/// The compare-and-swap of one claim, in one transaction.
 fn put_claim(conn: &mut Connection, record: &ClaimRecord, expect: Expect) -> Result<ClaimRecord, Fail> {
     let name = record.name.as_str();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let current = tx
-        .prepare_cached("SELECT version FROM claims WHERE name = ?1")?
-        .query_row([name], |row| row.get::<_, i64>(0))
-        .optional()?
-        .map(|v| from_sql_int(v, &format!("the version of claim {name}")))
-        .transpose()?;
-    let next = match (expect, current) {
-        (Expect::Absent, None) => 1,
-        (Expect::Version(want), Some(found)) if want == found => {
-            found.checked_add(1).ok_or_else(|| corrupt(format!("the version of claim {name} overflowed")))?
-        }
-        _ => return Err(Fail::Ledger(LedgerError::Conflict(format!("claim {name}")))),
-    };
+    let next = next_version(&tx, "claims", &format!("claim {name}"), expect)?;
     let stored = ClaimRecord { version: next, ..record.clone() };
     tx.prepare_cached(
         "INSERT INTO claims (name, service, version, json) VALUES (?1, ?2, ?3, ?4)
@@ -241,6 +249,34 @@ fn put_claim(conn: &mut Connection, record: &ClaimRecord, expect: Expect) -> Res
     ])?;
     tx.commit()?;
     Ok(stored)
+}
+
+/// The compare-and-swap of one service record, in one transaction.
+fn put_service(conn: &mut Connection, record: &ServiceRecord, expect: Expect) -> Result<ServiceRecord, Fail> {
+    let name = record.name.as_str();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let next = next_version(&tx, "services", &format!("service {name}"), expect)?;
+    let stored = ServiceRecord { version: next, ..record.clone() };
+    tx.prepare_cached(
+        "INSERT INTO services (name, version, json) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO UPDATE SET version = excluded.version, json = excluded.json",
+    )?
+    .execute(params![name, to_sql_int(next, "service version")?, to_json(&stored, &format!("service {name}"))?])?;
+    tx.commit()?;
+    Ok(stored)
+}
+
+fn read_service(conn: &Connection, name: &str) -> Result<Option<ServiceRecord>, Fail> {
+    let row = conn
+        .prepare_cached("SELECT version, json FROM services WHERE name = ?1")?
+        .query_row([name], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))
+        .optional()?;
+    row.map(|(version, json)| {
+        let mut record: ServiceRecord = from_json(&json, &format!("service {name}"))?;
+        record.version = from_sql_int(version, &format!("the version of service {name}"))?;
+        Ok(record)
+    })
+    .transpose()
 }
 
 fn decode_event(
@@ -338,6 +374,16 @@ impl Ledger for SqliteLedger {
     async fn put_claim(&self, record: &ClaimRecord, expect: Expect) -> Result<ClaimRecord, LedgerError> {
         let record = record.clone();
         self.run(move |conn| put_claim(conn, &record, expect)).await
+    }
+
+    async fn service(&self, name: &str) -> Result<Option<ServiceRecord>, LedgerError> {
+        let name = name.to_owned();
+        self.run(move |conn| read_service(conn, &name)).await
+    }
+
+    async fn put_service(&self, record: &ServiceRecord, expect: Expect) -> Result<ServiceRecord, LedgerError> {
+        let record = record.clone();
+        self.run(move |conn| put_service(conn, &record, expect)).await
     }
 
     async fn put_generation(&self, record: &GenerationRecord) -> Result<(), LedgerError> {

@@ -86,7 +86,7 @@ async fn connection_settings_are_in_effect() {
     assert_eq!(ledger.pragma("synchronous").unwrap(), "2", "synchronous = FULL");
     assert_eq!(ledger.pragma("foreign_keys").unwrap(), "1");
     assert_eq!(ledger.pragma("busy_timeout").unwrap(), "5000");
-    assert_eq!(ledger.pragma("user_version").unwrap(), "1");
+    assert_eq!(ledger.pragma("user_version").unwrap(), "2", "schema version 2: services");
 }
 
 #[tokio::test]

@@ -57,6 +57,8 @@ enum Command {
     StopTask(cmd::stop_task::Args),
     /// Set the desired count of a service.
     Scale(cmd::scale::Args),
+    /// Roll a service onto a new task definition, one claim at a time (rolls back on failure).
+    Deploy(cmd::deploy::Args),
     /// Bring a claim back to an earlier snapshot.
     Restore(cmd::claim_restore::Args),
     /// Print the output of a task (read from the state folder).
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
         Command::Events(args) => cmd::events::run(args),
         Command::StopTask(args) => cmd::stop_task::run(args),
         Command::Scale(args) => cmd::scale::run(args),
+        Command::Deploy(args) => cmd::deploy::run(args),
         Command::Restore(args) => cmd::claim_restore::run(args),
         Command::Logs(args) => cmd::logs::run(args),
     };

@@ -24,6 +24,7 @@ use super::{
 };
 use crate::backoff::CrashLoop;
 use crate::claim::{ClaimName, Generation};
+use crate::deploy::ServiceRecord;
 use crate::event::StopCode;
 use crate::intent::{DesiredState, StopIntent};
 use crate::ports::VolumeId;
@@ -44,6 +45,37 @@ pub async fn run_all<L: Ledger>(make: impl Fn() -> L) {
     task_versions_only_move_forward(&make()).await;
     snapshot_catalogue(&make()).await;
     purge_expired(&make()).await;
+    service_records(&make()).await;
+}
+
+/// Service records are written like claims: conditional, versioned,
+/// returned as stored, and round-trip with their deployment.
+pub async fn service_records<L: Ledger>(ledger: &L) {
+    assert_eq!(ledger.service("files").await.expect("read an unknown service"), None);
+    let definition = crate::task::TaskDefinition {
+        family: "files".into(),
+        revision: 1,
+        command: vec!["serve".into()],
+        env: Default::default(),
+        port: 5000,
+        health_check: None,
+        stop_timeout: std::time::Duration::from_secs(30),
+    };
+    let mut record = ServiceRecord::new("files", definition.clone());
+    expect_conflict(ledger.put_service(&record, Expect::Version(1)).await, "Expect::Version of a missing service");
+    let v1 = ledger.put_service(&record, Expect::Absent).await.expect("insert a service record");
+    assert_eq!(v1.version, 1, "a new service record is stored at version 1");
+    expect_conflict(ledger.put_service(&record, Expect::Absent).await, "a second insert of one service");
+    let mut changed = definition;
+    changed.command = vec!["serve".into(), "--v2".into()];
+    record.deploy(changed, std::time::Duration::from_secs(60), t0()).expect("start a deployment");
+    let v2 = ledger.put_service(&record, Expect::Version(1)).await.expect("write at the version read");
+    assert_eq!(v2.version, 2);
+    expect_conflict(ledger.put_service(&record, Expect::Version(1)).await, "a service write at a stale version");
+    let read = ledger.service("files").await.expect("read").expect("the service exists");
+    assert_eq!(read, v2, "a service record round-trips, deployment included");
+    assert_eq!(read.active, 2);
+    assert_eq!(ledger.service("other").await.expect("read"), None, "services are independent");
 }
 
 /// `Expect::Absent` inserts once; a second insert of the same claim
@@ -430,10 +462,10 @@ fn one_winner(a: Result<ClaimRecord, LedgerError>, b: Result<ClaimRecord, Ledger
 }
 
 #[track_caller]
-fn expect_conflict(result: Result<ClaimRecord, LedgerError>, what: &str) {
+fn expect_conflict<T: std::fmt::Debug>(result: Result<T, LedgerError>, what: &str) {
     match result {
         Err(LedgerError::Conflict(_)) => {}
-        Ok(stored) => panic!("{what} must conflict, but it stored version {}", stored.version),
+        Ok(stored) => panic!("{what} must conflict, but it stored {stored:?}"),
         Err(e) => panic!("{what} must conflict, but it failed otherwise: {e}"),
     }
 }

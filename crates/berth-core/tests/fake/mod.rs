@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_core::controller::{Clock, Controller};
+use berth_core::deploy::ServiceRecord;
 use berth_core::event::{StopCode, TaskDetail, TaskStateChange, TaskStatus};
 use berth_core::ledger::{ClaimRecord, EventRecord, Expect, GenerationRecord, Ledger, LedgerError, Remembered};
 use berth_core::ports::{PortError, VolumeId, VolumeInfo, VolumeSource, Volumes};
@@ -326,6 +327,7 @@ struct LedgerState {
     keys: BTreeMap<String, (String, DateTime<Utc>)>,
     versions: BTreeMap<TaskArn, u64>,
     catalogue: BTreeMap<SnapshotId, SnapshotRecord>,
+    services: BTreeMap<String, ServiceRecord>,
 }
 
 /// An in-memory ledger with the contract's semantics.
@@ -362,6 +364,24 @@ impl Ledger for FakeLedger {
         let mut r = record.clone();
         r.version = stored.unwrap_or(0) + 1;
         s.claims.insert(r.name.clone(), r.clone());
+        Ok(r)
+    }
+    async fn service(&self, name: &str) -> Result<Option<ServiceRecord>, LedgerError> {
+        Ok(self.state.lock().unwrap().services.get(name).cloned())
+    }
+    async fn put_service(&self, record: &ServiceRecord, expect: Expect) -> Result<ServiceRecord, LedgerError> {
+        let mut s = self.state.lock().unwrap();
+        let stored = s.services.get(&record.name).map(|c| c.version);
+        let ok = match expect {
+            Expect::Absent => stored.is_none(),
+            Expect::Version(v) => stored == Some(v),
+        };
+        if !ok {
+            return Err(LedgerError::Conflict(record.name.clone()));
+        }
+        let mut r = record.clone();
+        r.version = stored.unwrap_or(0) + 1;
+        s.services.insert(r.name.clone(), r.clone());
         Ok(r)
     }
     async fn put_generation(&self, record: &GenerationRecord) -> Result<(), LedgerError> {
@@ -472,6 +492,7 @@ pub fn service(count: u32) -> ServiceSpec {
         name: "files".into(),
         desired_count: count,
         definition: definition(),
+        revisions: Vec::new(),
         retention: KeepPolicy { last: Some(3), ..Default::default() },
         lease: Duration::from_secs(60),
         adopt: true,

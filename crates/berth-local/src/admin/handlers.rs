@@ -133,7 +133,11 @@ pub async fn scale(State(app): State<AppState>, Path(service): Path<String>, Jso
     if body.count > 1000 {
         return Err(ApiError::bad_request("count above 1000: berth up runs on one machine"));
     }
-    if !app.platform.scale(&service, body.count).await.map_err(ApiError::internal)? {
+    let scaled = app.platform.scale_by_user(&service, body.count).await.map_err(|e| match e {
+        crate::platform::PlatformError::Scaling(e) => ApiError::bad_request(e.to_string()),
+        e => ApiError::internal(e),
+    })?;
+    if !scaled {
         return Err(ApiError::not_found(format!("no service {service}")));
     }
     Ok(Json(json!({ "service": service, "desired_count": body.count })))
@@ -166,4 +170,31 @@ pub async fn down(State(app): State<AppState>) -> Result<(StatusCode, Json<Value
     let stopping = claims.iter().filter(|c| c.task.is_some()).count();
     app.platform.request_down();
     Ok((StatusCode::ACCEPTED, Json(json!({ "stopping": stopping }))))
+}
+
+/// A service's record: revisions and the deployment, if any.
+pub async fn service(State(app): State<AppState>, Path(service): Path<String>) -> Answer {
+    let record = app
+        .platform
+        .ledger
+        .service(&service)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no service {service}")))?;
+    Ok(Json(serde_json::to_value(record).map_err(ApiError::internal)?))
+}
+
+/// Starts a rolling deployment of a service.
+pub async fn deploy(
+    State(app): State<AppState>,
+    Path(service): Path<String>,
+    Json(body): Json<crate::platform::DeployRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    use crate::platform::PlatformError as E;
+    let record = app.platform.deploy(&service, &body).await.map_err(|e| match e {
+        E::NoService(_) => ApiError::not_found(e.to_string()),
+        E::Deploy(_) | E::ServiceBusy(_) => ApiError(StatusCode::CONFLICT, e.to_string()),
+        e => ApiError::internal(e),
+    })?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::to_value(record).map_err(ApiError::internal)?)))
 }

@@ -76,6 +76,8 @@ pub fn router(platform: Arc<Platform>, token: String) -> Router {
         .route("/v1/claims/{name}/restore", post(handlers::restore))
         .route("/v1/events", get(handlers::events))
         .route("/v1/services/{name}/scale", post(handlers::scale))
+        .route("/v1/services/{name}", get(handlers::service))
+        .route("/v1/services/{name}/deploy", post(handlers::deploy))
         .route("/v1/down", post(handlers::down))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         // The peer list is for the service's own tasks (`berth serve

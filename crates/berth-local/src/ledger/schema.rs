@@ -73,6 +73,14 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX snapshots_by_claim ON snapshots (claim, time);
     ",
+    // 2: service records (task definition revisions, deployments).
+    "
+    CREATE TABLE services (
+        name    TEXT PRIMARY KEY NOT NULL,
+        version INTEGER NOT NULL,
+        json    TEXT NOT NULL
+    ) STRICT;
+    ",
 ];
 
 /// The schema version this berth writes.

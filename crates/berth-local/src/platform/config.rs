@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use berth_core::autoscale::ScalingPolicy;
 use berth_core::retention::KeepPolicy;
 use berth_core::service::ServiceSpec;
 use berth_core::task::{HealthCheck, Probe, TaskDefinition};
@@ -174,6 +175,8 @@ pub struct ServiceConfig {
     pub stop_timeout: Duration,
     pub health_check: HealthCheckConfig,
     pub retention: RetentionConfig,
+    pub autoscaling: AutoscalingConfig,
+    pub deployment: DeploymentConfig,
 }
 
 impl Default for ServiceConfig {
@@ -189,7 +192,75 @@ impl Default for ServiceConfig {
             stop_timeout: Duration::from_secs(30),
             health_check: HealthCheckConfig::default(),
             retention: RetentionConfig::default(),
+            autoscaling: AutoscalingConfig::default(),
+            deployment: DeploymentConfig::default(),
         }
+    }
+}
+
+/// `[service.autoscaling]`: target tracking on the tasks' CPU and memory
+/// (the blog's: 2–10 tasks, 70 % CPU, 80 % memory, 2 min out and 5 min in
+/// cooldowns). Usage is read from `/proc` every `sample_interval`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AutoscalingConfig {
+    pub enabled: bool,
+    pub min_capacity: u32,
+    pub max_capacity: u32,
+    /// Percent of the task's CPU units; 0 turns CPU tracking off.
+    pub cpu_target: f64,
+    /// Percent of the task's memory; 0 turns memory tracking off.
+    pub memory_target: f64,
+    #[serde(deserialize_with = "duration")]
+    pub scale_out_cooldown: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub scale_in_cooldown: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub sample_interval: Duration,
+}
+
+impl Default for AutoscalingConfig {
+    fn default() -> Self {
+        let p = ScalingPolicy::default();
+        Self {
+            enabled: true,
+            min_capacity: p.min_capacity,
+            max_capacity: p.max_capacity,
+            cpu_target: p.cpu_target_percent,
+            memory_target: p.memory_target_percent,
+            scale_out_cooldown: p.scale_out_cooldown,
+            scale_in_cooldown: p.scale_in_cooldown,
+            sample_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl AutoscalingConfig {
+    pub fn policy(&self) -> ScalingPolicy {
+        ScalingPolicy {
+            min_capacity: self.min_capacity,
+            max_capacity: self.max_capacity,
+            cpu_target_percent: self.cpu_target,
+            memory_target_percent: self.memory_target,
+            scale_out_cooldown: self.scale_out_cooldown,
+            scale_in_cooldown: self.scale_in_cooldown,
+        }
+    }
+}
+
+/// `[service.deployment]`: rolling deployments (`berth deploy`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeploymentConfig {
+    /// The claim being moved must be healthy on the new revision within
+    /// this long, or the deployment rolls back.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for DeploymentConfig {
+    fn default() -> Self {
+        Self { timeout: berth_core::deploy::DEFAULT_TIMEOUT }
     }
 }
 
@@ -303,6 +374,20 @@ impl Config {
             if h.command.as_ref().is_some_and(Vec::is_empty) {
                 return Err(format!("service {:?}: health_check.command is empty", s.name));
             }
+            let a = &s.autoscaling;
+            if a.enabled {
+                a.policy().validate().map_err(|e| format!("service {:?}: [service.autoscaling] {e}", s.name))?;
+                if s.desired_count != 0 && !(a.min_capacity..=a.max_capacity).contains(&s.desired_count) {
+                    return Err(format!(
+                        "service {:?}: desired_count {} is outside autoscaling's {}–{}; change desired_count, \
+                         min_capacity or max_capacity, or set [service.autoscaling] enabled = false",
+                        s.name, s.desired_count, a.min_capacity, a.max_capacity
+                    ));
+                }
+                if a.sample_interval.is_zero() {
+                    return Err(format!("service {:?}: [service.autoscaling] sample_interval must be above 0", s.name));
+                }
+            }
             if h.enabled && (h.interval.is_zero() || h.timeout.is_zero() || h.retries == 0) {
                 return Err(format!(
                     "service {:?}: health_check interval, timeout and retries must be above 0",
@@ -349,6 +434,7 @@ impl ServiceConfig {
             name: self.name.clone(),
             desired_count: self.desired_count,
             definition: self.definition(),
+            revisions: Vec::new(),
             retention: KeepPolicy {
                 last: r.keep_last,
                 hourly: r.keep_hourly,

@@ -9,7 +9,9 @@
 //! `berth down`) parks every claim with a snapshot before it exits, so the
 //! next `berth up` brings the same data back.
 
+mod autoscale;
 pub mod config;
+mod deploy;
 mod lock;
 pub mod logs;
 mod queue;
@@ -30,6 +32,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, watch};
 
 pub use config::{Config, ConfigError};
+pub use deploy::DeployRequest;
 pub use lock::StateLock;
 use queue::Queue;
 
@@ -64,6 +67,14 @@ pub enum PlatformError {
     NoClaim(ClaimName),
     #[error("claim {0} is in the middle of a handoff; try again when `berth claims` shows none")]
     Busy(ClaimName),
+    #[error("no service {0}: services are the [[service]] tables of berth.toml")]
+    NoService(String),
+    #[error("service {0} is being changed by another request; try again")]
+    ServiceBusy(String),
+    #[error(transparent)]
+    Deploy(#[from] berth_core::deploy::DeployError),
+    #[error(transparent)]
+    Scaling(#[from] berth_core::autoscale::PolicyError),
 }
 
 /// The running platform, shared by its loops and the admin API.
@@ -214,6 +225,15 @@ impl Platform {
         Ok(true)
     }
 
+    /// Sets a desired count by hand (`berth scale`): 0 or within the
+    /// service's auto scaling bounds, which would otherwise undo it.
+    pub async fn scale_by_user(&self, service: &str, count: u32) -> Result<bool, PlatformError> {
+        if let Some(s) = self.config.services.iter().find(|s| s.name == service && s.autoscaling.enabled) {
+            s.autoscaling.policy().admits(count)?;
+        }
+        self.scale(service, count).await
+    }
+
     /// Asks for a point-in-time restore of a claim: a running claim is
     /// stopped (its stop snapshot still taken, so nothing is lost) and
     /// relaunched from `snapshot`; a parked one resumes from it later.
@@ -273,12 +293,19 @@ impl Platform {
     /// Runs until down is requested, then parks every claim and returns.
     pub async fn run(self: &Arc<Self>) -> Result<(), PlatformError> {
         let mut events = self.runtime.subscribe();
+        self.load_services().await?;
         self.controller.refresh_snapshots().await?;
         self.controller.scale_services().await?;
         let n = self.wake_all().await?;
         self.log("berth-up", format!("started with {n} claim(s); state folder {}", self.state.root().display())).await;
 
-        let resync = tokio::spawn(Arc::clone(self).resync_loop());
+        let mut loops = vec![
+            tokio::spawn(Arc::clone(self).resync_loop()),
+            tokio::spawn(Arc::clone(self).rollout_loop()),
+        ];
+        for service in self.config.services.iter().filter(|s| s.autoscaling.enabled) {
+            loops.push(tokio::spawn(Arc::clone(self).autoscale_loop(service.clone())));
+        }
         let mut down = self.down.subscribe();
         loop {
             tokio::select! {
@@ -297,7 +324,9 @@ impl Platform {
                 },
             }
         }
-        resync.abort();
+        for task in loops {
+            task.abort();
+        }
         self.park_all().await
     }
 

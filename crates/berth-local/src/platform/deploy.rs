@@ -1,0 +1,183 @@
+//! Deployments under `berth up`: the ledger's service records, `berth
+//! deploy`, and the loop that carries out core's rollout plans.
+//!
+//! A *service record* (core's `deploy::ServiceRecord`) keeps each
+//! service's task definition revisions and its deployment. At start the
+//! record is made from `berth.toml`, or, when the file's definition
+//! changed since it was last read, the change is deployed like a `berth
+//! deploy`. The rule of a rollout lives in `berth_core::deploy::rollout`;
+//! this module only reads, writes and wakes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_core::deploy::{rollout, same_task, DeployError, ServiceRecord};
+use berth_core::ledger::{EventRecord, Expect, Ledger};
+use berth_core::task::TaskDefinition;
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::{Platform, PlatformError};
+
+/// How often a deployment in progress is looked at.
+const TICK: Duration = Duration::from_millis(500);
+
+/// What `berth deploy` changes in the active task definition.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeployRequest {
+    /// A new command (empty list: the default workload, `berth serve`).
+    pub command: Option<Vec<String>>,
+    /// Variables to set.
+    pub env: BTreeMap<String, String>,
+    /// Variables to remove.
+    pub unset_env: Vec<String>,
+    /// An image tag (recorded: the AWS path runs it; locally there is no image).
+    pub image: Option<String>,
+}
+
+impl DeployRequest {
+    /// The active definition with this request's changes.
+    fn apply(&self, active: &TaskDefinition) -> TaskDefinition {
+        let mut next = active.clone();
+        if let Some(command) = &self.command {
+            next.command = command.clone();
+        }
+        for key in &self.unset_env {
+            next.env.remove(key);
+        }
+        next.env.extend(self.env.clone());
+        if let Some(image) = &self.image {
+            next.env.insert("BERTH_IMAGE".into(), image.clone());
+        }
+        next
+    }
+}
+
+impl Platform {
+    /// Reads (or makes) every service's record and hands its revisions to
+    /// the controller; a definition in `berth.toml` that changed since the
+    /// last start is deployed.
+    pub(super) async fn load_services(&self) -> Result<(), PlatformError> {
+        for configured in self.config.services.clone() {
+            let file = configured.definition();
+            let record = match self.ledger.service(&configured.name).await? {
+                None => self.ledger.put_service(&ServiceRecord::new(&configured.name, file), Expect::Absent).await?,
+                Some(mut record) => {
+                    let changed = record.configured.as_ref().is_none_or(|c| !same_task(c, &file));
+                    if changed {
+                        let version = record.version;
+                        record.configured = Some(file.clone());
+                        match record.deploy(file, configured.deployment.timeout, Utc::now()) {
+                            Ok(to) => {
+                                let message = format!("{}: berth.toml changed: deploying revision {to}", record.name);
+                                self.log("deploy-started", message).await;
+                            }
+                            Err(DeployError::Unchanged { .. }) => {}
+                            Err(e @ DeployError::InProgress { .. }) => {
+                                self.log("deploy-deferred", format!("berth.toml changed, but {e}")).await;
+                            }
+                        }
+                        self.ledger.put_service(&record, Expect::Version(version)).await?
+                    } else {
+                        record
+                    }
+                }
+            };
+            self.apply_record(&record);
+        }
+        Ok(())
+    }
+
+    /// Gives the controller a service record's active and other revisions.
+    fn apply_record(&self, record: &ServiceRecord) {
+        let Some(mut spec) = self.controller.services().into_iter().find(|s| s.name == record.name) else { return };
+        let Some(active) = record.active_definition() else { return };
+        spec.definition = active.clone();
+        spec.revisions = record.revisions.iter().filter(|d| d.revision != active.revision).cloned().collect();
+        self.controller.set_service(spec);
+    }
+
+    /// Starts a deployment of `service`; returns its record.
+    pub async fn deploy(&self, service: &str, request: &DeployRequest) -> Result<ServiceRecord, PlatformError> {
+        let timeout = self
+            .config
+            .services
+            .iter()
+            .find(|s| s.name == service)
+            .map(|s| s.deployment.timeout)
+            .ok_or_else(|| PlatformError::NoService(service.to_owned()))?;
+        for _ in 0..20 {
+            let mut record =
+                self.ledger.service(service).await?.ok_or_else(|| PlatformError::NoService(service.to_owned()))?;
+            let version = record.version;
+            let active = record.active_definition().cloned().ok_or_else(|| PlatformError::NoService(service.into()))?;
+            let to = record.deploy(request.apply(&active), timeout, Utc::now())?;
+            match self.ledger.put_service(&record, Expect::Version(version)).await {
+                Ok(stored) => {
+                    self.apply_record(&stored);
+                    let mut event = EventRecord::new(
+                        Utc::now(),
+                        None,
+                        "deploy-started",
+                        format!("{service}: deploying revision {to} (from {})", active.revision),
+                    );
+                    event.data = serde_json::json!({ "service": service, "from": active.revision, "to": to });
+                    self.controller.log(event).await;
+                    return Ok(stored);
+                }
+                Err(e) if e.is_conflict() => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(PlatformError::ServiceBusy(service.to_owned()))
+    }
+
+    /// Carries out the deployments in progress, one look every tick.
+    pub(super) async fn rollout_loop(self: Arc<Self>) {
+        let mut every = tokio::time::interval(TICK);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            for service in self.config.services.iter().map(|s| s.name.clone()).collect::<Vec<_>>() {
+                if let Err(e) = self.rollout_once(&service).await {
+                    tracing::warn!(service, error = %e, "deployment step failed; trying again");
+                }
+            }
+        }
+    }
+
+    async fn rollout_once(&self, service: &str) -> Result<(), PlatformError> {
+        let Some(record) = self.ledger.service(service).await? else { return Ok(()) };
+        if !record.in_progress() {
+            return Ok(());
+        }
+        let claims = self.ledger.claims().await?;
+        let plan = rollout(&record, &claims, Utc::now());
+        if plan.is_empty() {
+            return Ok(());
+        }
+        // The record first: a crash before the claims are written leaves a
+        // step the next look finds and writes again.
+        if let Some(next) = &plan.service {
+            match self.ledger.put_service(next, Expect::Version(record.version)).await {
+                Ok(stored) => self.apply_record(&stored),
+                Err(e) if e.is_conflict() => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for claim in &plan.claims {
+            match self.ledger.put_claim(claim, Expect::Version(claim.version)).await {
+                Ok(_) => self.queue.wake(claim.name.clone()),
+                // Moved by its reconciler meanwhile: the next look plans again.
+                Err(e) if e.is_conflict() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for event in plan.events {
+            self.controller.log(event).await;
+        }
+        Ok(())
+    }
+}
