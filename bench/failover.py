@@ -44,6 +44,8 @@ enabled = false
 name = "files"
 desired_count = {count}
 stop_timeout = "5s"
+[service.autoscaling]
+enabled = false
 [service.retention]
 keep_last = 3
 keep_daily = 0

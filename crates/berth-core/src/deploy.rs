@@ -136,12 +136,14 @@ impl ServiceRecord {
 /// Revisions kept in a service record; older ones are dropped.
 pub const MAX_REVISIONS: usize = 20;
 
-/// Whether two definitions run the same task (their revision numbers aside).
+/// Whether two definitions run the same task (their revision numbers
+/// aside). Compared in their stored form, so a definition read back from
+/// the ledger equals the one written.
 pub fn same_task(a: &TaskDefinition, b: &TaskDefinition) -> bool {
     let mut b = b.clone();
     b.revision = a.revision;
     b.family = a.family.clone();
-    *a == b
+    *a == b || serde_json::to_value(a).ok() == serde_json::to_value(&b).ok()
 }
 
 /// A deployment that cannot start.
@@ -272,10 +274,7 @@ pub fn rollout(service: &ServiceRecord, claims: &[ClaimRecord], now: DateTime<Ut
             Some(c) => {
                 if d.state == RolloutState::InProgress {
                     let failed = if c.backoff.failures > step.failures_before {
-                        Some(format!(
-                            "claim {} failed on revision {} (crash or failed health checks)",
-                            c.name, d.to
-                        ))
+                        Some(format!("claim {} failed on revision {} (crash or failed health checks)", c.name, d.to))
                     } else if now - step.since > chrono::Duration::from_std(d.timeout).unwrap_or(chrono::Duration::MAX)
                         && !settled(c, d.to, step.since)
                     {
@@ -345,7 +344,9 @@ pub fn rollout(service: &ServiceRecord, claims: &[ClaimRecord], now: DateTime<Ut
     nd.state = if d.state == RolloutState::InProgress { RolloutState::Completed } else { RolloutState::RolledBack };
     nd.finished_at = Some(now);
     let (kind, message) = match nd.state {
-        RolloutState::Completed => ("deploy-completed", format!("{}: every claim runs revision {}", service.name, d.to)),
+        RolloutState::Completed => {
+            ("deploy-completed", format!("{}: every claim runs revision {}", service.name, d.to))
+        }
         _ => (
             "deploy-rolled-back",
             format!(

@@ -183,16 +183,46 @@ impl Cluster {
 
     /// The other member that holds `name`, if any; the rendezvous owner is preferred.
     pub async fn holder(&self, name: &FileName, members: &[String]) -> Option<String> {
+        self.lookup(name, members).await.holder
+    }
+
+    /// Asks every other member whether it holds `name`: the holder (the
+    /// rendezvous owner preferred), and the members that answered at all,
+    /// this one included — a member being replaced does not answer, and a
+    /// new name is placed among those that do.
+    pub async fn lookup(&self, name: &FileName, members: &[String]) -> Lookup {
         let owner = owner(name, members);
         let mut others: Vec<&String> = members.iter().filter(|m| **m != self.me).collect();
         others.sort_by_key(|m| m.as_str() != owner);
         let answers = join_all(others.iter().map(|m| async move {
-            let resp = self.short_request(Method::HEAD, m, &["files", name.as_str()]).send().await;
-            matches!(resp, Ok(r) if r.status().is_success())
+            match self.short_request(Method::HEAD, m, &["files", name.as_str()]).send().await {
+                Ok(r) if r.status().is_success() => Some(true),
+                // 404 and the like: up, without the file. 5xx: up but unwell
+                // (draining answers 503), so no new file goes there.
+                Ok(r) => (!r.status().is_server_error()).then_some(false),
+                Err(_) => None,
+            }
         }))
         .await;
-        others.into_iter().zip(answers).find(|(_, has)| *has).map(|(m, _)| m.clone())
+        let holder = others.iter().zip(&answers).find(|(_, a)| **a == Some(true)).map(|(m, _)| (*m).clone());
+        let mut reachable: Vec<String> =
+            others.iter().zip(&answers).filter(|(_, a)| a.is_some()).map(|(m, _)| (*m).clone()).collect();
+        if answers.iter().any(Option::is_none) {
+            // Someone left: the next request asks the platform again.
+            self.invalidate().await;
+        }
+        reachable.push(self.me.clone());
+        reachable.sort();
+        Lookup { holder, reachable }
     }
+}
+
+/// What [`Cluster::lookup`] found of a name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lookup {
+    pub holder: Option<String>,
+    /// Members that answered, this one included, sorted.
+    pub reachable: Vec<String>,
 }
 
 /// The member a new `name` is placed on: the highest rendezvous score.

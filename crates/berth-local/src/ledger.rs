@@ -261,7 +261,11 @@ fn put_service(conn: &mut Connection, record: &ServiceRecord, expect: Expect) ->
         "INSERT INTO services (name, version, json) VALUES (?1, ?2, ?3)
          ON CONFLICT (name) DO UPDATE SET version = excluded.version, json = excluded.json",
     )?
-    .execute(params![name, to_sql_int(next, "service version")?, to_json(&stored, &format!("service {name}"))?])?;
+    .execute(params![
+        name,
+        to_sql_int(next, "service version")?,
+        to_json(&stored, &format!("service {name}"))?
+    ])?;
     tx.commit()?;
     Ok(stored)
 }

@@ -325,10 +325,13 @@ async fn remote_placement(state: &Shared, headers: &HeaderMap, name: &FileName) 
         return Ok(None); // an existing name is written where it lives
     }
     let members = cluster.members().await;
-    if let Some(holder) = cluster.holder(name, &members).await {
+    let found = cluster.lookup(name, &members).await;
+    if let Some(holder) = found.holder {
         return Ok(Some(holder));
     }
-    let chosen = owner(name, &members);
+    // Placed among the members that answer: while one is being replaced,
+    // new names go to the others rather than fail.
+    let chosen = owner(name, &found.reachable);
     Ok((chosen != cluster.me()).then(|| chosen.to_owned()))
 }
 

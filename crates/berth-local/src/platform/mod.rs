@@ -94,12 +94,14 @@ pub struct Platform {
 }
 
 impl Platform {
-    /// Takes the state folder and assembles the platform (no task starts yet).
+    /// Takes the state folder and assembles the platform (no task starts
+    /// yet); `admin_url` is where the tasks find their peer list.
     pub fn assemble(
         state: StateDir,
         config: Config,
         volumes: LocalVolumes,
         program: PathBuf,
+        admin_url: Option<String>,
     ) -> Result<Arc<Self>, PlatformError> {
         state.ensure()?;
         let lock = StateLock::acquire(&state)?;
@@ -107,6 +109,7 @@ impl Platform {
         let ledger = Arc::new(SqliteLedger::open(&state.ledger())?);
         let mut supervisor = SupervisorConfig::new(program, state.logs());
         supervisor.cluster = config.cluster.clone();
+        supervisor.admin_url = admin_url;
         let runtime = Arc::new(LocalRuntime::new(supervisor));
         let mut services = config.specs();
         for s in &mut services {
@@ -299,10 +302,8 @@ impl Platform {
         let n = self.wake_all().await?;
         self.log("berth-up", format!("started with {n} claim(s); state folder {}", self.state.root().display())).await;
 
-        let mut loops = vec![
-            tokio::spawn(Arc::clone(self).resync_loop()),
-            tokio::spawn(Arc::clone(self).rollout_loop()),
-        ];
+        let mut loops =
+            vec![tokio::spawn(Arc::clone(self).resync_loop()), tokio::spawn(Arc::clone(self).rollout_loop())];
         for service in self.config.services.iter().filter(|s| s.autoscaling.enabled) {
             loops.push(tokio::spawn(Arc::clone(self).autoscale_loop(service.clone())));
         }

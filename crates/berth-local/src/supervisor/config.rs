@@ -32,6 +32,12 @@ pub struct SupervisorConfig {
     pub inherit_env: Vec<String>,
     /// Events buffered per subscriber before a slow one starts losing them.
     pub event_capacity: usize,
+    /// The admin API's base URL: a task of the default workload (`berth
+    /// serve`) gets `BERTH_PEERS_URL=<it>/v1/services/<service>/peers`
+    /// unless its definition sets one, so the service answers as one file
+    /// namespace. Set at launch, not in the definition, because the admin
+    /// port changes between starts and the definition must not.
+    pub admin_url: Option<String>,
 }
 
 impl SupervisorConfig {
@@ -50,6 +56,7 @@ impl SupervisorConfig {
                 .map(String::from)
                 .collect(),
             event_capacity: 1024,
+            admin_url: None,
         }
     }
 }

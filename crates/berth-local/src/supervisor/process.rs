@@ -43,6 +43,9 @@ pub(crate) fn task_env(
         config.inherit_env.iter().filter_map(|k| Some((k.clone(), std::env::var(k).ok()?))).collect();
     env.insert("BERTH_LISTEN".into(), config.listen_host.to_string());
     env.extend(request.definition.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if let Some(admin) = config.admin_url.as_ref().filter(|_| request.definition.command.is_empty()) {
+        env.entry("BERTH_PEERS_URL".into()).or_insert_with(|| format!("{admin}/v1/services/{}/peers", request.service));
+    }
     env.insert("STORAGE_PATH".into(), request.volume.location.clone());
     env.insert("PORT".into(), port.to_string());
     env.insert("BERTH_TASK_ARN".into(), arn.0.clone());

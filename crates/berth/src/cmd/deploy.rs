@@ -66,11 +66,8 @@ pub fn run(args: Args) -> Result<()> {
         let record: ServiceRecord = client.get(&path)?;
         return show(&args, &record);
     }
-    let command = if args.default_command {
-        Some(Vec::new())
-    } else {
-        (!args.command.is_empty()).then(|| args.command.clone())
-    };
+    let command =
+        if args.default_command { Some(Vec::new()) } else { (!args.command.is_empty()).then(|| args.command.clone()) };
     if command.is_none() && args.env.is_empty() && args.unset_env.is_empty() && args.image.is_none() {
         bail!("nothing to deploy: give a command after --, --env, --unset-env, --image or --default-command");
     }

@@ -47,16 +47,7 @@ pub fn run(args: Args) -> Result<()> {
             .await
             .with_context(|| format!("admin API: cannot listen on {}", config.controller.admin_listen))?;
         let url = format!("http://{}", listener.local_addr()?);
-        let mut config = config;
-        for service in &mut config.services {
-            // Tasks of the default workload find each other through the
-            // platform, so the service answers as one file namespace.
-            if service.command.is_empty() {
-                let peers = format!("{url}/v1/services/{}/peers", service.name);
-                service.env.entry("BERTH_PEERS_URL".into()).or_insert(peers);
-            }
-        }
-        let platform = Platform::assemble(state.clone(), config, volumes, program)?;
+        let platform = Platform::assemble(state.clone(), config, volumes, program, Some(url.clone()))?;
         let lb = match platform.config.lb.enabled {
             true => {
                 let lb = LoadBalancer::start(platform.config.lb.lb_config(), state.root(), platform.lb_targets())

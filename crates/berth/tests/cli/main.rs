@@ -8,5 +8,7 @@ mod serve_api;
 mod serve_cluster;
 mod serve_lifecycle;
 mod serve_safety;
+mod site;
 mod snapshot;
 mod up;
+mod up_platform;
