@@ -504,3 +504,46 @@ async fn retention_never_forgets_a_requested_restore_target() {
     let g = world.generations("files-0").await;
     assert_eq!(g.last().unwrap().source_snapshot.as_ref(), Some(&oldest));
 }
+
+#[tokio::test]
+async fn a_claim_moved_to_a_new_revision_is_handed_off_onto_it_with_its_snapshot() {
+    let world = World::new();
+    let ctl = up(&world, 2).await;
+    let mut spec = fake::service(2);
+    let old = spec.definition.clone();
+    spec.definition.revision = 2;
+    spec.definition.env.insert("APP_VERSION".into(), "2".into());
+    spec.revisions = vec![old];
+    ctl.set_service(spec);
+    // Registering a revision alone moves no claim.
+    let (_, failed) = ctl.resync().await.unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(world.claim("files-0").await.generation, Generation(1));
+    assert_eq!(world.runtime.current("files-0").revision(), Some(1));
+
+    // The rollout moves files-0: the reconciler replaces its task.
+    let mut c = world.claim("files-0").await;
+    c.revision = 2;
+    world.ledger.put_claim(&c, berth_core::Expect::Version(c.version)).await.unwrap();
+    ctl.reconcile_claim(&c.name).await.unwrap();
+    let stopped = world.tasks_stopped_by_berth();
+    ctl.on_event(&stopped).await.unwrap();
+    invariants(&world).await;
+    let c0 = world.claim("files-0").await;
+    assert_eq!((c0.generation, c0.revision), (Generation(2), 2));
+    let t0 = world.runtime.current("files-0");
+    assert_eq!(t0.revision(), Some(2), "{t0:?}");
+    let g = world.generations("files-0").await;
+    assert_eq!(g[0].revision, 1);
+    assert_eq!(g[1].revision, 2);
+    assert_eq!(g[1].source_snapshot, g[0].stop_snapshot, "the new revision starts from the stop snapshot");
+    assert!(g[0].stop_snapshot.is_some());
+    assert_eq!(c0.backoff.failures, 0, "a deployment stop is no crash");
+    // files-1 still runs revision 1, and a crash of it is replaced on revision 1.
+    let t1 = world.runtime.current("files-1");
+    assert_eq!(t1.revision(), Some(1));
+    let event = world.runtime.stop_by_world(&t1.arn, StopCode::EssentialContainerExited, "crash");
+    ctl.on_event(&event).await.unwrap();
+    assert_eq!(world.runtime.current("files-1").revision(), Some(1));
+    invariants(&world).await;
+}

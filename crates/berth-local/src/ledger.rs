@@ -203,11 +203,16 @@ fn decode_claim(name: &str, version: i64, json: &str) -> Result<ClaimRecord, Fai
 }
 
 fn read_claim(conn: &Connection, name: &str) -> Result<Option<ClaimRecord>, Fail> {
-    let row = conn
-        .prepare_cached("SELECT version, json FROM claims WHERE name = ?1")?
+    read_row(conn, "claims", name)?.map(|(version, json)| decode_claim(name, version, &json)).transpose()
+}
+
+/// The version and JSON of the record `name` of `table` (claims and
+/// services share this shape).
+fn read_row(conn: &Connection, table: &str, name: &str) -> Result<Option<(i64, String)>, Fail> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT version, json FROM {table} WHERE name = ?1"))?
         .query_row([name], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))
-        .optional()?;
-    row.map(|(version, json)| decode_claim(name, version, &json)).transpose()
+        .optional()?)
 }
 
 /// The version a compare-and-swap of the record `name` of `table` writes,
@@ -271,16 +276,13 @@ fn put_service(conn: &mut Connection, record: &ServiceRecord, expect: Expect) ->
 }
 
 fn read_service(conn: &Connection, name: &str) -> Result<Option<ServiceRecord>, Fail> {
-    let row = conn
-        .prepare_cached("SELECT version, json FROM services WHERE name = ?1")?
-        .query_row([name], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))
-        .optional()?;
-    row.map(|(version, json)| {
-        let mut record: ServiceRecord = from_json(&json, &format!("service {name}"))?;
-        record.version = from_sql_int(version, &format!("the version of service {name}"))?;
-        Ok(record)
-    })
-    .transpose()
+    read_row(conn, "services", name)?
+        .map(|(version, json)| {
+            let mut record: ServiceRecord = from_json(&json, &format!("service {name}"))?;
+            record.version = from_sql_int(version, &format!("the version of service {name}"))?;
+            Ok(record)
+        })
+        .transpose()
 }
 
 fn decode_event(

@@ -192,7 +192,10 @@ impl Runtime for FakeRuntime {
             version: 4,
             endpoint: None,
             pid: None,
-            definition: None,
+            definition: Some(format!(
+                "arn:aws:ecs:local:000000000000:task-definition/{}:{}",
+                r.definition.family, r.definition.revision
+            )),
         };
         self.tokens.lock().unwrap().insert(r.client_token.clone(), t.arn.clone());
         self.tasks.lock().unwrap().push(t.clone());
@@ -330,6 +333,29 @@ struct LedgerState {
     services: BTreeMap<String, ServiceRecord>,
 }
 
+/// The contract's conditional write of one record of `map`.
+fn compare_and_swap<K: Ord + ToString, V: Clone>(
+    map: &mut BTreeMap<K, V>,
+    key: K,
+    record: &V,
+    expect: Expect,
+    version: impl Fn(&V) -> u64,
+    set_version: impl Fn(&mut V, u64),
+) -> Result<V, LedgerError> {
+    let stored = map.get(&key).map(&version);
+    let ok = match expect {
+        Expect::Absent => stored.is_none(),
+        Expect::Version(v) => stored == Some(v),
+    };
+    if !ok {
+        return Err(LedgerError::Conflict(key.to_string()));
+    }
+    let mut r = record.clone();
+    set_version(&mut r, stored.unwrap_or(0) + 1);
+    map.insert(key, r.clone());
+    Ok(r)
+}
+
 /// An in-memory ledger with the contract's semantics.
 #[derive(Default)]
 pub struct FakeLedger {
@@ -353,36 +379,14 @@ impl Ledger for FakeLedger {
     async fn put_claim(&self, record: &ClaimRecord, expect: Expect) -> Result<ClaimRecord, LedgerError> {
         self.faults.hit("write", &self.faults.fail_write_at).map_err(|e| LedgerError::Unavailable(e.message))?;
         let mut s = self.state.lock().unwrap();
-        let stored = s.claims.get(&record.name).map(|c| c.version);
-        let ok = match expect {
-            Expect::Absent => stored.is_none(),
-            Expect::Version(v) => stored == Some(v),
-        };
-        if !ok {
-            return Err(LedgerError::Conflict(record.name.to_string()));
-        }
-        let mut r = record.clone();
-        r.version = stored.unwrap_or(0) + 1;
-        s.claims.insert(r.name.clone(), r.clone());
-        Ok(r)
+        compare_and_swap(&mut s.claims, record.name.clone(), record, expect, |r| r.version, |r, v| r.version = v)
     }
     async fn service(&self, name: &str) -> Result<Option<ServiceRecord>, LedgerError> {
         Ok(self.state.lock().unwrap().services.get(name).cloned())
     }
     async fn put_service(&self, record: &ServiceRecord, expect: Expect) -> Result<ServiceRecord, LedgerError> {
         let mut s = self.state.lock().unwrap();
-        let stored = s.services.get(&record.name).map(|c| c.version);
-        let ok = match expect {
-            Expect::Absent => stored.is_none(),
-            Expect::Version(v) => stored == Some(v),
-        };
-        if !ok {
-            return Err(LedgerError::Conflict(record.name.clone()));
-        }
-        let mut r = record.clone();
-        r.version = stored.unwrap_or(0) + 1;
-        s.services.insert(r.name.clone(), r.clone());
-        Ok(r)
+        compare_and_swap(&mut s.services, record.name.clone(), record, expect, |r| r.version, |r, v| r.version = v)
     }
     async fn put_generation(&self, record: &GenerationRecord) -> Result<(), LedgerError> {
         let key = (record.claim.clone(), record.generation);

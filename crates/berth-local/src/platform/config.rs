@@ -494,4 +494,23 @@ mod tests {
         assert!(Config::parse("[controller]\nlease = \"soon\"\n").unwrap_err().contains("soon"));
         assert!(Config::parse("[[service]]\nname = \"Bad Name\"\n").is_err());
     }
+
+    #[test]
+    fn autoscaling_defaults_are_the_blogs_and_a_count_outside_them_is_an_error() {
+        let c = Config::default();
+        let a = &c.services[0].autoscaling;
+        assert!(a.enabled);
+        assert_eq!((a.min_capacity, a.max_capacity, a.cpu_target, a.memory_target), (2, 10, 70.0, 80.0));
+        assert_eq!(c.services[0].deployment.timeout, Duration::from_secs(600));
+        let e = Config::parse("[[service]]\nname = \"x\"\ndesired_count = 1\n").unwrap_err();
+        assert!(e.contains("outside autoscaling's 2–10") && e.contains("enabled = false"), "{e}");
+        Config::parse("[[service]]\nname = \"x\"\ndesired_count = 1\n[service.autoscaling]\nenabled = false\n")
+            .unwrap();
+        Config::parse("[[service]]\nname = \"x\"\ndesired_count = 0\n").expect("0 is a stopped service");
+        let e = Config::parse("[[service]]\nname = \"x\"\n[service.autoscaling]\nmin_capacity = 5\nmax_capacity = 3\n")
+            .unwrap_err();
+        assert!(e.contains("min_capacity 5 is above max_capacity 3"), "{e}");
+        let c = Config::parse("[[service]]\nname = \"x\"\n[service.deployment]\ntimeout = \"90s\"\n").unwrap();
+        assert_eq!(c.services[0].deployment.timeout, Duration::from_secs(90));
+    }
 }
