@@ -32,11 +32,12 @@ pub struct SupervisorConfig {
     pub inherit_env: Vec<String>,
     /// Events buffered per subscriber before a slow one starts losing them.
     pub event_capacity: usize,
-    /// The admin API's base URL: a task of the default workload (`berth
-    /// serve`) gets `BERTH_PEERS_URL=<it>/v1/services/<service>/peers`
-    /// unless its definition sets one, so the service answers as one file
-    /// namespace. Set at launch, not in the definition, because the admin
-    /// port changes between starts and the definition must not.
+    /// The admin API's base URL: every task gets
+    /// `BERTH_PEERS_URL=<it>/v1/services/<service>/peers` (the running
+    /// tasks of its service) unless its definition sets one, so `berth
+    /// serve` answers as one file namespace and other workloads can find
+    /// their peers. Set at launch, not in the definition, because the
+    /// admin port changes between starts and the definition must not.
     pub admin_url: Option<String>,
 }
 

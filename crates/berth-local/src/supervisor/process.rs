@@ -43,7 +43,7 @@ pub(crate) fn task_env(
         config.inherit_env.iter().filter_map(|k| Some((k.clone(), std::env::var(k).ok()?))).collect();
     env.insert("BERTH_LISTEN".into(), config.listen_host.to_string());
     env.extend(request.definition.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    if let Some(admin) = config.admin_url.as_ref().filter(|_| request.definition.command.is_empty()) {
+    if let Some(admin) = &config.admin_url {
         env.entry("BERTH_PEERS_URL".into()).or_insert_with(|| format!("{admin}/v1/services/{}/peers", request.service));
     }
     env.insert("STORAGE_PATH".into(), request.volume.location.clone());

@@ -398,3 +398,17 @@ pub(crate) fn kill9(pid: u64) {
     let rc = unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     assert_eq!(rc, 0, "kill -9 {pid}");
 }
+
+/// `curl` with the load balancer's certificate; returns (status, body).
+pub(crate) fn lb_curl(cert: &str, args: &[&str]) -> (String, Vec<u8>) {
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert", cert, "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    let mut body = out.stdout;
+    let split = body.iter().rposition(|b| *b == b'\n').unwrap_or(0);
+    let status = String::from_utf8_lossy(&body[split + 1..]).to_string();
+    body.truncate(split);
+    (status, body)
+}

@@ -216,20 +216,6 @@ fn a_user_stop_parks_the_claim_and_scale_brings_it_back() {
     assert_history_chain(&site.history("files-1"));
 }
 
-/// `curl` with the load balancer's certificate; returns (status, body).
-fn lb_curl(cert: &str, args: &[&str]) -> (String, Vec<u8>) {
-    let out = Command::new("curl")
-        .args(["-sS", "--cacert", cert, "-o", "-", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .unwrap();
-    let mut body = out.stdout;
-    let split = body.iter().rposition(|b| *b == b'\n').unwrap_or(0);
-    let status = String::from_utf8_lossy(&body[split + 1..]).to_string();
-    body.truncate(split);
-    (status, body)
-}
-
 #[test]
 fn the_blogs_validation_sequence_passes_through_the_load_balancer() {
     let site = Site::new(TWO_CLAIMS);

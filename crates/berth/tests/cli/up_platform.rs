@@ -342,3 +342,161 @@ fn a_changed_berth_toml_is_deployed_at_the_next_start_and_an_unchanged_one_is_no
     assert_eq!(task_revision(&t), 2, "{t:#}");
     assert_eq!(events_of_kind(&site, "deploy-started").len(), 1);
 }
+
+/// The whole architecture of the blog with its load balancer, failing
+/// health checks per claim (`<flags>/<claim>`) and a CPU burner per task
+/// (`<flags>/burn`), auto scaled 2–4.
+fn blog_stack() -> String {
+    format!(
+        r#"
+[[service]]
+name = "files"
+desired_count = 2
+stop_timeout = "3s"
+command = ["sh", "-c", '"{BERTH}" serve & while :; do while [ -e "$FLAG_DIR/burn" ]; do :; done; sleep 0.2; done']
+env = {{ FLAG_DIR = "{{FLAGS}}" }}
+
+[service.health_check]
+command = ["sh", "-c", 'test ! -e "$FLAG_DIR/$BERTH_CLAIM" && curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null']
+interval = "300ms"
+timeout = "2s"
+retries = 2
+start_period = "3s"
+
+[service.autoscaling]
+min_capacity = 2
+max_capacity = 4
+sample_interval = "1s"
+scale_out_cooldown = "3s"
+scale_in_cooldown = "2s"
+"#
+    )
+}
+
+/// The blog's validation sequence through the load balancer with curl:
+/// the HTTP listener redirects, /health answers through HTTPS, `new` files
+/// upload, and every file of `all` (`new` added) is listed and downloads
+/// identical. Retried while a handoff settles.
+fn blog_sequence(site: &Site, new: &BTreeMap<String, Vec<u8>>, all: &mut BTreeMap<String, Vec<u8>>) {
+    let lb: Value = serde_json::from_slice(&std::fs::read(site.state.join("lb.json")).unwrap()).unwrap();
+    let (https, http, cert) =
+        (lb["https"].as_str().unwrap(), lb["http"].as_str().unwrap(), lb["cert"].as_str().unwrap());
+    let redirect = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}"])
+        .arg(format!("{http}/health"))
+        .output()
+        .unwrap();
+    let redirect = String::from_utf8_lossy(&redirect.stdout).to_string();
+    assert!(redirect.starts_with("308 https://"), "{redirect}");
+    site.wait_until("/health through HTTPS", || {
+        (lb_curl(cert, &[&format!("{https}/health")]).0 == "200").then_some(())
+    });
+    let dir = tempfile::tempdir().unwrap();
+    for (name, data) in new {
+        let path = dir.path().join(name);
+        std::fs::write(&path, data).unwrap();
+        site.wait_until(&format!("upload of {name}"), || {
+            let (status, _) = lb_curl(cert, &["-F", &format!("file=@{}", path.display()), &format!("{https}/upload")]);
+            (status == "200").then_some(())
+        });
+        all.insert(name.clone(), data.clone());
+    }
+    site.wait_until("every file listed and identical through the load balancer", || {
+        let (status, listing) = lb_curl(cert, &[&format!("{https}/files")]);
+        let listing: Value = serde_json::from_slice(&listing).ok()?;
+        let names: Vec<&str> = listing["files"].as_array()?.iter().filter_map(|f| f["name"].as_str()).collect();
+        let ok = status == "200"
+            && all.iter().all(|(name, data)| {
+                names.contains(&name.as_str()) && {
+                    let (s, body) = lb_curl(cert, &[&format!("{https}/download/{name}")]);
+                    s == "200" && body == *data
+                }
+            });
+        ok.then_some(())
+    });
+}
+
+#[test]
+fn the_blogs_architecture_survives_spot_health_deploy_and_scaling_with_every_file() {
+    let site = Site::new(&blog_stack());
+    let _up = site.up(&[]);
+    site.wait_serving("files-0", Some(1));
+    site.wait_serving("files-1", Some(1));
+    site.wait_until("lb.json", || std::fs::metadata(site.state.join("lb.json")).ok());
+    let mut all = BTreeMap::new();
+    blog_sequence(&site, &random_files("start", &[20, 100 * 1024, 1 << 20]), &mut all);
+
+    // A Spot-style stop.
+    let t = site.wait_serving("files-0", None);
+    site.ok(&["stop-task", t["arn"].as_str().unwrap(), "--reason", "spot"]);
+    site.wait_serving("files-0", Some(t["generation"].as_u64().unwrap() + 1));
+    blog_sequence(&site, &random_files("spot", &[3000, 70_000]), &mut all);
+
+    // A real health-check failure of files-1.
+    let t = site.wait_serving("files-1", None);
+    std::fs::write(site.flags.join("files-1"), b"").unwrap();
+    site.wait_until("files-1 to stop on failed health checks", || {
+        (site.claim("files-1")["generation"].as_u64()? > t["generation"].as_u64()?).then_some(())
+    });
+    std::fs::remove_file(site.flags.join("files-1")).unwrap();
+    site.wait_serving("files-1", None);
+    blog_sequence(&site, &random_files("health", &[5000]), &mut all);
+
+    // A rolling deployment.
+    site.ok(&["deploy", "files", "--env", "APP_VERSION=2", "--wait", "--timeout", "2m"]);
+    for claim in ["files-0", "files-1"] {
+        assert_eq!(task_revision(&site.wait_serving(claim, None)), 2);
+    }
+    blog_sequence(&site, &random_files("deploy", &[9000]), &mut all);
+
+    // Scale out to 4 under a CPU load, and back to 2 when it ends.
+    std::fs::write(site.flags.join("burn"), b"").unwrap();
+    site.wait_until("scale-out to 4", || (desired_count(&site)? == 4).then_some(()));
+    site.wait_serving("files-2", None);
+    site.wait_serving("files-3", None);
+    std::fs::remove_file(site.flags.join("burn")).unwrap();
+    let mut at_four = all.clone();
+    blog_sequence(&site, &random_files("four", &[1234, 4321, 2222, 3333]), &mut at_four);
+    site.wait_until("scale-in to 2", || (desired_count(&site)? == 2).then_some(()));
+    for claim in ["files-2", "files-3"] {
+        site.wait_until(&format!("{claim} parked"), || {
+            let c = site.claim(claim);
+            (c["desired"] == "parked" && c["task"].is_null() && c["handoff"].is_null()).then_some(())
+        });
+    }
+    // What was uploaded at 4 tasks stays on the volume it was placed on:
+    // on the two running claims it is served, on the parked ones it waits
+    // on their volumes (offline until they scale out again).
+    let parked_volumes: Vec<std::path::PathBuf> = ["files-2", "files-3"]
+        .iter()
+        .map(|c| site.state.join("volumes").join(site.claim(c)["volume"].as_str().unwrap()))
+        .collect();
+    let uploaded_at_four: Vec<(String, Vec<u8>)> = at_four.into_iter().filter(|(n, _)| !all.contains_key(n)).collect();
+    for (name, data) in uploaded_at_four {
+        match parked_volumes.iter().find(|v| v.join(&name).exists()) {
+            Some(v) => assert_eq!(std::fs::read(v.join(&name)).unwrap(), data, "{name} on parked {v:?}"),
+            None => {
+                all.insert(name, data);
+            }
+        }
+    }
+    blog_sequence(&site, &random_files("back", &[777]), &mut all);
+
+    // The ledger shows every generation, each with its stop snapshot.
+    for claim in ["files-0", "files-1"] {
+        assert_history_chain(&site.history(claim));
+    }
+    for claim in ["files-2", "files-3"] {
+        // Parked: the last generation stopped with the snapshot the claim keeps.
+        let h = site.history(claim);
+        let gens = generations(&h);
+        let last = gens.values().last().unwrap();
+        assert!(last["stop_snapshot"].is_string(), "{h:#}");
+        assert_eq!(last["stop_snapshot"], h["claim"]["head_snapshot"], "{h:#}");
+    }
+    let kinds: Vec<String> =
+        site.json(&["events"]).as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect();
+    for kind in ["handoff-claimed", "deploy-completed", "autoscale", "parked"] {
+        assert!(kinds.iter().any(|k| k == kind), "no {kind} event in {kinds:?}");
+    }
+}
