@@ -8,8 +8,12 @@ and through the load balancer's HTTPS listener, in one run:
 - small requests: `wrk` on GET /health, requests per second;
 - throughput: `wrk` on GET of a 1 MiB file, MB/s;
 - one stream each way: `curl` upload and download of a large file, MB/s,
-  and the `berth up` process's peak memory before and after the upload
-  through it (the proxy streams, so the upload must not grow it).
+  and the `berth up` process's resident memory while the upload streams
+  through it (it must not grow with the upload).
+
+The peer is nginx as a streaming reverse proxy (proxy_buffering and
+proxy_request_buffering off, keepalive to the upstreams) over the same two
+tasks, with the same certificate, in the same run.
 
 Files are put on both volumes and requested with `X-Berth-Scope: local`,
 so each task answers from its own volume: the figures measure the load
@@ -22,6 +26,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -62,6 +67,82 @@ def hwm_kib(pid):
     return int(re.search(r"VmHWM:\s+(\d+)", text).group(1)), int(re.search(r"VmRSS:\s+(\d+)", text).group(1))
 
 
+NGINX_CONF = """
+daemon off;
+master_process on;
+worker_processes auto;
+pid {run}/nginx.pid;
+error_log {run}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {run}/body;
+    proxy_temp_path {run}/proxy;
+    fastcgi_temp_path {run}/fastcgi;
+    uwsgi_temp_path {run}/uwsgi;
+    scgi_temp_path {run}/scgi;
+    client_max_body_size 0;
+    keepalive_requests 100000;
+    upstream tasks {{
+        server {t0};
+        server {t1};
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{http_port};
+        listen 127.0.0.1:{https_port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        location / {{
+            proxy_pass http://tasks;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            # Stream both ways, as berth's load balancer does.
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_buffer_size 256k;
+            proxy_buffers 4 256k;
+            proxy_busy_buffers_size 512k;
+        }}
+    }}
+}}
+"""
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_nginx(work, tasks, cert, key):
+    """nginx as a reverse proxy over the same two tasks, HTTP and HTTPS."""
+    run_dir = work / "nginx"
+    run_dir.mkdir(exist_ok=True)
+    http_port, https_port = free_port(), free_port()
+    conf = run_dir / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(run=run_dir, t0=tasks[0]["endpoint"], t1=tasks[1]["endpoint"],
+                                      http_port=http_port, https_port=https_port, cert=cert, key=key))
+    user = ["-g", "user root;"] if os.geteuid() == 0 else []
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(run_dir)] + user,
+                            stdout=subprocess.DEVNULL, stderr=open(run_dir / "stderr.log", "wb"))
+    for _ in range(100):
+        if subprocess.run(["curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{http_port}/health"]).returncode == 0:
+            return proc, f"http://127.0.0.1:{http_port}", f"https://127.0.0.1:{https_port}"
+        time.sleep(0.1)
+    sys.exit(f"nginx did not start; see {run_dir}")
+
+
+def sample_rss(pid, out, stop):
+    """Appends the process's resident memory (KiB) every 20 ms until `stop`."""
+    while not stop.is_set():
+        out.append(hwm_kib(pid)[1])
+        time.sleep(0.02)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--berth", required=True)
@@ -77,6 +158,7 @@ def main():
     state = work / ".berth"
     (work / "berth.toml").write_text("""
 [lb]
+http = "forward"
 http_port = 0
 https_port = 0
 health_interval = "1s"
@@ -135,17 +217,32 @@ start_period = "1s"
             for path in (one, big):
                 run(["curl", "-sSf", "-H", LOCAL, "-T", str(path), f"http://{t['endpoint']}/files/{path.name}"])
 
+        nginx, nginx_http, nginx_https = start_nginx(work, tasks, lb["cert"], str(state / "lb-key.pem"))
         results = {}
-        for name, base in (("direct", direct), ("lb", https)):
+        targets = (("direct", direct), ("lbhttp", lb["http"]), ("lb", https), ("nginxhttp", nginx_http),
+                   ("nginx", nginx_https))
+        for name, base in targets:
             print(f"{name}: wrk /health", file=sys.stderr)
             results[f"{name}_health"] = wrk(f"{base}/health", args.seconds, 32)
             print(f"{name}: wrk 1 MiB downloads", file=sys.stderr)
             results[f"{name}_1mib"] = wrk(f"{base}/download/one-mib.bin", args.seconds, 8, LOCAL)
             print(f"{name}: one-stream download and upload of {args.big_mib} MiB", file=sys.stderr)
             results[f"{name}_down"] = curl_speed([f"{base}/download/big.bin"], "speed_download")
-            before = hwm_kib(proc.pid)
-            results[f"{name}_up"] = curl_speed(["-T", str(big), f"{base}/files/up-{name}.bin"], "speed_upload")
-            results[f"{name}_mem"] = (before, hwm_kib(proc.pid))
+            if name.startswith("nginx"):
+                results[f"{name}_up"] = curl_speed(["-T", str(big), f"{base}/files/up-{name}.bin"], "speed_upload")
+                continue
+            before = hwm_kib(proc.pid)[1]
+            samples = []
+            sampler = threading.Thread(target=sample_rss, args=(proc.pid, samples, stop := threading.Event()))
+            sampler.start()
+            try:
+                results[f"{name}_up"] = curl_speed(["-T", str(big), f"{base}/files/up-{name}.bin"], "speed_upload")
+            finally:
+                stop.set()
+                sampler.join()
+            results[f"{name}_mem"] = (before, max(samples, default=before))
+        nginx.terminate()
+        nginx.wait(timeout=10)
     finally:
         try:
             req = urllib.request.Request(admin["url"] + "/v1/down", data=b"{}", method="POST")
@@ -162,27 +259,33 @@ start_period = "1s"
         r = a / b if b else 0
         return f"{r:.2f}× {'PASS' if r >= target else 'FAIL'}"
 
-    d, l = results, results
+    r = results
     rows = [
-        ("GET /health, wrk 2 threads × 32 connections (req/s)", d["direct_health"]["rps"], l["lb_health"]["rps"]),
-        ("GET /health p99 latency (ms)", d["direct_health"]["p99_ms"], l["lb_health"]["p99_ms"]),
-        ("GET 1 MiB file, wrk 2 × 8 connections (req/s)", d["direct_1mib"]["rps"], l["lb_1mib"]["rps"]),
-        ("GET 1 MiB file (MB/s)", d["direct_1mib"]["mbps"], l["lb_1mib"]["mbps"]),
-        (f"one-stream download, {args.big_mib} MiB (MB/s)", d["direct_down"], l["lb_down"]),
-        (f"one-stream upload, {args.big_mib} MiB (MB/s)", d["direct_up"], l["lb_up"]),
+        ("GET /health, wrk 2 threads × 32 connections (req/s)", "health", "rps"),
+        ("GET /health p99 latency (ms)", "health", "p99_ms"),
+        ("GET 1 MiB file, wrk 2 × 8 connections (req/s)", "1mib", "rps"),
+        ("GET 1 MiB file (MB/s)", "1mib", "mbps"),
+        (f"one-stream download, {args.big_mib} MiB (MB/s)", "down", None),
+        (f"one-stream upload, {args.big_mib} MiB (MB/s)", "up", None),
     ]
     lines = [
-        "| measurement | task directly (HTTP) | through the load balancer (HTTPS) | lb / direct (target ≥ 0.8×) |",
-        "|---|---|---|---|",
+        "| measurement | task directly (HTTP) | berth lb, HTTP forward | ratio | berth lb, HTTPS | ratio "
+        "| nginx proxy, HTTP | ratio | nginx proxy, HTTPS | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for label, a, b in rows:
-        cell = "" if "latency" in label else ratio(b, a)
-        lines.append(f"| {label} | {a:.1f} | {b:.1f} | {cell} |")
-    (hwm0, _), (hwm1, rss1) = results["lb_mem"]
+    names = ("direct", "lbhttp", "lb", "nginxhttp", "nginx")
+    for label, key, field in rows:
+        vals = [r[f"{n}_{key}"] if field is None else r[f"{n}_{key}"][field] for n in names]
+        cells = [f"{vals[0]:.1f}"]
+        for v in vals[1:]:
+            cells += [f"{v:.1f}", "" if "latency" in label else ratio(v, vals[0])]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"`berth up` (load balancer, controller, supervisor in one process) peak RSS before the "
-                 f"{args.big_mib} MiB upload through it: {hwm0 / 1024:.1f} MiB; after: {hwm1 / 1024:.1f} MiB "
-                 f"(RSS then {rss1 / 1024:.1f} MiB).")
+    for name, what in (("lbhttp", "HTTP forward"), ("lb", "HTTPS")):
+        rss0, peak = results[f"{name}_mem"]
+        lines.append(f"`berth up` (load balancer, controller and supervisor in one process) resident memory "
+                     f"before the {args.big_mib} MiB upload through its {what} listener: {rss0 / 1024:.1f} MiB; "
+                     f"highest while it streamed (sampled every 20 ms): {peak / 1024:.1f} MiB.")
     errs = [f"{k}: non-2xx {v['non2xx']}, socket errors {v['socket_errors'] or 'none'}"
             for k, v in results.items() if isinstance(v, dict)]
     lines.append("wrk errors: " + "; ".join(errs) + ".")

@@ -11,7 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use berth_local::lb::{HealthState, LbConfig, LoadBalancer, Target, TargetHealth};
+use berth_local::lb::{HealthState, HttpAction, LbConfig, LoadBalancer, Target, TargetHealth};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use rustls::pki_types::pem::PemObject;
@@ -288,6 +288,21 @@ async fn forwarding_headers_reach_the_target_and_hop_by_hop_ones_do_not() {
 
     let plain: serde_json::Value = s.whoami().await;
     assert_eq!(plain["x-forwarded-for"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn the_http_listener_with_the_forward_action_proxies_plain_http() {
+    let a = TestTarget::start("a").await;
+    let s = Setup::start(LbConfig { http_action: HttpAction::Forward, ..config() }, &[&a]).await;
+    s.wait_state(&a, HealthState::Healthy).await;
+    let port = s.lb.http_addr().port();
+    let seen: serde_json::Value =
+        s.client.get(format!("http://127.0.0.1:{port}/whoami")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(seen["name"], "a");
+    assert_eq!(seen["x-forwarded-proto"], "http");
+    assert_eq!(seen["x-forwarded-port"], port.to_string());
+    // HTTPS still proxies, and says so.
+    assert_eq!(s.whoami().await["x-forwarded-proto"], "https");
 }
 
 #[tokio::test]

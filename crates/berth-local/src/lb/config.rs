@@ -24,14 +24,28 @@ impl Target {
     }
 }
 
+/// The HTTP listener's action.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HttpAction {
+    /// 308 to the same path on HTTPS.
+    #[default]
+    Redirect,
+    /// Proxy to a healthy target, as the HTTPS listener does.
+    Forward,
+}
+
 /// Listeners, certificate, health check and deregistration settings.
 #[derive(Clone, Debug)]
 pub struct LbConfig {
     /// Address both listeners bind to (and the host HTTP redirects name
     /// when a request carries no `Host`).
     pub listen_host: String,
-    /// HTTP listener port; every request is redirected to HTTPS. 0 picks a free port.
+    /// HTTP listener port. 0 picks a free port.
     pub http_port: u16,
+    /// What the HTTP listener does: redirect to HTTPS (the blog's), or
+    /// forward to the targets as HTTPS does (an ALB listener's forward action).
+    pub http_action: HttpAction,
     /// HTTPS listener port. 0 picks a free port.
     pub https_port: u16,
     /// PEM certificate chain and private key; `None` uses a self-signed
@@ -50,6 +64,7 @@ impl Default for LbConfig {
         Self {
             listen_host: "127.0.0.1".into(),
             http_port: 8080,
+            http_action: HttpAction::Redirect,
             https_port: 8443,
             cert: None,
             health: TargetHealth::default(),

@@ -1,7 +1,8 @@
 //! The local load balancer of `berth up`: the blog's ALB on one machine.
 //!
 //! A *load balancer* here is two listeners and a target pool. The HTTP
-//! listener redirects every request to HTTPS (308). The HTTPS listener
+//! listener redirects every request to HTTPS (308), or, with the forward
+//! action, proxies it as the HTTPS listener does. The HTTPS listener
 //! (rustls, the user's certificate or a self-signed one kept in the state
 //! folder) proxies each request to one healthy target, round-robin,
 //! streaming bodies both ways.
@@ -45,7 +46,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-pub use config::{LbConfig, Target, TargetHealth};
+pub use config::{HttpAction, LbConfig, Target, TargetHealth};
 pub use error::LbError;
 pub use health::HealthState;
 pub use pool::TargetState;
@@ -88,11 +89,18 @@ impl LoadBalancer {
         let pool = Arc::new(Pool::new(config.health.clone(), config.grace_period));
         let stop = watch::Sender::new(());
         let stopped = Stopped(stop.subscribe());
-        let proxy = Arc::new(Proxy::new(pool.clone(), https_addr.port()));
+        let proxy = Arc::new(Proxy::new(pool.clone(), https_addr.port(), "https"));
         let redirect_host: Arc<str> = config.listen_host.as_str().into();
+        let http_task = match config.http_action {
+            HttpAction::Redirect => stopped.spawn(serve_http(http, redirect_host, https_addr.port(), stopped.clone())),
+            HttpAction::Forward => {
+                let forward = Arc::new(Proxy::new(pool.clone(), http_addr.port(), "http"));
+                stopped.spawn(serve_forward(http, forward, stopped.clone()))
+            }
+        };
         let tasks = vec![
             stopped.spawn(follow_targets(pool.clone(), targets, config, stopped.clone())),
-            stopped.spawn(serve_http(http, redirect_host, https_addr.port(), stopped.clone())),
+            http_task,
             stopped.spawn(serve_https(https, acceptor, proxy, stopped.clone())),
         ];
         tracing::info!(%http_addr, %https_addr, cert = %files.cert.display(), "load balancer listening");
@@ -254,6 +262,23 @@ async fn serve_http(listener: TcpListener, host: Arc<str>, https_port: u16, stop
             async move { Ok::<_, Infallible>(answer) }
         });
         stopped.spawn(async move {
+            let _ =
+                http1::Builder::new().timer(TokioTimer::new()).serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+/// The HTTP listener with a forward action: plain HTTP proxied to the targets.
+async fn serve_forward(listener: TcpListener, proxy: Arc<Proxy>, stopped: Stopped) {
+    loop {
+        let (stream, peer) = accept(&listener).await;
+        let _ = stream.set_nodelay(true);
+        let proxy = proxy.clone();
+        stopped.spawn(async move {
+            let service = service_fn(move |request| {
+                let proxy = proxy.clone();
+                async move { proxy.handle(request, peer).await }
+            });
             let _ =
                 http1::Builder::new().timer(TokioTimer::new()).serve_connection(TokioIo::new(stream), service).await;
         });

@@ -62,6 +62,8 @@ pub struct LbSettings {
     pub listen: String,
     /// 0 picks a free port (tests); the ports in use are in `<state>/lb.json`.
     pub http_port: u16,
+    /// `redirect` (to HTTPS, the default) or `forward` (proxy plain HTTP too).
+    pub http: crate::lb::HttpAction,
     pub https_port: u16,
     /// PEM certificate and key; without them a self-signed pair is made
     /// on first start and kept in the state folder.
@@ -87,6 +89,7 @@ impl Default for LbSettings {
             service: None,
             listen: "127.0.0.1".into(),
             http_port: 8080,
+            http: crate::lb::HttpAction::Redirect,
             https_port: 8443,
             cert: None,
             key: None,
@@ -106,6 +109,7 @@ impl LbSettings {
         crate::lb::LbConfig {
             listen_host: self.listen.clone(),
             http_port: self.http_port,
+            http_action: self.http,
             https_port: self.https_port,
             cert: self.cert.clone().zip(self.key.clone()),
             health: crate::lb::TargetHealth {
