@@ -229,7 +229,11 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
                 let (record, expect, what) = match change {
                     ClaimChange::Create(c) => (c, Expect::Absent, "created"),
                     ClaimChange::Update(c) => {
-                        let what = if c.desired == crate::intent::DesiredState::Running { "resumed" } else { "parked" };
+                        let what = match c.desired {
+                            crate::intent::DesiredState::Running => "resumed",
+                            crate::intent::DesiredState::Parked => "parked",
+                            crate::intent::DesiredState::Deleted => "deleted",
+                        };
                         let v = c.version;
                         (c, Expect::Version(v), what)
                     }

@@ -595,8 +595,9 @@ fn snapshotted(claim: &ClaimRecord, h: &Handoff, _world: &World, cx: &Context) -
         next.handoff = None;
         next.task = None;
         // The volume stays with the parked claim: resuming adopts it if
-        // it is unchanged since the snapshot.
-        next.volume = h.old_volume.clone();
+        // it is unchanged since the snapshot. A deleted claim lets it go
+        // (the sweep removes it, and its snapshots, after the grace period).
+        next.volume = if claim.desired == DesiredState::Deleted { None } else { h.old_volume.clone() };
         if next.desired == DesiredState::Running {
             next.desired = DesiredState::Parked;
         }

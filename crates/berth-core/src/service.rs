@@ -5,7 +5,8 @@
 //! `<service>-1`, …; scaling out wants the lowest ordinals running (a parked
 //! claim is resumed with its data before a new one is made), scaling in
 //! parks the highest first. Parking keeps the claim and its snapshots, so
-//! scaling back out brings the same data back.
+//! scaling back out brings the same data back; a service with
+//! [`WhenScaled::Delete`] deletes them instead.
 
 use std::time::Duration;
 
@@ -43,6 +44,23 @@ pub struct ServiceSpec {
     /// Healthy this long, a claim's crash-loop count resets (default 10 min).
     #[serde(with = "crate::serde_secs")]
     pub healthy_reset: Duration,
+    /// What scale-in does to a claim's data (StatefulSet's `whenScaled`).
+    #[serde(default)]
+    pub when_scaled: WhenScaled,
+}
+
+/// What happens to the claims a scale-in takes away.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhenScaled {
+    /// Parked with their stop snapshot and volume: scaling out again brings
+    /// the same data back.
+    #[default]
+    Retain,
+    /// Deleted after their stop snapshot: the volume and snapshots go with
+    /// the sweep once its grace period has passed, and scaling out again
+    /// starts the claim empty.
+    Delete,
 }
 
 impl ServiceSpec {
@@ -100,13 +118,34 @@ pub fn scale(
                 c.updated_at = now;
                 changes.push(ClaimChange::Update(c));
             }
+            Some(c) if c.desired == DesiredState::Deleted => {
+                let mut c = c.clone();
+                c.desired = DesiredState::Running;
+                c.backoff = Default::default();
+                c.updated_at = now;
+                if c.task.is_none() && c.handoff.is_none() {
+                    // Deleted and done: it comes back empty (its generation
+                    // number goes on, so fencing stays monotonic). A claim
+                    // still handing off keeps its data: the scale-in was
+                    // undone before it finished.
+                    c.head_snapshot = None;
+                    c.last_good_snapshot = None;
+                    c.volume = None;
+                    c.restore_to = None;
+                    c.revision = service.definition.revision;
+                }
+                changes.push(ClaimChange::Update(c));
+            }
             Some(_) => {}
         }
     }
     for c in claims.iter().filter(|c| c.service == service.name && c.ordinal >= service.desired_count) {
         if c.desired == DesiredState::Running {
             let mut c = c.clone();
-            c.desired = DesiredState::Parked;
+            c.desired = match service.when_scaled {
+                WhenScaled::Retain => DesiredState::Parked,
+                WhenScaled::Delete => DesiredState::Deleted,
+            };
             c.updated_at = now;
             changes.push(ClaimChange::Update(c));
         }

@@ -547,3 +547,39 @@ async fn a_claim_moved_to_a_new_revision_is_handed_off_onto_it_with_its_snapshot
     assert_eq!(world.runtime.current("files-1").revision(), Some(1));
     invariants(&world).await;
 }
+
+#[tokio::test]
+async fn with_when_scaled_delete_scale_in_deletes_the_data_and_scale_out_starts_empty() {
+    let world = World::new();
+    let ctl = up(&world, 2).await;
+    let delete = |count| berth_core::service::ServiceSpec {
+        when_scaled: berth_core::service::WhenScaled::Delete,
+        ..fake::service(count)
+    };
+    ctl.set_service(delete(1));
+    ctl.scale_services().await.unwrap();
+    ctl.resync().await.unwrap();
+    invariants(&world).await;
+    let c1 = world.claim("files-1").await;
+    assert_eq!(c1.desired, DesiredState::Deleted);
+    assert!(c1.task.is_none() && c1.volume.is_none(), "{c1:?}");
+    let g = world.generations("files-1").await;
+    assert!(g[0].stop_snapshot.is_some(), "the stop snapshot is still taken");
+    // The sweep takes its volume and snapshots once the grace has passed.
+    world.clock.advance(Duration::from_secs(3600));
+    ctl.refresh_snapshots().await.unwrap();
+    let (volumes, snapshots) = ctl.sweep().await.unwrap();
+    assert_eq!((volumes, snapshots), (1, 1));
+    assert!(world.volumes.of("files-1").is_empty());
+    assert_eq!(world.claim("files-0").await.desired, DesiredState::Running, "files-0 is untouched");
+
+    // Scaling out again starts files-1 empty, at the next generation.
+    ctl.set_service(delete(2));
+    ctl.scale_services().await.unwrap();
+    ctl.resync().await.unwrap();
+    invariants(&world).await;
+    let c1 = world.claim("files-1").await;
+    assert_eq!(c1.generation, Generation(2));
+    let g = world.generations("files-1").await;
+    assert_eq!(g[1].source_snapshot, None, "a deleted claim comes back empty");
+}

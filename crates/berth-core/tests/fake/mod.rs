@@ -501,6 +501,7 @@ pub fn service(count: u32) -> ServiceSpec {
         lease: Duration::from_secs(60),
         adopt: true,
         healthy_reset: berth_core::backoff::HEALTHY_RESET,
+        when_scaled: Default::default(),
     }
 }
 

@@ -181,6 +181,8 @@ pub struct ServiceConfig {
     pub retention: RetentionConfig,
     pub autoscaling: AutoscalingConfig,
     pub deployment: DeploymentConfig,
+    /// `retain` (park with the data) or `delete` (drop it) on scale-in.
+    pub when_scaled: berth_core::service::WhenScaled,
 }
 
 impl Default for ServiceConfig {
@@ -198,6 +200,7 @@ impl Default for ServiceConfig {
             retention: RetentionConfig::default(),
             autoscaling: AutoscalingConfig::default(),
             deployment: DeploymentConfig::default(),
+            when_scaled: Default::default(),
         }
     }
 }
@@ -451,6 +454,7 @@ impl ServiceConfig {
             lease: controller.lease,
             adopt: controller.adopt,
             healthy_reset: controller.crash_loop_reset,
+            when_scaled: self.when_scaled,
         }
     }
 }
@@ -514,6 +518,9 @@ mod tests {
         let e = Config::parse("[[service]]\nname = \"x\"\n[service.autoscaling]\nmin_capacity = 5\nmax_capacity = 3\n")
             .unwrap_err();
         assert!(e.contains("min_capacity 5 is above max_capacity 3"), "{e}");
+        let c = Config::parse("[[service]]\nname = \"x\"\nwhen_scaled = \"delete\"\n").unwrap();
+        assert_eq!(c.specs()[0].when_scaled, berth_core::service::WhenScaled::Delete);
+        assert!(Config::parse("[[service]]\nname = \"x\"\nwhen_scaled = \"drop\"\n").unwrap_err().contains("drop"));
         let c = Config::parse("[[service]]\nname = \"x\"\n[service.deployment]\ntimeout = \"90s\"\n").unwrap();
         assert_eq!(c.services[0].deployment.timeout, Duration::from_secs(90));
     }
