@@ -12,6 +12,7 @@ pub mod autoscale;
 pub mod backoff;
 pub mod claim;
 pub mod controller;
+pub mod cost;
 pub mod deploy;
 pub mod event;
 pub mod intent;

@@ -63,6 +63,8 @@ enum Command {
     Restore(cmd::claim_restore::Args),
     /// Print the output of a task (read from the state folder).
     Logs(cmd::logs::Args),
+    /// What a deployment on AWS costs a month (the blog's estimate, recomputed from a dated price table).
+    Cost(cmd::cost::Args),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +89,7 @@ fn main() -> ExitCode {
         Command::Deploy(args) => cmd::deploy::run(args),
         Command::Restore(args) => cmd::claim_restore::run(args),
         Command::Logs(args) => cmd::logs::run(args),
+        Command::Cost(args) => cmd::cost::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod claim_restore;
 pub mod claims;
+pub mod cost;
 pub mod deploy;
 pub mod down;
 pub mod events;

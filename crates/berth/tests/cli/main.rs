@@ -4,6 +4,7 @@
 mod util;
 
 mod admin_client;
+mod cost;
 mod serve_api;
 mod serve_cluster;
 mod serve_lifecycle;
