@@ -162,7 +162,8 @@ pub fn estimate(inputs: &CostInputs, table: &PriceTable) -> Result<Estimate, Cos
         known: table.regions.keys().cloned().collect::<Vec<_>>().join(", "),
     })?;
     let hours = inputs.hours_per_month.unwrap_or(table.hours_per_month);
-    if !(hours.is_finite() && hours > 0.0) || !inputs.change_gib.is_finite() || inputs.change_gib < 0.0 {
+    let positive = |x: f64| x.is_finite() && x >= 0.0;
+    if !positive(hours) || hours == 0.0 || !positive(inputs.change_gib) {
         return Err(CostError::Invalid("hours and change must be positive numbers".into()));
     }
     let tasks = f64::from(inputs.tasks);
