@@ -52,8 +52,8 @@ pub struct Args {
     /// Snapshots kept per claim (retention keep-last).
     #[arg(long, value_name = "N", default_value_t = 1)]
     keep: u32,
-    /// NAT gateways (the blog's CDK VPC has one per AZ: 3).
-    #[arg(long, value_name = "N", default_value_t = 3)]
+    /// NAT gateways (berth's stack has one; the blog's CDK VPC default is one per AZ, 3).
+    #[arg(long, value_name = "N", default_value_t = 1)]
     nat: u32,
     /// Hours in a month (default: the table's, 730 as in AWS's calculator).
     #[arg(long)]

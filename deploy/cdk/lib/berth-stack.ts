@@ -1,0 +1,335 @@
+// The AWS stack of berth: the blog's architecture (VPC over three AZs,
+// ECS cluster with Container Insights, a Fargate task definition whose EBS
+// volume is configured at launch, an ALB redirecting HTTP to HTTPS in
+// front of the /health-checked tasks, logs kept one week) and berth's
+// controller (EventBridge rule on the cluster's task state changes → SQS
+// with a dead-letter queue → the Rust Lambda; a schedule for the periodic
+// resync; the DynamoDB ledger), with least-privilege IAM.
+//
+// Claims run as standalone tasks (RunTask), not as an ECS service: ECS
+// deletes a service task's EBS volume when the task stops, and only a
+// standalone task's volume can be kept for its stop snapshot
+// (deleteOnTermination=false). So there is no ECS service and no service
+// auto scaling here; the Lambda registers task IPs with the target group
+// and scales claims itself within the bounds passed in its environment.
+
+import * as path from "node:path";
+import * as fs from "node:fs";
+import { CfnOutput, Duration, RemovalPolicy, Stack, StackProps } from "aws-cdk-lib";
+import * as dynamodb from "aws-cdk-lib/aws-dynamodb";
+import * as ec2 from "aws-cdk-lib/aws-ec2";
+import * as ecs from "aws-cdk-lib/aws-ecs";
+import * as elbv2 from "aws-cdk-lib/aws-elasticloadbalancingv2";
+import * as events from "aws-cdk-lib/aws-events";
+import * as targets from "aws-cdk-lib/aws-events-targets";
+import * as iam from "aws-cdk-lib/aws-iam";
+import * as kms from "aws-cdk-lib/aws-kms";
+import * as lambda from "aws-cdk-lib/aws-lambda";
+import * as sources from "aws-cdk-lib/aws-lambda-event-sources";
+import * as logs from "aws-cdk-lib/aws-logs";
+import * as sqs from "aws-cdk-lib/aws-sqs";
+import { Construct } from "constructs";
+
+export interface BerthStackProps extends StackProps {
+  /** ACM certificate for the HTTPS listener (the blog's ALB serves HTTPS). */
+  certificateArn: string;
+  /** The Lambda's deployment package: a folder with the `bootstrap` binary (cargo lambda build). */
+  lambdaAsset: string;
+  /** The repository root, the Docker build context of the file service image. */
+  repositoryRoot: string;
+  /** Claims of the service, and the controller's scaling bounds (the blog's: 2, 2–10). */
+  desiredCount?: number;
+  minCapacity?: number;
+  maxCapacity?: number;
+  /** NAT gateways (one is enough for the tasks' egress; the blog's VPC default is one per AZ). */
+  natGateways?: number;
+  /** Size of each claim's gp3 volume in GiB. */
+  volumeGiB?: number;
+}
+
+export class BerthStack extends Stack {
+  constructor(scope: Construct, id: string, props: BerthStackProps) {
+    super(scope, id, props);
+    if (!fs.existsSync(path.join(props.lambdaAsset, "bootstrap"))) {
+      throw new Error(
+        `no Lambda package at ${props.lambdaAsset}/bootstrap: build it with cargo lambda ` +
+          "(see the README) or pass -c lambdaAsset=DIR",
+      );
+    }
+
+    const vpc = new ec2.Vpc(this, "Vpc", {
+      maxAzs: 3,
+      natGateways: props.natGateways ?? 1,
+      subnetConfiguration: [
+        { name: "public", subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 },
+        { name: "private", subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 24 },
+      ],
+    });
+
+    const cluster = new ecs.Cluster(this, "Cluster", {
+      vpc,
+      containerInsightsV2: ecs.ContainerInsights.ENABLED,
+    });
+
+    // Volumes are encrypted with a key of the stack's own.
+    const volumeKey = new kms.Key(this, "VolumeKey", {
+      description: "berth: encryption of claim volumes and their snapshots",
+      enableKeyRotation: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    // The role ECS uses to create, attach and tag the EBS volumes of RunTask.
+    const infrastructureRole = new iam.Role(this, "EcsInfrastructureRole", {
+      assumedBy: new iam.ServicePrincipal("ecs.amazonaws.com"),
+      managedPolicies: [
+        iam.ManagedPolicy.fromAwsManagedPolicyName("service-role/AmazonECSInfrastructureRolePolicyForVolumes"),
+      ],
+    });
+    volumeKey.grant(
+      infrastructureRole,
+      "kms:CreateGrant",
+      "kms:Decrypt",
+      "kms:DescribeKey",
+      "kms:GenerateDataKeyWithoutPlaintext",
+      "kms:ReEncrypt*",
+    );
+
+    const logGroup = new logs.LogGroup(this, "TaskLogs", {
+      retention: logs.RetentionDays.ONE_WEEK,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+
+    const taskDefinition = new ecs.FargateTaskDefinition(this, "TaskDef", {
+      cpu: 256,
+      memoryLimitMiB: 512,
+    });
+    taskDefinition.addVolume({ name: "data", configuredAtLaunch: true });
+    const container = taskDefinition.addContainer("files", {
+      image: ecs.ContainerImage.fromAsset(props.repositoryRoot, {
+        file: "deploy/docker/Dockerfile",
+        exclude: ["target", ".git", "bench/out", "deploy/cdk/node_modules", "deploy/cdk/cdk.out"],
+      }),
+      memoryLimitMiB: 512,
+      portMappings: [{ containerPort: 5000 }],
+      environment: { STORAGE_PATH: "/data", PORT: "5000" },
+      logging: ecs.LogDrivers.awsLogs({ streamPrefix: "berth", logGroup }),
+      healthCheck: {
+        command: ["CMD", "curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:5000/health"],
+        interval: Duration.seconds(30),
+        timeout: Duration.seconds(5),
+        retries: 3,
+        startPeriod: Duration.seconds(60),
+      },
+      stopTimeout: Duration.seconds(30),
+    });
+    container.addMountPoints({ sourceVolume: "data", containerPath: "/data", readOnly: false });
+
+    // The blog's ALB: HTTP redirects to HTTPS; HTTPS forwards to the tasks.
+    const albSg = new ec2.SecurityGroup(this, "AlbSg", { vpc, description: "berth load balancer" });
+    albSg.addIngressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(80), "HTTP, redirected to HTTPS");
+    albSg.addIngressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), "HTTPS");
+    const taskSg = new ec2.SecurityGroup(this, "TaskSg", { vpc, description: "berth tasks" });
+    taskSg.addIngressRule(albSg, ec2.Port.tcp(5000), "the load balancer to the file service");
+
+    const alb = new elbv2.ApplicationLoadBalancer(this, "Alb", { vpc, internetFacing: true, securityGroup: albSg });
+    alb.addListener("Http", {
+      port: 80,
+      defaultAction: elbv2.ListenerAction.redirect({ protocol: "HTTPS", port: "443", permanent: true }),
+    });
+    const targetGroup = new elbv2.ApplicationTargetGroup(this, "Targets", {
+      vpc,
+      port: 5000,
+      protocol: elbv2.ApplicationProtocol.HTTP,
+      targetType: elbv2.TargetType.IP,
+      deregistrationDelay: Duration.seconds(30),
+      healthCheck: {
+        path: "/health",
+        interval: Duration.seconds(30),
+        timeout: Duration.seconds(5),
+        healthyThresholdCount: 2,
+        unhealthyThresholdCount: 3,
+      },
+    });
+    alb.addListener("Https", {
+      port: 443,
+      certificates: [elbv2.ListenerCertificate.fromArn(props.certificateArn)],
+      defaultTargetGroups: [targetGroup],
+    });
+
+    // The ledger: one table, conditional writes, TTL on idempotency records.
+    const table = new dynamodb.TableV2(this, "Ledger", {
+      partitionKey: { name: "pk", type: dynamodb.AttributeType.STRING },
+      sortKey: { name: "sk", type: dynamodb.AttributeType.STRING },
+      billing: dynamodb.Billing.onDemand(),
+      timeToLiveAttribute: "ttl",
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    // EventBridge → SQS (with a dead-letter queue) → the Lambda.
+    const deadLetters = new sqs.Queue(this, "EventsDlq", {
+      retentionPeriod: Duration.days(14),
+      enforceSSL: true,
+    });
+    const queue = new sqs.Queue(this, "Events", {
+      visibilityTimeout: Duration.minutes(6),
+      deadLetterQueue: { queue: deadLetters, maxReceiveCount: 5 },
+      enforceSSL: true,
+    });
+    new events.Rule(this, "TaskStateChanges", {
+      description: "ECS task state changes of berth's cluster",
+      eventPattern: {
+        source: ["aws.ecs"],
+        detailType: ["ECS Task State Change"],
+        detail: { clusterArn: [cluster.clusterArn] },
+      },
+      targets: [new targets.SqsQueue(queue)],
+    });
+
+    const controller = new lambda.Function(this, "Controller", {
+      runtime: lambda.Runtime.PROVIDED_AL2023,
+      architecture: lambda.Architecture.ARM_64,
+      handler: "bootstrap",
+      code: lambda.Code.fromAsset(props.lambdaAsset),
+      timeout: Duration.minutes(1),
+      memorySize: 256,
+      logGroup: new logs.LogGroup(this, "ControllerLogs", {
+        retention: logs.RetentionDays.ONE_WEEK,
+        removalPolicy: RemovalPolicy.DESTROY,
+      }),
+      environment: {
+        BERTH_TABLE: table.tableName,
+        BERTH_CLUSTER: cluster.clusterArn,
+        BERTH_TASK_DEFINITION: taskDefinition.taskDefinitionArn,
+        BERTH_TARGET_GROUP: targetGroup.targetGroupArn,
+        BERTH_SUBNETS: vpc.privateSubnets.map((s) => s.subnetId).join(","),
+        BERTH_SECURITY_GROUP: taskSg.securityGroupId,
+        BERTH_VOLUME_ROLE: infrastructureRole.roleArn,
+        BERTH_VOLUME_KEY: volumeKey.keyArn,
+        BERTH_VOLUME_GIB: String(props.volumeGiB ?? 10),
+        BERTH_DESIRED_COUNT: String(props.desiredCount ?? 2),
+        BERTH_MIN_CAPACITY: String(props.minCapacity ?? 2),
+        BERTH_MAX_CAPACITY: String(props.maxCapacity ?? 10),
+        BERTH_CPU_TARGET: "70",
+        BERTH_MEMORY_TARGET: "80",
+      },
+    });
+    controller.addEventSource(
+      new sources.SqsEventSource(queue, { batchSize: 10, reportBatchItemFailures: true }),
+    );
+    // The periodic resync: level-triggered, so a lost event changes nothing.
+    new events.Rule(this, "Resync", {
+      description: "berth: reconcile every claim from observed state",
+      schedule: events.Schedule.rate(Duration.minutes(1)),
+      targets: [new targets.LambdaFunction(controller, { event: events.RuleTargetInput.fromObject({ resync: true }) })],
+    });
+
+    // Least privilege for the controller.
+    table.grantReadWriteData(controller);
+    volumeKey.grant(
+      controller,
+      "kms:CreateGrant",
+      "kms:Decrypt",
+      "kms:DescribeKey",
+      "kms:GenerateDataKeyWithoutPlaintext",
+      "kms:ReEncrypt*",
+    );
+    const onCluster = { ArnEquals: { "ecs:cluster": cluster.clusterArn } };
+    controller.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: "RunClaimTasks",
+        actions: ["ecs:RunTask"],
+        resources: [
+          Stack.of(this).formatArn({
+            service: "ecs",
+            resource: "task-definition",
+            resourceName: `${taskDefinition.family}:*`,
+          }),
+        ],
+        conditions: onCluster,
+      }),
+    );
+    controller.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: "ManageClaimTasks",
+        actions: ["ecs:StopTask", "ecs:DescribeTasks", "ecs:TagResource"],
+        resources: [
+          Stack.of(this).formatArn({ service: "ecs", resource: "task", resourceName: `${cluster.clusterName}/*` }),
+        ],
+        conditions: onCluster,
+      }),
+    );
+    controller.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: "ListClaimTasks",
+        // ListTasks has no resource-level permission: scoped by its cluster condition.
+        actions: ["ecs:ListTasks"],
+        resources: ["*"],
+        conditions: onCluster,
+      }),
+    );
+    controller.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: "PassTaskRoles",
+        actions: ["iam:PassRole"],
+        resources: [
+          taskDefinition.taskRole.roleArn,
+          taskDefinition.obtainExecutionRole().roleArn,
+          infrastructureRole.roleArn,
+        ],
+      }),
+    );
+    controller.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: "SnapshotClaimVolumes",
+        actions: ["ec2:CreateSnapshot", "ec2:DeleteVolume"],
+        resources: [Stack.of(this).formatArn({ service: "ec2", resource: "volume", resourceName: "*" })],
+        conditions: { StringLike: { "aws:ResourceTag/berth:claim": "*" } },
+      }),
+    );
+    controller.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: "MakeClaimSnapshots",
+        actions: ["ec2:CreateSnapshot", "ec2:CopySnapshot", "ec2:CreateTags"],
+        resources: [Stack.of(this).formatArn({ service: "ec2", resource: "snapshot", resourceName: "*", account: "" })],
+        conditions: { StringLike: { "aws:RequestTag/berth:claim": "*" } },
+      }),
+    );
+    controller.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: "DeleteClaimSnapshots",
+        actions: ["ec2:DeleteSnapshot"],
+        resources: [Stack.of(this).formatArn({ service: "ec2", resource: "snapshot", resourceName: "*", account: "" })],
+        conditions: { StringLike: { "aws:ResourceTag/berth:claim": "*" } },
+      }),
+    );
+    controller.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: "DescribeVolumesAndSnapshots",
+        // EC2's Describe* actions have no resource-level permissions.
+        actions: ["ec2:DescribeVolumes", "ec2:DescribeSnapshots"],
+        resources: ["*"],
+      }),
+    );
+    controller.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: "RegisterClaimTargets",
+        actions: ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
+        resources: [targetGroup.targetGroupArn],
+      }),
+    );
+    controller.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: "ReadTargetHealthAndMetrics",
+        // DescribeTargetHealth and GetMetricData have no resource-level permissions.
+        actions: ["elasticloadbalancing:DescribeTargetHealth", "cloudwatch:GetMetricData"],
+        resources: ["*"],
+      }),
+    );
+
+    new CfnOutput(this, "LoadBalancerDns", { value: alb.loadBalancerDnsName });
+    new CfnOutput(this, "LedgerTable", { value: table.tableName });
+    new CfnOutput(this, "EventQueue", { value: queue.queueUrl });
+    new CfnOutput(this, "DeadLetterQueue", { value: deadLetters.queueUrl });
+  }
+}

@@ -1,0 +1,179 @@
+// Synthesizes the stack offline and checks that it is the blog's
+// architecture plus berth's controller, with least-privilege IAM.
+// Run with `npm test` (node's test runner through tsx).
+import { test } from "node:test";
+import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { App } from "aws-cdk-lib";
+import { Match, Template } from "aws-cdk-lib/assertions";
+import { BerthStack } from "../lib/berth-stack";
+
+function synth(overrides: Record<string, unknown> = {}): Template {
+  const lambdaAsset = fs.mkdtempSync(path.join(os.tmpdir(), "berth-lambda-"));
+  // Synthesis only packages the folder; the real one comes from cargo lambda.
+  fs.writeFileSync(path.join(lambdaAsset, "bootstrap"), "#!/bin/sh\nexit 1\n", { mode: 0o755 });
+  const app = new App({ outdir: fs.mkdtempSync(path.join(os.tmpdir(), "berth-cdk-")) });
+  const stack = new BerthStack(app, "BerthStack", {
+    env: { account: "111111111111", region: "us-east-1" },
+    certificateArn: "arn:aws:acm:us-east-1:111111111111:certificate/00000000-0000-0000-0000-000000000000",
+    lambdaAsset,
+    repositoryRoot: path.resolve(__dirname, "../../.."),
+    ...overrides,
+  });
+  return Template.fromStack(stack);
+}
+
+const template = synth();
+
+test("a VPC over three AZs with public and private /24 subnets", () => {
+  const subnets = template.findResources("AWS::EC2::Subnet");
+  assert.equal(Object.keys(subnets).length, 6);
+  for (const s of Object.values(subnets)) {
+    assert.match((s as any).Properties.CidrBlock, /\/24$/);
+  }
+  template.resourceCountIs("AWS::EC2::NatGateway", 1);
+});
+
+test("a cluster with Container Insights and a task definition whose volume is configured at launch", () => {
+  template.hasResourceProperties("AWS::ECS::Cluster", {
+    ClusterSettings: [{ Name: "containerInsights", Value: "enabled" }],
+  });
+  template.hasResourceProperties("AWS::ECS::TaskDefinition", {
+    Cpu: "256",
+    Memory: "512",
+    RequiresCompatibilities: ["FARGATE"],
+    Volumes: [{ Name: "data", ConfiguredAtLaunch: true }],
+    ContainerDefinitions: [
+      Match.objectLike({
+        MountPoints: [{ ContainerPath: "/data", SourceVolume: "data", ReadOnly: false }],
+        PortMappings: [Match.objectLike({ ContainerPort: 5000 })],
+        HealthCheck: Match.objectLike({ Interval: 30, Timeout: 5, Retries: 3, StartPeriod: 60 }),
+      }),
+    ],
+  });
+});
+
+test("logs are kept one week", () => {
+  const groups = template.findResources("AWS::Logs::LogGroup");
+  assert.ok(Object.keys(groups).length >= 2);
+  for (const g of Object.values(groups)) {
+    assert.equal((g as any).Properties.RetentionInDays, 7);
+  }
+});
+
+test("the ALB redirects HTTP to HTTPS and checks /health on the tasks", () => {
+  template.hasResourceProperties("AWS::ElasticLoadBalancingV2::Listener", {
+    Port: 80,
+    DefaultActions: [
+      { Type: "redirect", RedirectConfig: { Protocol: "HTTPS", Port: "443", StatusCode: "HTTP_301" } },
+    ],
+  });
+  template.hasResourceProperties("AWS::ElasticLoadBalancingV2::Listener", {
+    Port: 443,
+    Protocol: "HTTPS",
+    Certificates: [{ CertificateArn: Match.stringLikeRegexp("^arn:aws:acm:") }],
+  });
+  template.hasResourceProperties("AWS::ElasticLoadBalancingV2::TargetGroup", {
+    TargetType: "ip",
+    Port: 5000,
+    HealthCheckPath: "/health",
+    HealthCheckIntervalSeconds: 30,
+    HealthCheckTimeoutSeconds: 5,
+    HealthyThresholdCount: 2,
+    UnhealthyThresholdCount: 3,
+    TargetGroupAttributes: Match.arrayWith([{ Key: "deregistration_delay.timeout_seconds", Value: "30" }]),
+  });
+});
+
+test("task state changes of the cluster reach the Lambda through SQS with a dead-letter queue", () => {
+  template.hasResourceProperties("AWS::Events::Rule", {
+    EventPattern: {
+      source: ["aws.ecs"],
+      "detail-type": ["ECS Task State Change"],
+      detail: { clusterArn: [Match.anyValue()] },
+    },
+    Targets: [Match.objectLike({ Arn: { "Fn::GetAtt": [Match.stringLikeRegexp("^Events"), "Arn"] } })],
+  });
+  template.hasResourceProperties("AWS::SQS::Queue", {
+    RedrivePolicy: { maxReceiveCount: 5, deadLetterTargetArn: Match.anyValue() },
+  });
+  template.hasResourceProperties("AWS::Lambda::EventSourceMapping", {
+    FunctionResponseTypes: ["ReportBatchItemFailures"],
+  });
+  template.hasResourceProperties("AWS::Events::Rule", {
+    ScheduleExpression: "rate(1 minute)",
+    Targets: [Match.objectLike({ Input: JSON.stringify({ resync: true }) })],
+  });
+  template.hasResourceProperties("AWS::Lambda::Function", {
+    Runtime: "provided.al2023",
+    Architectures: ["arm64"],
+    Handler: "bootstrap",
+  });
+});
+
+test("the ledger table has pk/sk, on-demand capacity and TTL", () => {
+  template.hasResourceProperties("AWS::DynamoDB::GlobalTable", {
+    KeySchema: [
+      { AttributeName: "pk", KeyType: "HASH" },
+      { AttributeName: "sk", KeyType: "RANGE" },
+    ],
+    BillingMode: "PAY_PER_REQUEST",
+    TimeToLiveSpecification: { AttributeName: "ttl", Enabled: true },
+  });
+});
+
+test("IAM: no wildcard resource but for actions AWS offers no narrower one", () => {
+  // Actions without resource-level permissions, each with a reason in the stack.
+  const wildcardOk = new Set([
+    "ecs:ListTasks",
+    "ec2:DescribeVolumes",
+    "ec2:DescribeSnapshots",
+    "elasticloadbalancing:DescribeTargetHealth",
+    "cloudwatch:GetMetricData",
+    // The task execution role pulling the image from ECR (CDK's grant; AWS allows only "*").
+    "ecr:GetAuthorizationToken",
+    // CDK's own grants on the stack's KMS key policy (Resource "*" there means the key itself).
+    "kms:*",
+  ]);
+  const offenders: string[] = [];
+  for (const [id, policy] of Object.entries(template.findResources("AWS::IAM::Policy"))) {
+    for (const st of (policy as any).Properties.PolicyDocument.Statement) {
+      const resources = [st.Resource].flat();
+      if (!resources.includes("*")) continue;
+      for (const action of [st.Action].flat()) {
+        if (!wildcardOk.has(action)) offenders.push(`${id}: ${action}`);
+      }
+    }
+  }
+  assert.deepEqual(offenders, []);
+  // RunTask only of the family, on the cluster; EBS snapshots only of berth's claims.
+  const statements = Object.values(template.findResources("AWS::IAM::Policy")).flatMap(
+    (p: any) => p.Properties.PolicyDocument.Statement,
+  );
+  const run = statements.find((s: any) => s.Sid === "RunClaimTasks");
+  assert.ok(run.Condition.ArnEquals["ecs:cluster"], "RunTask is scoped to the cluster");
+  const snap = statements.find((s: any) => s.Sid === "SnapshotClaimVolumes");
+  assert.equal(snap.Condition.StringLike["aws:ResourceTag/berth:claim"], "*");
+  const pass = statements.find((s: any) => s.Sid === "PassTaskRoles");
+  assert.equal([pass.Resource].flat().length, 3);
+});
+
+test("encrypted volumes: the ECS infrastructure role and the controller get the KMS grants", () => {
+  template.hasResourceProperties("AWS::KMS::Key", { EnableKeyRotation: true });
+  template.hasResourceProperties("AWS::IAM::Role", {
+    AssumeRolePolicyDocument: Match.objectLike({
+      Statement: [Match.objectLike({ Principal: { Service: "ecs.amazonaws.com" } })],
+    }),
+    ManagedPolicyArns: [Match.objectLike({ "Fn::Join": Match.arrayWith([Match.arrayWith([Match.stringLikeRegexp("AmazonECSInfrastructureRolePolicyForVolumes")])]) })],
+  });
+});
+
+test("scaling bounds reach the controller, and a missing Lambda package is one clear error", () => {
+  const t = synth({ minCapacity: 3, maxCapacity: 6 });
+  t.hasResourceProperties("AWS::Lambda::Function", {
+    Environment: { Variables: Match.objectLike({ BERTH_MIN_CAPACITY: "3", BERTH_MAX_CAPACITY: "6" }) },
+  });
+  assert.throws(() => synth({ lambdaAsset: "/nonexistent" }), /no Lambda package at \/nonexistent/);
+});
