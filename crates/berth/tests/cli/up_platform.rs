@@ -500,3 +500,33 @@ fn the_blogs_architecture_survives_spot_health_deploy_and_scaling_with_every_fil
         assert!(kinds.iter().any(|k| k == kind), "no {kind} event in {kinds:?}");
     }
 }
+
+#[test]
+fn a_rollout_interrupted_by_a_crash_of_berth_up_finishes_after_restart() {
+    let site = Site::new(TWO_CLAIMS);
+    let files = random_files("crash", &[40 * 1024]);
+    {
+        let mut up = site.up(&[]);
+        let t0 = site.wait_serving("files-0", Some(1));
+        site.wait_serving("files-1", Some(1));
+        upload(&endpoint(&t0), &files);
+        site.ok(&["deploy", "files", "--env", "APP_VERSION=2"]);
+        // Killed as soon as the first claim is being moved.
+        site.wait_until("the first deployment step", || {
+            (!events_of_kind(&site, "deploy-step").is_empty()).then_some(())
+        });
+        up.kill9();
+    }
+    let _up = site.up(&[]);
+    let record = site.wait_until("the deployment to complete after the restart", || {
+        let r = site.try_json(&["deploy", "files", "--status"])?;
+        (r["deployment"]["state"] == "completed").then_some(r)
+    });
+    assert_eq!(record["active"], 2);
+    for claim in ["files-0", "files-1"] {
+        let t = site.wait_serving(claim, None);
+        assert_eq!(task_revision(&t), 2, "{claim}: {t:#}");
+        assert_history_chain(&site.history(claim));
+    }
+    assert_files(&endpoint(&site.wait_serving("files-0", None)), &files);
+}
