@@ -1,12 +1,14 @@
 //! berth-aws: the AWS adapters of berth's ports.
 //!
 //! Today the ledger on DynamoDB ([`DynamoLedger`]), which passes the same
-//! ledger contract as the SQLite ledger. The ECS runtime, the EBS volumes,
+//! ledger contract as the SQLite ledger, and the translation of ECS tasks
+//! into core's `TaskInfo` ([`ecs_task`]). The ECS runtime, the EBS volumes,
 //! ELBv2 target registration and the Lambda entry point follow (issue 6):
 //! adapters translate between AWS's API and core's ports; the rules stay in
 //! `berth-core`.
 
 mod dynamo;
+pub mod ecs_task;
 
 pub use dynamo::DynamoLedger;
 
