@@ -35,12 +35,19 @@ pub struct Cluster {
     token: Option<String>,
     timeout: Duration,
     fetched: Mutex<Option<(Instant, Vec<String>)>>,
+    /// How many members the peer-list URL says the service should have
+    /// (its `expected` field; 0: not said).
+    expected: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum PeerList {
-    Object { peers: Vec<String> },
+    Object {
+        peers: Vec<String>,
+        #[serde(default)]
+        expected: Option<usize>,
+    },
     List(Vec<String>),
 }
 
@@ -76,6 +83,7 @@ impl Cluster {
             token: config.token.clone(),
             timeout: config.peer_timeout,
             fetched: Mutex::new(None),
+            expected: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
 
@@ -93,6 +101,12 @@ impl Cluster {
             *fetched = None;
         }
         stale
+    }
+
+    /// How many of the members the service should have are missing from
+    /// `members` (being started or replaced), as far as the peer list says.
+    pub fn missing(&self, members: &[String]) -> usize {
+        self.expected.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(members.len())
     }
 
     /// This member's own base URL.
@@ -126,7 +140,12 @@ impl Cluster {
         }
         .await;
         match result {
-            Ok(PeerList::Object { peers } | PeerList::List(peers)) => {
+            Ok(list) => {
+                let (peers, expected) = match list {
+                    PeerList::Object { peers, expected } => (peers, expected.unwrap_or(0)),
+                    PeerList::List(peers) => (peers, 0),
+                };
+                self.expected.store(expected, std::sync::atomic::Ordering::Relaxed);
                 let list: Vec<String> = peers
                     .iter()
                     .filter_map(|u| {

@@ -48,6 +48,17 @@ pub async fn download(
                     let members = cluster.members().await;
                     match cluster.holder(&name, &members).await {
                         Some(member) => proxy(&state, &member, &name, method, &headers).await,
+                        // A member of the service is not running (being
+                        // replaced): the file may be on its volume. Not a
+                        // 404, which would tell a client the file is gone.
+                        None if cluster.missing(&members) > 0 => Err(ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!(
+                                "{name} is on none of the members that answer, and {} member(s) of the service \
+                                 are not running (being started or replaced); retry in a moment",
+                                cluster.missing(&members)
+                            ),
+                        )),
                         None => Err(ApiError::not_found(name.as_str())),
                     }
                 }

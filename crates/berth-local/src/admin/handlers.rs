@@ -55,7 +55,11 @@ pub async fn peers(State(app): State<AppState>, Path(service): Path<String>) -> 
         .filter_map(|t| t.endpoint.as_ref().map(|e| format!("http://{e}")))
         .collect();
     peers.sort();
-    Ok(Json(json!({ "peers": peers })))
+    // How many tasks the service should have: a member missing from the
+    // list is being started or replaced, and its files are not gone.
+    let claims = app.platform.ledger.claims().await.map_err(ApiError::internal)?;
+    let expected = claims.iter().filter(|c| c.service == service && c.desired == DesiredState::Running).count();
+    Ok(Json(json!({ "peers": peers, "expected": expected })))
 }
 
 pub async fn claims(State(app): State<AppState>) -> Answer {

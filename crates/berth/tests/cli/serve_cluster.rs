@@ -85,15 +85,12 @@ fn three_tasks_present_one_namespace() {
     assert!(list["count"].as_u64().unwrap() < 29);
 }
 
-#[test]
-fn members_come_from_a_peer_list_url() {
-    // A tiny peer-list endpoint, as the local platform will serve.
-    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+/// A tiny peer-list endpoint answering `body`, as the local platform serves
+/// one; returns its URL. Answers at most 200 requests.
+fn serve_peer_list(body: Value) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let list_url = format!("http://{}/peers", listener.local_addr().unwrap());
-    let body =
-        serde_json::json!({ "peers": ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect::<Vec<_>>() })
-            .to_string();
+    let url = format!("http://{}/peers", listener.local_addr().unwrap());
+    let body = body.to_string();
     std::thread::spawn(move || {
         for stream in listener.incoming().take(200) {
             let Ok(mut s) = stream else { continue };
@@ -107,6 +104,36 @@ fn members_come_from_a_peer_list_url() {
             );
         }
     });
+    url
+}
+
+#[test]
+fn a_missing_file_while_a_member_is_being_replaced_is_503_not_404() {
+    let port = free_port();
+    let me = format!("http://127.0.0.1:{port}");
+    // The platform says two tasks should run; only this one does.
+    let replacing = serve_peer_list(serde_json::json!({ "peers": [me], "expected": 2 }));
+    let task = Server::start_with(Opts::default().port(port).arg("--peers-url").arg(replacing));
+    let r = client().get(task.url("/download/elsewhere.bin")).send().unwrap();
+    assert_eq!(r.status(), 503, "the file may be on the member being replaced");
+    let body: Value = r.json().unwrap();
+    assert!(body["error"].as_str().unwrap().contains("retry"), "{body}");
+    drop(task);
+    // With every member there, a missing file is missing.
+    let port = free_port();
+    let me = format!("http://127.0.0.1:{port}");
+    let complete = serve_peer_list(serde_json::json!({ "peers": [me], "expected": 1 }));
+    let task = Server::start_with(Opts::default().port(port).arg("--peers-url").arg(complete));
+    assert_eq!(client().get(task.url("/download/elsewhere.bin")).send().unwrap().status(), 404);
+}
+
+#[test]
+fn members_come_from_a_peer_list_url() {
+    // A tiny peer-list endpoint, as the local platform will serve.
+    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let list_url = serve_peer_list(serde_json::json!({
+        "peers": ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect::<Vec<_>>()
+    }));
     let tasks: Vec<Server> = ports
         .iter()
         .map(|&p| Server::start_with(Opts::default().port(p).arg("--peers-url").arg(list_url.clone())))
