@@ -103,10 +103,12 @@ impl Cluster {
         stale
     }
 
-    /// How many of the members the service should have are missing from
-    /// `members` (being started or replaced), as far as the peer list says.
-    pub fn missing(&self, members: &[String]) -> usize {
-        self.expected.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(members.len())
+    /// How many members of the service did not answer a lookup: listed
+    /// ones that did not answer, and those the peer list says the service
+    /// should have but does not list (being started or replaced).
+    pub fn missing(&self, members: &[String], found: &Lookup) -> usize {
+        let expected = self.expected.load(std::sync::atomic::Ordering::Relaxed);
+        expected.max(members.len()).saturating_sub(found.reachable.len())
     }
 
     /// This member's own base URL.
@@ -198,11 +200,6 @@ impl Cluster {
     /// Short requests (lists, lookups) also get a total deadline.
     pub fn short_request(&self, method: Method, member: &str, segments: &[&str]) -> reqwest::RequestBuilder {
         self.request(method, member, segments).timeout(self.timeout)
-    }
-
-    /// The other member that holds `name`, if any; the rendezvous owner is preferred.
-    pub async fn holder(&self, name: &FileName, members: &[String]) -> Option<String> {
-        self.lookup(name, members).await.holder
     }
 
     /// Asks every other member whether it holds `name`: the holder (the

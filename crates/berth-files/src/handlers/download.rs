@@ -46,17 +46,18 @@ pub async fn download(
             return match state.cluster.as_ref().filter(|_| !is_local_scope(&headers)) {
                 Some(cluster) => {
                     let members = cluster.members().await;
-                    match cluster.holder(&name, &members).await {
+                    let found = cluster.lookup(&name, &members).await;
+                    let missing = cluster.missing(&members, &found);
+                    match found.holder {
                         Some(member) => proxy(&state, &member, &name, method, &headers).await,
                         // A member of the service is not running (being
                         // replaced): the file may be on its volume. Not a
                         // 404, which would tell a client the file is gone.
-                        None if cluster.missing(&members) > 0 => Err(ApiError::new(
+                        None if missing > 0 => Err(ApiError::new(
                             StatusCode::SERVICE_UNAVAILABLE,
                             format!(
-                                "{name} is on none of the members that answer, and {} member(s) of the service \
-                                 are not running (being started or replaced); retry in a moment",
-                                cluster.missing(&members)
+                                "{name} is on none of the members that answer, and {missing} member(s) of the service \
+                                 do not answer (being started or replaced); retry in a moment",
                             ),
                         )),
                         None => Err(ApiError::not_found(name.as_str())),
