@@ -41,7 +41,8 @@ enum Command {
     /// Create, list, snapshot and delete local volumes.
     Volume(cmd::volume::Args),
     /// Run the platform on this machine: tasks with persistent volumes,
-    /// snapshots, the controller and its admin API.
+    /// snapshots, the controller, the HTTPS load balancer, auto scaling,
+    /// rolling deployments and the admin API.
     Up(cmd::up::Args),
     /// Stop a running `berth up`, snapshotting every task, and wait until it has exited.
     Down(cmd::down::Args),
