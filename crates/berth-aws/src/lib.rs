@@ -8,7 +8,9 @@
 //! `berth-core`.
 
 mod dynamo;
-pub mod ecs_task;
+
+/// ECS tasks as core's `TaskInfo` (the translation lives in core).
+pub use berth_core::ecs_task;
 
 pub use dynamo::DynamoLedger;
 

@@ -14,6 +14,7 @@ pub mod claim;
 pub mod controller;
 pub mod cost;
 pub mod deploy;
+pub mod ecs_task;
 pub mod event;
 pub mod intent;
 pub mod ledger;

@@ -66,6 +66,8 @@ enum Command {
     Logs(cmd::logs::Args),
     /// What a deployment on AWS costs a month (the blog's estimate, recomputed from a dated price table).
     Cost(cmd::cost::Args),
+    /// The AWS controller Lambda: `decide` replays one event offline.
+    Lambda(cmd::lambda::Args),
 }
 
 fn main() -> ExitCode {
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
         Command::Restore(args) => cmd::claim_restore::run(args),
         Command::Logs(args) => cmd::logs::run(args),
         Command::Cost(args) => cmd::cost::run(args),
+        Command::Lambda(args) => cmd::lambda::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,7 @@ pub mod cost;
 pub mod deploy;
 pub mod down;
 pub mod events;
+pub mod lambda;
 pub mod logs;
 pub mod ps;
 pub mod repo;

@@ -5,6 +5,7 @@ mod util;
 
 mod admin_client;
 mod cost;
+mod lambda;
 mod serve_api;
 mod serve_cluster;
 mod serve_lifecycle;

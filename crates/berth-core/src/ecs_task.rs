@@ -8,9 +8,14 @@
 //! task's whole life. A task without it is not berth's (rule 8's scope
 //! check still runs first). The task's address for the load balancer is the
 //! private IPv4 address of its network interface attachment.
+//!
+//! It lives in core beside the event model because two adapters use it:
+//! the ECS runtime, and `berth lambda decide`, which replays an event
+//! without linking the AWS SDK.
 
-use berth_core::event::TaskDetail;
-use berth_core::{ClaimName, Generation, Health, TaskArn, TaskInfo, TaskStatus};
+use crate::claim::{ClaimName, Generation};
+use crate::event::{TaskDetail, TaskStatus};
+use crate::task::{Health, TaskArn, TaskInfo};
 use chrono::{DateTime, Utc};
 
 /// The `startedBy` prefix of berth's tasks.
@@ -75,7 +80,7 @@ pub fn task_info(detail: &TaskDetail, port: u16, observed: DateTime<Utc>) -> Tas
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_core::{StopCode, TaskStateChange};
+    use crate::event::{StopCode, TaskStateChange};
 
     #[test]
     fn started_by_round_trips_and_refuses_strangers() {

@@ -1,0 +1,261 @@
+//! `berth lambda decide`: what the controller Lambda would do with one
+//! EventBridge event, without calling AWS.
+//!
+//! For operators replaying an event and for tests. The event's task is read
+//! as the ECS runtime reads it (`berth_core::ecs_task`: claim and generation
+//! from `startedBy`), the claim and its snapshots come from the ledger given
+//! (a SQLite ledger such as `berth up`'s `<state>/ledger.sqlite`; none: an
+//! empty one), and core's reconciler decides the first step. Nothing is
+//! written: the ledger is only read, no action is carried out. The Lambda
+//! itself then observes again and takes the next step; this shows the first.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use berth_core::controller::action_name;
+use berth_core::ecs_task::task_info;
+use berth_core::ledger::{ClaimRecord, Ledger};
+use berth_core::ports::VolumeInfo;
+use berth_core::reconcile::{reconcile, Action, Context as ReconcileContext, World};
+use berth_core::scope::Scope;
+use berth_core::{TaskArn, TaskStateChange, VolumeId};
+use berth_local::platform::Config;
+use berth_local::SqliteLedger;
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::output::print_json;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Print what the handler would do with one EventBridge event (JSON), calling no AWS API.
+    Decide(DecideArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DecideArgs {
+    /// The event: an EventBridge `ECS Task State Change` as JSON; `-` reads standard input.
+    #[arg(long, value_name = "FILE")]
+    event: PathBuf,
+    /// A SQLite ledger to read (e.g. .berth/ledger.sqlite); default: an empty ledger.
+    #[arg(long, value_name = "FILE")]
+    ledger: Option<PathBuf>,
+    /// Only events of this cluster (name or ARN) are in scope, as the handler's EventBridge rule.
+    #[arg(long)]
+    cluster: Option<String>,
+    /// The port the task serves on, for its load balancer target.
+    #[arg(long, default_value_t = 5000)]
+    port: u16,
+    /// Print the decision as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `decide` found.
+#[derive(Debug, Serialize)]
+struct Verdict {
+    task: String,
+    claim: Option<String>,
+    generation: Option<u64>,
+    last_status: String,
+    stop_code: Option<String>,
+    /// out-of-scope | unclaimed | unknown-claim | idle | act
+    outcome: &'static str,
+    explanation: String,
+    actions: Vec<Step>,
+    requeue_after_ms: Option<u128>,
+}
+
+#[derive(Debug, Serialize)]
+struct Step {
+    action: String,
+    detail: String,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    match args.command {
+        Command::Decide(args) => decide(args),
+    }
+}
+
+fn decide(args: DecideArgs) -> Result<()> {
+    let text = if args.event.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("cannot read the event from standard input")?;
+        s
+    } else {
+        std::fs::read_to_string(&args.event).with_context(|| format!("cannot read {}", args.event.display()))?
+    };
+    let event = TaskStateChange::parse(&text)
+        .with_context(|| format!("{} is not an ECS task state change event", args.event.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let verdict = runtime.block_on(judge(&args, &event))?;
+    if args.json {
+        return print_json(&verdict);
+    }
+    let status = verdict.stop_code.as_deref().map(|c| format!(", {c}")).unwrap_or_default();
+    println!("task {} ({}{status})", verdict.task, verdict.last_status);
+    match (&verdict.claim, verdict.generation) {
+        (Some(c), Some(g)) => println!("claim {c}, generation {g}"),
+        (Some(c), None) => println!("claim {c}"),
+        _ => {}
+    }
+    println!("{}: {}", verdict.outcome, verdict.explanation);
+    for step in &verdict.actions {
+        println!("  {:<16} {}", step.action, step.detail);
+    }
+    if let Some(ms) = verdict.requeue_after_ms {
+        println!("then looks again in {ms} ms");
+    }
+    Ok(())
+}
+
+async fn judge(args: &DecideArgs, event: &TaskStateChange) -> Result<Verdict> {
+    let detail = &event.detail;
+    let now = Utc::now();
+    let task = task_info(detail, args.port, now);
+    let mut verdict = Verdict {
+        task: task.arn.0.clone(),
+        claim: task.claim.as_ref().map(|c| c.to_string()),
+        generation: task.generation.map(|g| g.0),
+        last_status: task.last_status.as_str().to_owned(),
+        stop_code: task.stop_code.as_ref().map(|c| c.as_str().to_owned()),
+        outcome: "idle",
+        explanation: String::new(),
+        actions: Vec::new(),
+        requeue_after_ms: None,
+    };
+    if let Some(cluster) = &args.cluster {
+        let scope = Scope { clusters: vec![cluster.clone()], ..Default::default() };
+        if !scope.admits(detail) {
+            verdict.outcome = "out-of-scope";
+            verdict.explanation = format!("the task is not in cluster {cluster}: the rule would not deliver it");
+            return Ok(verdict);
+        }
+    }
+    let _empty;
+    let ledger = match &args.ledger {
+        Some(path) => {
+            if !path.exists() {
+                bail!("no ledger at {} (give a berth up state folder's ledger.sqlite, or no --ledger)", path.display());
+            }
+            SqliteLedger::open(path).with_context(|| format!("cannot open the ledger {}", path.display()))?
+        }
+        None => {
+            _empty = tempfile::tempdir()?;
+            SqliteLedger::open(&_empty.path().join("ledger.sqlite"))?
+        }
+    };
+    let claims = ledger.claims().await?;
+    let by_task = |arn: &TaskArn| {
+        claims.iter().find(|c| {
+            c.task.as_ref() == Some(arn)
+                || c.handoff
+                    .as_ref()
+                    .is_some_and(|h| h.stopped_task.as_ref() == Some(arn) || h.new_task.as_ref() == Some(arn))
+        })
+    };
+    let claim: Option<&ClaimRecord> = match &task.claim {
+        Some(name) => claims.iter().find(|c| &c.name == name),
+        None => by_task(&task.arn),
+    };
+    let Some(claim) = claim else {
+        match &task.claim {
+            Some(name) => {
+                verdict.outcome = "unknown-claim";
+                verdict.explanation = format!(
+                    "claim {name} is not in the ledger: the handler does nothing for this event (a resync creates \
+                     claims from each service's desired count)"
+                );
+            }
+            None => {
+                verdict.outcome = "unclaimed";
+                verdict.explanation = format!(
+                    "not a task berth started (startedBy {}): the handler ignores it",
+                    detail.started_by.as_deref().unwrap_or("missing")
+                );
+            }
+        }
+        return Ok(verdict);
+    };
+    verdict.claim = Some(claim.name.to_string());
+
+    // The service as the ledger knows it; the configured defaults otherwise.
+    let config = Config::default();
+    let mut spec = config.specs().into_iter().next().context("the default configuration has a service")?;
+    spec.name = claim.service.clone();
+    if let Some(record) = ledger.service(&claim.service).await? {
+        if let Some(active) = record.active_definition() {
+            spec.definition = active.clone();
+        }
+        spec.revisions = record.revisions.clone();
+    }
+    let volumes = detail
+        .ebs_volume_id()
+        .map(|id| VolumeInfo {
+            id: VolumeId(id.to_owned()),
+            claim: claim.name.clone(),
+            generation: task.generation,
+            created: task.created_at,
+            source_snapshot: None,
+            adopted_from: None,
+            location: String::new(),
+        })
+        .into_iter()
+        .collect();
+    let world = World { tasks: vec![task], volumes, snapshots: ledger.snapshots(Some(&claim.name)).await? };
+    let cx = ReconcileContext {
+        controller: "berth-lambda",
+        now,
+        definition: spec.definition_for(claim.revision),
+        retention: &spec.retention,
+        lease: spec.lease,
+        adopt: false,
+        healthy_reset: spec.healthy_reset,
+    };
+    let decision = reconcile(claim, &world, &cx);
+    verdict.requeue_after_ms = decision.requeue_after.map(|d| d.as_millis());
+    if decision.actions.is_empty() {
+        verdict.outcome = "idle";
+        verdict.explanation = "nothing to do for this claim now".into();
+    } else {
+        verdict.outcome = "act";
+        verdict.explanation = "the first step of the handler (it then observes again and goes on)".into();
+    }
+    verdict.actions = decision.actions.iter().map(|a| Step { action: action_name(a), detail: describe(a) }).collect();
+    Ok(verdict)
+}
+
+/// One line on what an action does.
+fn describe(action: &Action) -> String {
+    match action {
+        Action::WriteClaim(c) => match &c.handoff {
+            Some(h) => format!(
+                "claim {} at generation {}: handoff {} ({:?}: {})",
+                c.name,
+                c.generation,
+                h.step.as_str(),
+                h.intent,
+                h.intent_reason
+            ),
+            None => format!("claim {} at generation {}", c.name, c.generation),
+        },
+        Action::MarkGeneration { generation, mark } => format!("generation {generation}: {mark:?}"),
+        Action::StopTask { task, code, reason } => format!("stop {} ({}: {reason})", task.short(), code.as_str()),
+        Action::TakeSnapshot { volume, request } => {
+            format!("snapshot {volume} for {} ({:?})", request.claim, request.kind)
+        }
+        Action::DeleteSnapshots(ids) => format!("forget {} snapshot(s) by retention", ids.len()),
+        Action::CreateVolume { generation, source } => format!("volume for generation {generation} from {source:?}"),
+        Action::RunTask(r) => format!("run {} generation {} (client token {})", r.claim, r.generation, r.client_token),
+        Action::DeleteVolume(v) => format!("delete volume {v}"),
+        Action::Log(e) => format!("{}: {}", e.kind, e.message),
+    }
+}
