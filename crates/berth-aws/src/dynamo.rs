@@ -309,16 +309,8 @@ impl Ledger for DynamoLedger {
 
     async fn put_generation(&self, record: &GenerationRecord) -> Result<(), LedgerError> {
         let what = format!("generation {} of {}", record.generation, record.claim);
-        let mut item = self.key(&format!("gen#{}", record.claim), &format!("{:020}", record.generation.0));
-        item.insert("json".into(), s(&to_json(record, &what)?));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| unavailable(&format!("write {what}"), e))?;
-        Ok(())
+        let (pk, sk) = (format!("gen#{}", record.claim), format!("{:020}", record.generation.0));
+        self.put_json(&pk, &sk, record, None, &what).await
     }
 
     async fn generation(
@@ -352,18 +344,7 @@ impl Ledger for DynamoLedger {
         let attrs = out.attributes.unwrap_or_default();
         let seq = number(&attrs, "n", "the event sequence")?;
         let stored = EventRecord { seq, ..event.clone() };
-        let mut item = self.key("events", &format!("{seq:020}"));
-        item.insert("json".into(), s(&to_json(&stored, &format!("event {seq}"))?));
-        if let Some(c) = &event.claim {
-            item.insert("claim".into(), s(c.as_str()));
-        }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| unavailable(&format!("write event {seq}"), e))?;
+        self.put_json("events", &format!("{seq:020}"), &stored, event.claim.as_ref(), &format!("event {seq}")).await?;
         Ok(seq)
     }
 
@@ -451,18 +432,7 @@ impl Ledger for DynamoLedger {
     async fn catalogue(&self, snapshots: &[SnapshotRecord]) -> Result<(), LedgerError> {
         for snap in snapshots {
             let what = format!("snapshot {}", snap.id);
-            let mut item = self.key("snapshots", &snap.id.0);
-            item.insert("json".into(), s(&to_json(snap, &what)?));
-            if let Some(c) = &snap.claim {
-                item.insert("claim".into(), s(c.as_str()));
-            }
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .send()
-                .await
-                .map_err(|e| unavailable(&format!("catalogue {what}"), e))?;
+            self.put_json("snapshots", &snap.id.0, snap, snap.claim.as_ref(), &what).await?;
         }
         Ok(())
     }
@@ -515,6 +485,31 @@ impl Ledger for DynamoLedger {
 }
 
 impl DynamoLedger {
+    /// Writes the record `value` (as JSON) at (`pk`, `sk`), unconditionally,
+    /// with the claim it belongs to as an attribute for filters.
+    async fn put_json<T: Serialize>(
+        &self,
+        pk: &str,
+        sk: &str,
+        value: &T,
+        claim: Option<&ClaimName>,
+        what: &str,
+    ) -> Result<(), LedgerError> {
+        let mut item = self.key(pk, sk);
+        item.insert("json".into(), s(&to_json(value, what)?));
+        if let Some(c) = claim {
+            item.insert("claim".into(), s(c.as_str()));
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| unavailable(&format!("write {what}"), e))?;
+        Ok(())
+    }
+
     async fn delete(&self, pk: &str, sk: &str) -> Result<(), LedgerError> {
         self.client
             .delete_item()

@@ -118,8 +118,10 @@ fn a_revision_that_fails_its_health_checks_rolls_back() {
 }
 
 /// A service whose tasks run `berth serve` beside a shell that spins while
-/// `<flags>/burn` exists: a real CPU load, read from `/proc`.
-fn burning_service() -> String {
+/// `<flags>/burn` exists: a real CPU load, read from `/proc`. Auto scaled
+/// 2–4; `health` is extra health-check settings, `scale_in_cooldown` the
+/// cooldown after a scale-in.
+fn burning_service(health: &str, scale_in_cooldown: &str) -> String {
     format!(
         r#"
 [[service]]
@@ -130,6 +132,7 @@ command = ["sh", "-c", '"{BERTH}" serve & while :; do while [ -e "$FLAG_DIR/burn
 env = {{ FLAG_DIR = "{{FLAGS}}" }}
 
 [service.health_check]
+{health}
 interval = "300ms"
 timeout = "2s"
 retries = 2
@@ -140,7 +143,7 @@ min_capacity = 2
 max_capacity = 4
 sample_interval = "1s"
 scale_out_cooldown = "3s"
-scale_in_cooldown = "1s"
+scale_in_cooldown = "{scale_in_cooldown}"
 "#
     )
 }
@@ -152,7 +155,7 @@ fn desired_count(site: &Site) -> Option<u64> {
 
 #[test]
 fn auto_scaling_follows_a_cpu_load_out_to_max_and_back_in_keeping_the_data() {
-    let site = Site::new(&burning_service());
+    let site = Site::new(&burning_service("", "1s"));
     let _up = site.up(&[]);
     site.wait_serving("files-0", Some(1));
     site.wait_serving("files-1", Some(1));
@@ -347,30 +350,8 @@ fn a_changed_berth_toml_is_deployed_at_the_next_start_and_an_unchanged_one_is_no
 /// health checks per claim (`<flags>/<claim>`) and a CPU burner per task
 /// (`<flags>/burn`), auto scaled 2–4.
 fn blog_stack() -> String {
-    format!(
-        r#"
-[[service]]
-name = "files"
-desired_count = 2
-stop_timeout = "3s"
-command = ["sh", "-c", '"{BERTH}" serve & while :; do while [ -e "$FLAG_DIR/burn" ]; do :; done; sleep 0.2; done']
-env = {{ FLAG_DIR = "{{FLAGS}}" }}
-
-[service.health_check]
-command = ["sh", "-c", 'test ! -e "$FLAG_DIR/$BERTH_CLAIM" && curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null']
-interval = "300ms"
-timeout = "2s"
-retries = 2
-start_period = "3s"
-
-[service.autoscaling]
-min_capacity = 2
-max_capacity = 4
-sample_interval = "1s"
-scale_out_cooldown = "3s"
-scale_in_cooldown = "2s"
-"#
-    )
+    let health = r#"command = ["sh", "-c", 'test ! -e "$FLAG_DIR/$BERTH_CLAIM" && curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null']"#;
+    burning_service(health, "2s")
 }
 
 /// The blog's validation sequence through the load balancer with curl:
