@@ -412,3 +412,15 @@ pub(crate) fn lb_curl(cert: &str, args: &[&str]) -> (String, Vec<u8>) {
     body.truncate(split);
     (status, body)
 }
+
+/// The load balancer's HTTP listener at `http` answers `/health` with a
+/// permanent redirect to HTTPS (checked with curl).
+pub(crate) fn assert_redirects_to_https(http: &str) {
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}"])
+        .arg(format!("{http}/health"))
+        .output()
+        .unwrap();
+    let redirect = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(redirect.starts_with("308 https://"), "{redirect}");
+}

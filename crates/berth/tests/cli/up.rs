@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -231,13 +230,7 @@ fn the_blogs_validation_sequence_passes_through_the_load_balancer() {
         lb["cert"].as_str().unwrap().to_owned(),
     );
     // HTTP answers with a permanent redirect to HTTPS.
-    let redirect = Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}"])
-        .arg(format!("{http}/health"))
-        .output()
-        .unwrap();
-    let redirect = String::from_utf8_lossy(&redirect.stdout).to_string();
-    assert!(redirect.starts_with("308 https://"), "{redirect}");
+    assert_redirects_to_https(&http);
     // Health through HTTPS once the targets passed the load balancer's checks.
     site.wait_until("a healthy target behind the load balancer", || {
         (lb_curl(&cert, &[&format!("{https}/health")]).0 == "200").then_some(())

@@ -362,13 +362,7 @@ fn blog_sequence(site: &Site, new: &BTreeMap<String, Vec<u8>>, all: &mut BTreeMa
     let lb: Value = serde_json::from_slice(&std::fs::read(site.state.join("lb.json")).unwrap()).unwrap();
     let (https, http, cert) =
         (lb["https"].as_str().unwrap(), lb["http"].as_str().unwrap(), lb["cert"].as_str().unwrap());
-    let redirect = std::process::Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}"])
-        .arg(format!("{http}/health"))
-        .output()
-        .unwrap();
-    let redirect = String::from_utf8_lossy(&redirect.stdout).to_string();
-    assert!(redirect.starts_with("308 https://"), "{redirect}");
+    assert_redirects_to_https(http);
     site.wait_until("/health through HTTPS", || {
         (lb_curl(cert, &[&format!("{https}/health")]).0 == "200").then_some(())
     });
