@@ -352,15 +352,7 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
             }
         }
         let claims = self.ledger.claims().await?;
-        Ok(claims
-            .into_iter()
-            .find(|c| {
-                c.task.as_ref() == Some(task)
-                    || c.handoff
-                        .as_ref()
-                        .is_some_and(|h| h.stopped_task.as_ref() == Some(task) || h.new_task.as_ref() == Some(task))
-            })
-            .map(|c| c.name))
+        Ok(claims.into_iter().find(|c| c.owns_task(task)).map(|c| c.name))
     }
 
     /// Which claim a task state change wakes, if any: out-of-scope, stale

@@ -170,6 +170,16 @@ pub struct ClaimRecord {
 }
 
 impl ClaimRecord {
+    /// Whether `task` is this claim's: its current task, or the stopped or
+    /// new task of its handoff in progress.
+    pub fn owns_task(&self, task: &TaskArn) -> bool {
+        self.task.as_ref() == Some(task)
+            || self
+                .handoff
+                .as_ref()
+                .is_some_and(|h| h.stopped_task.as_ref() == Some(task) || h.new_task.as_ref() == Some(task))
+    }
+
     /// A new claim, desired Running, never launched.
     pub fn new(name: ClaimName, service: &str, ordinal: u32, revision: u32, now: DateTime<Utc>) -> Self {
         Self {

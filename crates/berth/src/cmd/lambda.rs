@@ -19,7 +19,7 @@ use berth_core::ledger::{ClaimRecord, Ledger};
 use berth_core::ports::VolumeInfo;
 use berth_core::reconcile::{reconcile, Action, Context as ReconcileContext, World};
 use berth_core::scope::Scope;
-use berth_core::{TaskArn, TaskStateChange, VolumeId};
+use berth_core::{TaskStateChange, VolumeId};
 use berth_local::platform::Config;
 use berth_local::SqliteLedger;
 use chrono::Utc;
@@ -154,17 +154,9 @@ async fn judge(args: &DecideArgs, event: &TaskStateChange) -> Result<Verdict> {
         }
     };
     let claims = ledger.claims().await?;
-    let by_task = |arn: &TaskArn| {
-        claims.iter().find(|c| {
-            c.task.as_ref() == Some(arn)
-                || c.handoff
-                    .as_ref()
-                    .is_some_and(|h| h.stopped_task.as_ref() == Some(arn) || h.new_task.as_ref() == Some(arn))
-        })
-    };
     let claim: Option<&ClaimRecord> = match &task.claim {
         Some(name) => claims.iter().find(|c| &c.name == name),
-        None => by_task(&task.arn),
+        None => claims.iter().find(|c| c.owns_task(&task.arn)),
     };
     let Some(claim) = claim else {
         match &task.claim {
