@@ -26,8 +26,9 @@ pub struct ServiceSpec {
     pub desired_count: u32,
     /// The revision new tasks run (the active one).
     pub definition: TaskDefinition,
-    /// Other registered revisions, which claims may still run during a
-    /// deployment or after a rollback (see [`crate::deploy`]).
+    /// Every registered revision (the active one may be among them), which
+    /// claims may still run during a deployment or after a rollback (see
+    /// [`crate::deploy`]).
     #[serde(default)]
     pub revisions: Vec<TaskDefinition>,
     /// Retention of each claim's snapshots (the last-known-good and head

@@ -67,19 +67,21 @@ impl Platform {
                 Some(mut record) => {
                     let changed = record.configured.as_ref().is_none_or(|c| !same_task(c, &file));
                     if changed {
-                        let version = record.version;
+                        let (version, from) = (record.version, record.active);
                         record.configured = Some(file.clone());
-                        match record.deploy(file, configured.deployment.timeout, Utc::now()) {
-                            Ok(to) => {
-                                let message = format!("{}: berth.toml changed: deploying revision {to}", record.name);
-                                self.log("deploy-started", message).await;
-                            }
-                            Err(DeployError::Unchanged { .. }) => {}
+                        let started = match record.deploy(file, configured.deployment.timeout, Utc::now()) {
+                            Ok(to) => Some(to),
+                            Err(DeployError::Unchanged { .. }) => None,
                             Err(e @ DeployError::InProgress { .. }) => {
                                 self.log("deploy-deferred", format!("berth.toml changed, but {e}")).await;
+                                None
                             }
+                        };
+                        let stored = self.ledger.put_service(&record, Expect::Version(version)).await?;
+                        if let Some(to) = started {
+                            self.log_deploy_started(&stored.name, from, to, "berth.toml changed").await;
                         }
-                        self.ledger.put_service(&record, Expect::Version(version)).await?
+                        stored
                     } else {
                         record
                     }
@@ -95,8 +97,16 @@ impl Platform {
         let Some(mut spec) = self.controller.services().into_iter().find(|s| s.name == record.name) else { return };
         let Some(active) = record.active_definition() else { return };
         spec.definition = active.clone();
-        spec.revisions = record.revisions.iter().filter(|d| d.revision != active.revision).cloned().collect();
+        spec.revisions = record.revisions.clone();
         self.controller.set_service(spec);
+    }
+
+    /// The `deploy-started` event, once the deployment is in the ledger.
+    async fn log_deploy_started(&self, service: &str, from: u32, to: u32, why: &str) {
+        let message = format!("{service}: deploying revision {to} (from {from}; {why})");
+        let mut event = EventRecord::new(Utc::now(), None, "deploy-started", message);
+        event.data = serde_json::json!({ "service": service, "from": from, "to": to });
+        self.controller.log(event).await;
     }
 
     /// Starts a deployment of `service`; returns its record.
@@ -117,14 +127,7 @@ impl Platform {
             match self.ledger.put_service(&record, Expect::Version(version)).await {
                 Ok(stored) => {
                     self.apply_record(&stored);
-                    let mut event = EventRecord::new(
-                        Utc::now(),
-                        None,
-                        "deploy-started",
-                        format!("{service}: deploying revision {to} (from {})", active.revision),
-                    );
-                    event.data = serde_json::json!({ "service": service, "from": active.revision, "to": to });
-                    self.controller.log(event).await;
+                    self.log_deploy_started(service, active.revision, to, "berth deploy").await;
                     return Ok(stored);
                 }
                 Err(e) if e.is_conflict() => tokio::time::sleep(Duration::from_millis(20)).await,
