@@ -212,7 +212,13 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
 
     async fn observe(&self, claim: &ClaimName, tasks: &[TaskInfo]) -> Result<World, ControllerError> {
         let volumes = self.volumes.list().await?.into_iter().filter(|v| &v.claim == claim).collect();
-        let snapshots = self.snapshots.lock().expect("snapshot cache lock").get(claim).cloned().unwrap_or_default();
+        let cached = |c: &ClaimName| self.snapshots.lock().expect("snapshot cache lock").get(c).cloned();
+        // A pending snapshot is asked after again: completing is the one
+        // change to a snapshot that the cache would otherwise miss.
+        if cached(claim).is_some_and(|list| list.iter().any(|s| s.pending)) {
+            self.refresh_snapshots().await?;
+        }
+        let snapshots = cached(claim).unwrap_or_default();
         let tasks = tasks.iter().filter(|t| t.claim.as_ref() == Some(claim)).cloned().collect();
         Ok(World { tasks, volumes, snapshots })
     }
@@ -266,6 +272,7 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
                 retention: &service.retention,
                 lease: service.lease,
                 adopt: service.adopt,
+                volumes_at_launch: self.volumes.made_at_launch(),
                 healthy_reset: service.healthy_reset,
             };
             let decision = reconcile(&claim, &world, &cx);

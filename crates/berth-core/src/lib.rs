@@ -36,4 +36,4 @@ pub use ledger::{ClaimRecord, EventRecord, Expect, GenerationRecord, Handoff, Ha
 pub use ports::{PortError, VolumeId, VolumeInfo, VolumeSource, Volumes};
 pub use retention::{KeepPolicy, Verdict};
 pub use snapshot::{SnapshotId, SnapshotKind, SnapshotRecord, SnapshotRequest};
-pub use task::{Health, HealthCheck, LaunchRequest, Probe, Runtime, TaskArn, TaskDefinition, TaskInfo};
+pub use task::{Health, HealthCheck, LaunchRequest, LaunchVolume, Probe, Runtime, TaskArn, TaskDefinition, TaskInfo};

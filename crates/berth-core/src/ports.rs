@@ -76,6 +76,14 @@ impl PortError {
 
 /// Volumes and their snapshots.
 pub trait Volumes: Send + Sync {
+    /// Whether volumes come into being with their task (EBS on Fargate:
+    /// RunTask makes the volume from a snapshot) rather than before it
+    /// (folders under `berth up`). Such a store is never asked to
+    /// `create`, and cannot adopt a volume: every replacement restores.
+    fn made_at_launch(&self) -> bool {
+        false
+    }
+
     /// Creates a volume for a generation of `claim`.
     fn create(
         &self,
@@ -107,6 +115,10 @@ pub trait Volumes: Send + Sync {
 /// A shared store is a store: controllers, the admin API and tests hold
 /// ports behind `Arc`.
 impl<T: Volumes> Volumes for std::sync::Arc<T> {
+    fn made_at_launch(&self) -> bool {
+        (**self).made_at_launch()
+    }
+
     fn create(
         &self,
         claim: &ClaimName,

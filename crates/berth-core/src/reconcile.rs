@@ -28,7 +28,7 @@ use crate::ledger::{ClaimRecord, EventRecord, GenerationRecord, Handoff, Handoff
 use crate::ports::{VolumeId, VolumeInfo, VolumeSource};
 use crate::retention::{self, KeepPolicy};
 use crate::snapshot::{SnapshotId, SnapshotKind, SnapshotRecord, SnapshotRequest};
-use crate::task::{Health, LaunchRequest, TaskArn, TaskDefinition, TaskInfo};
+use crate::task::{Health, LaunchRequest, LaunchVolume, TaskArn, TaskDefinition, TaskInfo};
 
 /// What is observed of one claim.
 #[derive(Clone, Debug, Default)]
@@ -71,6 +71,9 @@ pub struct Context<'a> {
     pub lease: Duration,
     /// Whether the same-host adopt path may be used.
     pub adopt: bool,
+    /// Whether the runtime makes a task's volume as it starts it (EBS on
+    /// Fargate) instead of the store making it first.
+    pub volumes_at_launch: bool,
     /// Healthy this long, a generation is good: its crash loop resets and
     /// its stop snapshot becomes the last-known-good one.
     pub healthy_reset: Duration,
@@ -534,6 +537,11 @@ pub fn forgettable(
 /// lease) clean up by retention and take it.
 fn snapshotting(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -> Decision {
     if let Some(snap) = world.stop_snapshot(h.from) {
+        if snap.pending {
+            // Nothing to do but wait, so no lease is needed: whoever looks
+            // next finds the same snapshot, completed or not.
+            return Decision::wait(pending_wait(snap, cx.now));
+        }
         let id = snap.id.clone();
         let next = with_step(claim, HandoffStep::Snapshotted, |c| {
             let handoff = c.handoff.as_mut().expect("in a handoff");
@@ -582,6 +590,14 @@ fn snapshotting(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -
         },
     });
     Decision::act(actions)
+}
+
+/// How long to wait for a pending snapshot: a quarter of its age so far,
+/// between 2 s and a minute (an EBS snapshot of a large volume can take an
+/// hour, a small one seconds).
+fn pending_wait(snap: &SnapshotRecord, now: DateTime<Utc>) -> Duration {
+    let age = (now - snap.time).to_std().unwrap_or_default();
+    (age / 4).clamp(Duration::from_secs(2), Duration::from_secs(60))
 }
 
 /// Snapshotted: park, wait out the crash-loop backoff, or advance the
@@ -692,25 +708,33 @@ fn launching(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -> D
     if let Err(d) = hold_lease(claim, h, cx) {
         return d;
     }
-    match volume {
-        None => {
-            // A restore must not adopt: the old volume holds newer data.
-            let old = h.old_volume.clone().filter(|v| cx.adopt && !h.restore && world.volume(v).is_some());
-            let source = match (old, h.snapshot.clone()) {
-                (Some(volume), Some(snapshot)) => VolumeSource::AdoptOrRestore { volume, snapshot },
-                (None, Some(snapshot)) => VolumeSource::Snapshot(snapshot),
-                (_, None) => VolumeSource::Empty,
-            };
-            Decision::act(vec![Action::CreateVolume { generation, source }])
-        }
-        Some(volume) => Decision::act(vec![Action::RunTask(Box::new(LaunchRequest {
+    let launch = |volume: LaunchVolume| {
+        Decision::act(vec![Action::RunTask(Box::new(LaunchRequest {
             service: claim.service.clone(),
             claim: claim.name.clone(),
             generation,
-            volume: volume.clone(),
+            volume,
             definition: cx.definition.clone(),
             client_token: LaunchRequest::token_for(&claim.name, generation),
-        }))]),
+        }))])
+    };
+    // A restore must not adopt: the old volume holds newer data; nor can a
+    // volume made at launch.
+    let old =
+        h.old_volume.clone().filter(|v| cx.adopt && !cx.volumes_at_launch && !h.restore && world.volume(v).is_some());
+    let source = match (old, h.snapshot.clone()) {
+        (Some(volume), Some(snapshot)) => VolumeSource::AdoptOrRestore { volume, snapshot },
+        (None, Some(snapshot)) => VolumeSource::Snapshot(snapshot),
+        (_, None) => VolumeSource::Empty,
+    };
+    match (volume, task) {
+        // The runtime started the task and is making its volume.
+        (None, Some(_)) if cx.volumes_at_launch => Decision::wait(POLL),
+        // A volume made at launch whose task is gone (it failed to start):
+        // start again with a new one; the sweep takes the leftover.
+        _ if cx.volumes_at_launch => launch(LaunchVolume::Create(source)),
+        (None, _) => Decision::act(vec![Action::CreateVolume { generation, source }]),
+        (Some(volume), _) => launch(LaunchVolume::Attach(volume.clone())),
     }
 }
 
@@ -749,7 +773,7 @@ fn launched(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -> De
     // back was never snapshotted: it stays, and the event log says so).
     if let Some(old) = h.old_volume.as_ref().filter(|v| world.volume(v).is_some() && h.new_volume.as_ref() != Some(*v))
     {
-        if world.stop_snapshot(h.from).is_some() {
+        if world.stop_snapshot(h.from).is_some_and(|s| !s.pending) {
             actions.push(Action::DeleteVolume(old.clone()));
         } else {
             actions.push(log(cx, &claim.name, "volume-kept", format!("volume {old} has no stop snapshot: kept")));

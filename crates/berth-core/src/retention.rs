@@ -147,7 +147,15 @@ mod tests {
     use chrono::TimeZone;
 
     fn snap(id: &str, t: DateTime<Utc>, pinned: bool) -> SnapshotRecord {
-        SnapshotRecord { id: SnapshotId(id.into()), time: t, claim: None, generation: None, kind: None, pinned }
+        SnapshotRecord {
+            id: SnapshotId(id.into()),
+            time: t,
+            claim: None,
+            generation: None,
+            kind: None,
+            pinned,
+            pending: false,
+        }
     }
 
     fn at(d: u32, h: u32) -> DateTime<Utc> {

@@ -88,4 +88,8 @@ pub struct SnapshotRecord {
     pub generation: Option<Generation>,
     pub kind: Option<SnapshotKind>,
     pub pinned: bool,
+    /// Still being taken (EBS snapshots stay `pending` for minutes): it
+    /// cannot be restored from yet, and the volume it copies must stay.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }

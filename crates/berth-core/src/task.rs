@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::claim::{ClaimName, Generation};
 use crate::event::{StopCode, TaskStatus};
-use crate::ports::{PortError, VolumeInfo};
+use crate::ports::{PortError, VolumeInfo, VolumeSource};
 
 /// A task's ARN, in ECS's format everywhere
 /// (`arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID`).
@@ -86,11 +86,33 @@ pub struct LaunchRequest {
     pub service: String,
     pub claim: ClaimName,
     pub generation: Generation,
-    pub volume: VolumeInfo,
+    pub volume: LaunchVolume,
     pub definition: TaskDefinition,
     /// Derived from (claim, generation): launching twice with one token
     /// starts one task (ECS RunTask's `clientToken`).
     pub client_token: String,
+}
+
+/// The volume a task starts on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LaunchVolume {
+    /// A volume the store made beforehand (a folder under `berth up`).
+    Attach(VolumeInfo),
+    /// A volume the runtime makes as it starts the task, from this source
+    /// (ECS RunTask's `managedEBSVolume`: Fargate attaches EBS volumes only
+    /// at launch, so there is nothing to make before).
+    Create(VolumeSource),
+}
+
+impl LaunchVolume {
+    /// The volume made beforehand, if any.
+    pub fn attached(&self) -> Option<&VolumeInfo> {
+        match self {
+            Self::Attach(v) => Some(v),
+            Self::Create(_) => None,
+        }
+    }
 }
 
 impl LaunchRequest {

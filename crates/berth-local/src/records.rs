@@ -15,6 +15,7 @@ pub fn to_record(s: &SnapshotInfo) -> SnapshotRecord {
         generation: s.generation.map(Generation),
         kind: s.kind.as_deref().and_then(SnapshotKind::parse),
         pinned: s.pinned,
+        pending: false,
     }
 }
 

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use berth_core::{
-    ClaimName, Generation, Health, HealthCheck, LaunchRequest, Probe, Runtime, StopCode, TaskArn, TaskDefinition,
-    TaskInfo, TaskStateChange, TaskStatus, VolumeId, VolumeInfo,
+    ClaimName, Generation, Health, HealthCheck, LaunchRequest, LaunchVolume, Probe, Runtime, StopCode, TaskArn,
+    TaskDefinition, TaskInfo, TaskStateChange, TaskStatus, VolumeId, VolumeInfo,
 };
 use berth_local::{LocalRuntime, SupervisorConfig};
 use chrono::Utc;
@@ -42,7 +42,7 @@ impl Setup {
             service: "web".into(),
             claim: claim.clone(),
             generation: Generation(1),
-            volume: VolumeInfo {
+            volume: LaunchVolume::Attach(VolumeInfo {
                 id: VolumeId(format!("vol-{claim}")),
                 claim: claim.clone(),
                 generation: Some(Generation(1)),
@@ -50,7 +50,7 @@ impl Setup {
                 source_snapshot: None,
                 adopted_from: None,
                 location: location.to_string_lossy().into_owned(),
-            },
+            }),
             definition: TaskDefinition {
                 family: "web".into(),
                 revision: 3,
@@ -106,6 +106,11 @@ fn versions(events: &[TaskStateChange]) -> Vec<u64> {
 
 fn exit_code(event: &TaskStateChange) -> Option<i64> {
     event.detail.containers.first().and_then(|c| c.exit_code)
+}
+
+/// The folder of a request's volume.
+fn location(r: &LaunchRequest) -> &str {
+    &r.volume.attached().expect("made beforehand").location
 }
 
 async fn wait_for_file(path: &Path) -> String {
@@ -172,9 +177,9 @@ async fn the_environment_reaches_the_process() {
     let script = r#"echo "$STORAGE_PATH $PORT $BERTH_CLAIM $BERTH_GENERATION $BERTH_TASK_ARN $GREETING" > "$STORAGE_PATH/env"; sleep 30"#;
     let request = s.request("web-0", &["sh", "-c", script]);
     let task = s.runtime.run_task(&request).await.unwrap();
-    let text = wait_for_file(&Path::new(&request.volume.location).join("env")).await;
+    let text = wait_for_file(&Path::new(location(&request)).join("env")).await;
     let port = task.endpoint.as_deref().unwrap().rsplit(':').next().unwrap();
-    let expected = format!("{} {port} web-0 1 {} hello\n", request.volume.location, task.arn);
+    let expected = format!("{} {port} web-0 1 {} hello\n", location(&request), task.arn);
     assert_eq!(text, expected);
     s.runtime.stop_task(&task.arn, StopCode::UserInitiated, "test over").await.unwrap();
 }
@@ -207,7 +212,7 @@ async fn stop_task_sends_sigterm_and_reports_the_stop_code() {
     let request = s.request("web-0", &["sh", "-c", script]);
     let task = s.runtime.run_task(&request).await.unwrap();
     s.events_until(&task.arn, |e| e.detail.last_status == Some(TaskStatus::Running)).await;
-    wait_for_file(&Path::new(&request.volume.location).join("ready")).await;
+    wait_for_file(&Path::new(location(&request)).join("ready")).await;
 
     // Concurrent and repeated stops are one stop; the first code wins.
     let (a, b) = tokio::join!(
@@ -225,7 +230,7 @@ async fn stop_task_sends_sigterm_and_reports_the_stop_code() {
     assert_eq!(stopped.stopped_reason.as_deref(), Some("spot says bye"));
     assert!(stopped.stopping_at.is_some() && stopped.stopped_at.is_some());
     assert_eq!(exit_code(&events[3]), Some(0), "the trap ran and exited 0");
-    assert_eq!(std::fs::read_to_string(Path::new(&request.volume.location).join("term")).unwrap(), "terminated\n");
+    assert_eq!(std::fs::read_to_string(Path::new(location(&request)).join("term")).unwrap(), "terminated\n");
 
     let info = s.task(&task.arn).await;
     assert!(info.is_stopped());
@@ -247,7 +252,7 @@ async fn a_process_ignoring_sigterm_is_killed_after_the_stop_timeout() {
     let mut request = s.request("web-0", &["sh", "-c", script]);
     request.definition.stop_timeout = Duration::from_millis(300);
     let task = s.runtime.run_task(&request).await.unwrap();
-    wait_for_file(&Path::new(&request.volume.location).join("ready")).await;
+    wait_for_file(&Path::new(location(&request)).join("ready")).await;
     let asked = Instant::now();
     s.runtime.stop_task(&task.arn, StopCode::ServiceSchedulerInitiated, "scale in").await.unwrap();
     let events = s.until_stopped(&task.arn).await;
@@ -365,7 +370,7 @@ async fn a_command_health_check_turns_unhealthy_after_its_retries() {
     let events = s.events_until(&task.arn, |e| e.detail.health_status.as_deref() == Some("HEALTHY")).await;
     assert_eq!(events.last().unwrap().detail.version, Some(5));
 
-    std::fs::write(PathBuf::from(&request.volume.location).join("sick"), "").unwrap();
+    std::fs::write(PathBuf::from(location(&request)).join("sick"), "").unwrap();
     let events = s.events_until(&task.arn, |e| e.detail.health_status.as_deref() != Some("HEALTHY")).await;
     let unhealthy = events.last().unwrap();
     assert_eq!(unhealthy.detail.health_status.as_deref(), Some("UNHEALTHY"));

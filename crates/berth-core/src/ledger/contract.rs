@@ -495,6 +495,7 @@ fn snapshot(id: &str, time: DateTime<Utc>, claim: Option<&ClaimName>, generation
         generation: claim.map(|_| Generation(generation)),
         kind: claim.map(|_| SnapshotKind::OnStop),
         pinned: false,
+        pending: false,
     }
 }
 

@@ -19,7 +19,7 @@ use berth_core::retention::KeepPolicy;
 use berth_core::scope::Scope;
 use berth_core::service::ServiceSpec;
 use berth_core::snapshot::{SnapshotId, SnapshotRecord, SnapshotRequest};
-use berth_core::task::{Health, LaunchRequest, Runtime, TaskArn, TaskDefinition, TaskInfo};
+use berth_core::task::{Health, LaunchRequest, LaunchVolume, Runtime, TaskArn, TaskDefinition, TaskInfo};
 use berth_core::{ClaimName, Generation};
 use chrono::{DateTime, TimeZone, Utc};
 
@@ -88,6 +88,8 @@ pub struct FakeRuntime {
     /// When set, `stop_task` only marks the task desired STOPPED; the test
     /// finishes the stop (a slow container shutdown).
     pub deferred_stop: std::sync::atomic::AtomicBool,
+    /// The store a task's volume is made in when it starts (EBS mode).
+    pub launch_store: Mutex<Option<Arc<FakeVolumes>>>,
 }
 
 impl FakeRuntime {
@@ -101,6 +103,7 @@ impl FakeRuntime {
             next: AtomicU32::new(1),
             runs: AtomicU32::new(0),
             deferred_stop: Default::default(),
+            launch_store: Mutex::new(None),
         }
     }
 
@@ -171,6 +174,11 @@ impl Runtime for FakeRuntime {
             return Ok(self.tasks.lock().unwrap().iter().find(|t| &t.arn == arn).unwrap().clone());
         }
         self.faults.hit("run", &self.faults.fail_run_at)?;
+        if let LaunchVolume::Create(source) = &r.volume {
+            // As ECS does: the volume comes with the task.
+            let store = self.launch_store.lock().unwrap().clone().expect("a runtime that makes volumes");
+            store.make(&r.claim, Some(r.generation), source);
+        }
         self.runs.fetch_add(1, Ordering::SeqCst);
         let n = self.next.fetch_add(1, Ordering::SeqCst);
         let now = self.clock.now();
@@ -226,6 +234,10 @@ pub struct FakeVolumes {
     pub snapshots_taken: AtomicU32,
     pub restores: AtomicU32,
     pub adopts: AtomicU32,
+    /// EBS mode: volumes are made by the runtime as it starts a task.
+    pub at_launch: std::sync::atomic::AtomicBool,
+    /// EBS mode: a snapshot is pending for this long after it is taken.
+    pub pending_for: Mutex<Option<Duration>>,
 }
 
 impl FakeVolumes {
@@ -239,22 +251,25 @@ impl FakeVolumes {
             snapshots_taken: AtomicU32::new(0),
             restores: AtomicU32::new(0),
             adopts: AtomicU32::new(0),
+            at_launch: Default::default(),
+            pending_for: Mutex::new(None),
         }
     }
 
-    pub fn of(&self, claim: &str) -> Vec<SnapshotRecord> {
-        self.snapshots.lock().unwrap().iter().filter(|s| s.claim.as_ref().unwrap().as_str() == claim).cloned().collect()
+    /// Snapshots as the store reports them now: pending until `pending_for`
+    /// has passed.
+    fn reported(&self) -> Vec<SnapshotRecord> {
+        let now = self.clock.now();
+        let pending_for = *self.pending_for.lock().unwrap();
+        let mut list = self.snapshots.lock().unwrap().clone();
+        for s in &mut list {
+            s.pending = pending_for.is_some_and(|d| now < s.time + chrono::Duration::from_std(d).unwrap());
+        }
+        list
     }
-}
 
-impl Volumes for FakeVolumes {
-    async fn create(
-        &self,
-        claim: &ClaimName,
-        generation: Option<Generation>,
-        source: &VolumeSource,
-    ) -> Result<VolumeInfo, PortError> {
-        self.faults.hit("create", &self.faults.fail_create_at)?;
+    /// Makes a volume (by `create`, or by the runtime in EBS mode).
+    pub fn make(&self, claim: &ClaimName, generation: Option<Generation>, source: &VolumeSource) -> VolumeInfo {
         let n = self.next.fetch_add(1, Ordering::SeqCst);
         let mut info = VolumeInfo {
             id: VolumeId(format!("vol-{n:08}")),
@@ -269,6 +284,9 @@ impl Volumes for FakeVolumes {
         match source {
             VolumeSource::Empty => {}
             VolumeSource::Snapshot(s) => {
+                let snapshots = self.reported();
+                let snap = snapshots.iter().find(|x| &x.id == s).expect("restore from a known snapshot");
+                assert!(!snap.pending, "restore from a pending snapshot");
                 self.restores.fetch_add(1, Ordering::SeqCst);
                 info.source_snapshot = Some(s.clone());
             }
@@ -284,7 +302,28 @@ impl Volumes for FakeVolumes {
             }
         }
         volumes.push(info.clone());
-        Ok(info)
+        info
+    }
+
+    pub fn of(&self, claim: &str) -> Vec<SnapshotRecord> {
+        self.snapshots.lock().unwrap().iter().filter(|s| s.claim.as_ref().unwrap().as_str() == claim).cloned().collect()
+    }
+}
+
+impl Volumes for FakeVolumes {
+    fn made_at_launch(&self) -> bool {
+        self.at_launch.load(Ordering::SeqCst)
+    }
+
+    async fn create(
+        &self,
+        claim: &ClaimName,
+        generation: Option<Generation>,
+        source: &VolumeSource,
+    ) -> Result<VolumeInfo, PortError> {
+        self.faults.hit("create", &self.faults.fail_create_at)?;
+        assert!(!self.at_launch.load(Ordering::SeqCst), "create asked of a store that makes volumes at launch");
+        Ok(self.make(claim, generation, source))
     }
 
     async fn snapshot(&self, volume: &VolumeId, r: &SnapshotRequest) -> Result<SnapshotRecord, PortError> {
@@ -298,12 +337,14 @@ impl Volumes for FakeVolumes {
             generation: r.generation,
             kind: Some(r.kind),
             pinned: r.pinned,
+            pending: self.pending_for.lock().unwrap().is_some(),
         };
         self.snapshots.lock().unwrap().push(s.clone());
         Ok(s)
     }
 
     async fn delete(&self, volume: &VolumeId) -> Result<(), PortError> {
+        assert!(!self.reported().iter().any(|s| s.pending), "a volume deleted while a snapshot is pending");
         self.volumes.lock().unwrap().retain(|v| &v.id != volume);
         Ok(())
     }
@@ -313,7 +354,7 @@ impl Volumes for FakeVolumes {
     }
 
     async fn snapshots(&self) -> Result<Vec<SnapshotRecord>, PortError> {
-        Ok(self.snapshots.lock().unwrap().clone())
+        Ok(self.reported())
     }
 
     async fn delete_snapshots(&self, ids: &[SnapshotId]) -> Result<(), PortError> {
@@ -527,6 +568,16 @@ impl World {
             clock,
             faults,
         }
+    }
+
+    /// A world as on ECS with EBS: the runtime makes each task's volume,
+    /// and snapshots stay pending for `pending` after they are taken.
+    pub fn ebs(pending: Duration) -> Self {
+        let world = Self::new();
+        world.volumes.at_launch.store(true, Ordering::SeqCst);
+        *world.volumes.pending_for.lock().unwrap() = Some(pending);
+        *world.runtime.launch_store.lock().unwrap() = Some(world.volumes.clone());
+        world
     }
 
     pub fn controller(&self, id: &str, count: u32) -> Ctl {

@@ -31,6 +31,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use berth_core::ports::VolumeInfo;
 use berth_core::{Health, LaunchRequest, PortError, Runtime, StopCode, TaskArn, TaskInfo, TaskStateChange, TaskStatus};
 use chrono::Utc;
 use tokio::sync::{broadcast, oneshot, watch};
@@ -78,12 +79,12 @@ impl LocalRuntime {
     }
 
     /// The record of a new task for `request`, in no state yet.
-    fn record(&self, request: &LaunchRequest, id: &str, port: u16) -> TaskRecord {
+    fn record(&self, request: &LaunchRequest, volume: &VolumeInfo, id: &str, port: u16) -> TaskRecord {
         let config = &self.shared.config;
         let definition = &request.definition;
         let arn = names::task_arn(config, id);
         let definition_arn = names::definition_arn(config, &definition.family, definition.revision);
-        let env = process::task_env(config, request, &arn, port);
+        let env = process::task_env(config, request, volume, &arn, port);
         TaskRecord {
             info: TaskInfo {
                 arn,
@@ -109,7 +110,7 @@ impl LocalRuntime {
             started_by: format!("berth/{}", request.claim),
             definition_arn,
             container: definition.family.clone(),
-            volume: request.volume.id.clone(),
+            volume: volume.id.clone(),
             argv: process::argv(config, definition),
             env,
             port,
@@ -135,11 +136,14 @@ impl Runtime for LocalRuntime {
         if let Some(info) = self.by_token(&request.client_token) {
             return Ok(info);
         }
+        let Some(volume) = request.volume.attached() else {
+            return Err(PortError::permanent("berth up starts a task only on a volume made before it"));
+        };
         let shared = &self.shared;
         let host = shared.config.listen_host;
         let port = names::free_port(host, &shared.ports_in_use())
             .map_err(|e| PortError::retryable(format!("no free port on {host} for a task: {e}")))?;
-        let record = self.record(request, &names::task_id(), port);
+        let record = self.record(request, volume, &names::task_id(), port);
         let arn = record.info.arn.clone();
         let (argv, env, log_path) = (record.argv.clone(), record.env.clone(), record.log_path.clone());
         {

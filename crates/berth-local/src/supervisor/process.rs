@@ -17,6 +17,7 @@ use std::io;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 
+use berth_core::ports::VolumeInfo;
 use berth_core::{LaunchRequest, TaskArn, TaskDefinition};
 use tokio::process::{Child, Command};
 
@@ -36,6 +37,7 @@ pub(crate) fn argv(config: &SupervisorConfig, definition: &TaskDefinition) -> Ve
 pub(crate) fn task_env(
     config: &SupervisorConfig,
     request: &LaunchRequest,
+    volume: &VolumeInfo,
     arn: &TaskArn,
     port: u16,
 ) -> BTreeMap<String, String> {
@@ -46,7 +48,7 @@ pub(crate) fn task_env(
     if let Some(admin) = &config.admin_url {
         env.entry("BERTH_PEERS_URL".into()).or_insert_with(|| format!("{admin}/v1/services/{}/peers", request.service));
     }
-    env.insert("STORAGE_PATH".into(), request.volume.location.clone());
+    env.insert("STORAGE_PATH".into(), volume.location.clone());
     env.insert("PORT".into(), port.to_string());
     env.insert("BERTH_TASK_ARN".into(), arn.0.clone());
     env.insert("BERTH_CLAIM".into(), request.claim.to_string());

@@ -210,6 +210,7 @@ async fn judge(args: &DecideArgs, event: &TaskStateChange) -> Result<Verdict> {
         retention: &spec.retention,
         lease: spec.lease,
         adopt: false,
+        volumes_at_launch: true,
         healthy_reset: spec.healthy_reset,
     };
     let decision = reconcile(claim, &world, &cx);
