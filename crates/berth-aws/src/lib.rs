@@ -1,25 +1,47 @@
-//! berth-aws: the AWS adapters of berth's ports.
+//! berth-aws: the AWS adapters of berth's ports, and the Lambda handler.
 //!
-//! Today the ledger on DynamoDB ([`DynamoLedger`]), which passes the same
-//! ledger contract as the SQLite ledger, and the translation of ECS tasks
-//! into core's `TaskInfo` ([`ecs_task`]). The ECS runtime, the EBS volumes,
-//! ELBv2 target registration and the Lambda entry point follow (issue 6):
-//! adapters translate between AWS's API and core's ports; the rules stay in
-//! `berth-core`.
+//! - [`EcsRuntime`]: the `Runtime` port on ECS (RunTask, StopTask,
+//!   DescribeTasks, ListTasks), each claim a standalone Fargate task.
+//! - [`EbsVolumes`]: the `Volumes` port on EBS (volumes made by RunTask,
+//!   found by tag; CreateSnapshot found by tag first; CopySnapshot).
+//! - [`DynamoLedger`]: the ledger on DynamoDB, the same contract as the
+//!   SQLite ledger.
+//! - [`TargetGroup`]: ELBv2 registration of the claims' task addresses.
+//! - [`handler`]: one Lambda invocation (an SQS batch of EventBridge
+//!   events, or the scheduled resync) over these adapters.
+//!
+//! Adapters translate between AWS's API and core's ports; the rules stay
+//! in `berth-core`. This is the one crate that links the AWS SDK.
 
 mod dynamo;
+mod ebs;
+mod ecs;
+mod elb;
+pub mod handler;
+mod sdk;
+mod settings;
+pub mod tags;
 
 /// ECS tasks as core's `TaskInfo` (the translation lives in core).
 pub use berth_core::ecs_task;
 
 pub use dynamo::DynamoLedger;
+pub use ebs::{snapshot_record, volume_info, EbsVolumes};
+pub use ecs::{detail_of, EcsRuntime};
+pub use elb::TargetGroup;
+pub use settings::{AwsSettings, EbsVolumeSpec, SettingsError};
 
-/// A DynamoDB client for `endpoint` (moto on loopback in tests, or `None`
-/// for AWS itself), with credentials and region from the environment.
-pub async fn dynamodb_client(endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
+/// The SDK configuration for `endpoint` (moto on loopback in tests, or
+/// `None` for AWS itself), with credentials and region from the environment.
+pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(url) = endpoint {
         loader = loader.endpoint_url(url);
     }
-    aws_sdk_dynamodb::Client::new(&loader.load().await)
+    loader.load().await
+}
+
+/// A DynamoDB client for `endpoint`.
+pub async fn dynamodb_client(endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(&sdk_config(endpoint).await)
 }

@@ -59,6 +59,11 @@ pub struct ServiceRecord {
     /// says something else at the next start, that is a deployment.
     pub configured: Option<TaskDefinition>,
     pub deployment: Option<Deployment>,
+    /// The desired count the service's claims were last scaled to, where a
+    /// controller has no start to scale at (the Lambda): scaling runs once
+    /// per count, so a claim a user parked since stays parked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaled_to: Option<u32>,
     /// Optimistic concurrency token: set by the ledger on every write.
     #[serde(default)]
     pub version: u64,
@@ -74,6 +79,7 @@ impl ServiceRecord {
             active: 1,
             configured: Some(definition),
             deployment: None,
+            scaled_to: None,
             version: 0,
         }
     }

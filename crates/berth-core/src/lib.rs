@@ -25,6 +25,7 @@ pub mod scope;
 pub mod service;
 pub mod snapshot;
 pub mod sweep;
+pub mod targets;
 pub mod task;
 
 mod serde_secs;

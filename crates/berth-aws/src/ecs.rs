@@ -1,0 +1,283 @@
+//! The `Runtime` port on ECS: each claim's generation is a standalone
+//! Fargate task (RunTask), never a service's, because ECS deletes a service
+//! task's EBS volume when it stops and only RunTask honours
+//! `deleteOnTermination = false`.
+//!
+//! A task is berth's by its `startedBy` (`berth/<claim>/<generation>`,
+//! see `berth_core::ecs_task`), which every DescribeTasks answer and every
+//! event carries; tags are not used to find tasks, since StopTask deletes
+//! them. RunTask's `clientToken` makes a retried launch start one task; the
+//! adapter also looks for the generation's task by `startedBy` first, which
+//! covers an emulator that ignores the token and a token AWS has forgotten.
+
+use std::collections::BTreeSet;
+
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, ContainerOverride, DesiredStatus,
+    EbsResourceType, EbsTagSpecification, KeyValuePair, LaunchType, NetworkConfiguration, Tag, TaskFilesystemType,
+    TaskManagedEbsVolumeConfiguration, TaskManagedEbsVolumeTerminationPolicy, TaskOverride, TaskVolumeConfiguration,
+};
+use berth_core::ecs_task::{started_by, task_info};
+use berth_core::event::{Attachment, Container, NameValue, TaskDetail};
+use berth_core::{LaunchRequest, LaunchVolume, PortError, Runtime, StopCode, TaskArn, TaskInfo, VolumeSource};
+use chrono::Utc;
+
+use crate::sdk::{port_error, time};
+use crate::settings::AwsSettings;
+use crate::tags;
+
+/// ECS describes at most this many tasks per call.
+const DESCRIBE_BATCH: usize = 100;
+
+/// berth's tasks on one ECS cluster.
+pub struct EcsRuntime {
+    client: aws_sdk_ecs::Client,
+    settings: AwsSettings,
+}
+
+impl EcsRuntime {
+    pub fn new(client: aws_sdk_ecs::Client, settings: AwsSettings) -> Self {
+        Self { client, settings }
+    }
+
+    /// The port tasks of `family` serve on (for their target address).
+    fn port_of(&self, definition_arn: Option<&str>) -> u16 {
+        let family = definition_arn.and_then(|d| d.rsplit('/').next()).and_then(|d| d.split(':').next());
+        self.settings
+            .services
+            .iter()
+            .find(|s| Some(s.definition.family.as_str()) == family)
+            .map_or(80, |s| s.definition.port)
+    }
+
+    /// The tasks with these ARNs, as core sees them.
+    pub async fn describe(&self, arns: &[String]) -> Result<Vec<TaskInfo>, PortError> {
+        let mut out = Vec::new();
+        for batch in arns.chunks(DESCRIBE_BATCH) {
+            let answer = self
+                .client
+                .describe_tasks()
+                .cluster(&self.settings.cluster)
+                .set_tasks(Some(batch.to_vec()))
+                .send()
+                .await
+                .map_err(|e| port_error("DescribeTasks", e))?;
+            let now = Utc::now();
+            for task in answer.tasks() {
+                let detail = detail_of(task);
+                out.push(task_info(&detail, self.port_of(detail.task_definition_arn.as_deref()), now));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The ARNs of the cluster's tasks, running and stopped, optionally of
+    /// one `startedBy`.
+    async fn list(&self, started: Option<&str>) -> Result<Vec<String>, PortError> {
+        let mut arns = BTreeSet::new();
+        for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
+            let mut pages = self
+                .client
+                .list_tasks()
+                .cluster(&self.settings.cluster)
+                .desired_status(status)
+                .set_started_by(started.map(str::to_owned))
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                arns.extend(page.map_err(|e| port_error("ListTasks", e))?.task_arns().iter().cloned());
+            }
+        }
+        Ok(arns.into_iter().collect())
+    }
+
+    fn volume_configuration(
+        &self,
+        request: &LaunchRequest,
+        source: &VolumeSource,
+    ) -> Result<TaskVolumeConfiguration, PortError> {
+        let spec = &self.settings.volume;
+        let snapshot = match source {
+            VolumeSource::Empty => None,
+            VolumeSource::Snapshot(s) | VolumeSource::AdoptOrRestore { snapshot: s, .. } => Some(s.0.clone()),
+        };
+        let mut tagging = EbsTagSpecification::builder().resource_type(EbsResourceType::Volume);
+        for (key, value) in tags::volume(&self.settings.cluster, &request.claim, request.generation) {
+            tagging = tagging.tags(Tag::builder().key(key).value(value).build());
+        }
+        let ebs = TaskManagedEbsVolumeConfiguration::builder()
+            .role_arn(&spec.role_arn)
+            .size_in_gib(spec.size_gib)
+            .volume_type(&spec.volume_type)
+            .set_iops(spec.iops)
+            .set_throughput(spec.throughput)
+            .encrypted(spec.encrypted)
+            .set_kms_key_id(spec.kms_key_id.clone())
+            .set_snapshot_id(snapshot)
+            .filesystem_type(TaskFilesystemType::from(spec.filesystem_type.as_str()))
+            .tag_specifications(tagging.build().map_err(|e| PortError::permanent(e.to_string()))?)
+            .termination_policy(
+                TaskManagedEbsVolumeTerminationPolicy::builder()
+                    .delete_on_termination(false)
+                    .build()
+                    .map_err(|e| PortError::permanent(e.to_string()))?,
+            )
+            .build()
+            .map_err(|e| PortError::permanent(e.to_string()))?;
+        TaskVolumeConfiguration::builder()
+            .name(&spec.name)
+            .managed_ebs_volume(ebs)
+            .build()
+            .map_err(|e| PortError::permanent(e.to_string()))
+    }
+
+    fn overrides(&self, request: &LaunchRequest) -> TaskOverride {
+        let mut container = ContainerOverride::builder().name(&self.settings.container);
+        let mut env = request.definition.env.clone();
+        env.insert("BERTH_CLAIM".into(), request.claim.to_string());
+        env.insert("BERTH_GENERATION".into(), request.generation.to_string());
+        for (name, value) in env {
+            container = container.environment(KeyValuePair::builder().name(name).value(value).build());
+        }
+        if !request.definition.command.is_empty() {
+            container = container.set_command(Some(request.definition.command.clone()));
+        }
+        TaskOverride::builder().container_overrides(container.build()).build()
+    }
+}
+
+impl Runtime for EcsRuntime {
+    async fn run_task(&self, request: &LaunchRequest) -> Result<TaskInfo, PortError> {
+        let LaunchVolume::Create(source) = &request.volume else {
+            return Err(PortError::permanent(
+                "a Fargate task cannot attach an existing volume; ECS makes it at launch",
+            ));
+        };
+        let started = started_by(&request.claim, request.generation);
+        let existing = self.list(Some(&started)).await?;
+        if let Some(task) = self.describe(&existing).await?.into_iter().max_by_key(|t| t.created_at) {
+            return Ok(task);
+        }
+        let network = AwsVpcConfiguration::builder()
+            .set_subnets(Some(self.settings.subnets.clone()))
+            .set_security_groups(Some(self.settings.security_groups.clone()))
+            .assign_public_ip(if self.settings.assign_public_ip {
+                AssignPublicIp::Enabled
+            } else {
+                AssignPublicIp::Disabled
+            })
+            .build()
+            .map_err(|e| PortError::permanent(e.to_string()))?;
+        let mut run = self
+            .client
+            .run_task()
+            .cluster(&self.settings.cluster)
+            .task_definition(format!("{}:{}", request.definition.family, request.definition.revision))
+            .started_by(&started)
+            .client_token(&request.client_token)
+            .network_configuration(NetworkConfiguration::builder().awsvpc_configuration(network).build())
+            .volume_configurations(self.volume_configuration(request, source)?)
+            .overrides(self.overrides(request));
+        run = if self.settings.spot {
+            run.capacity_provider_strategy(
+                CapacityProviderStrategyItem::builder()
+                    .capacity_provider("FARGATE_SPOT")
+                    .weight(1)
+                    .build()
+                    .map_err(|e| PortError::permanent(e.to_string()))?,
+            )
+        } else {
+            run.launch_type(LaunchType::Fargate)
+        };
+        let answer = run.send().await.map_err(|e| port_error("RunTask", e))?;
+        if let Some(failure) = answer.failures().first() {
+            // Capacity and similar failures pass; a bad definition does not.
+            let reason = failure.reason().unwrap_or("unknown");
+            let message = format!("RunTask: {reason}: {}", failure.detail().unwrap_or(""));
+            return Err(if reason.contains("RESOURCE") || reason.contains("capacity") || reason.contains("AGENT") {
+                PortError::retryable(message)
+            } else {
+                PortError::permanent(message)
+            });
+        }
+        let task = answer.tasks().first().ok_or_else(|| PortError::retryable("RunTask answered with no task"))?;
+        let detail = detail_of(task);
+        Ok(task_info(&detail, self.port_of(detail.task_definition_arn.as_deref()), Utc::now()))
+    }
+
+    async fn stop_task(&self, task: &TaskArn, code: StopCode, reason: &str) -> Result<(), PortError> {
+        // ECS reports every StopTask as UserInitiated; the reason says
+        // berth's own cause, within ECS's 255 characters.
+        let reason: String = format!("berth: {reason} ({})", String::from(code)).chars().take(255).collect();
+        match self.client.stop_task().cluster(&self.settings.cluster).task(&task.0).reason(reason).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if crate::sdk::code(&e) == Some("InvalidParameterException") => {
+                // A task ECS no longer knows has stopped.
+                tracing::debug!(task = %task, "StopTask of a task ECS no longer has");
+                Ok(())
+            }
+            Err(e) => Err(port_error("StopTask", e)),
+        }
+    }
+
+    async fn tasks(&self) -> Result<Vec<TaskInfo>, PortError> {
+        let arns = self.list(None).await?;
+        let mut tasks = self.describe(&arns).await?;
+        // Only berth's: a task without a berth `startedBy` has no claim.
+        tasks.retain(|t| t.claim.is_some());
+        Ok(tasks)
+    }
+}
+
+/// An SDK task in the shape of an event's `detail`, so one translation
+/// (`berth_core::ecs_task::task_info`) serves events and answers alike.
+pub fn detail_of(task: &aws_sdk_ecs::types::Task) -> TaskDetail {
+    TaskDetail {
+        task_arn: task.task_arn().unwrap_or_default().to_owned(),
+        cluster_arn: task.cluster_arn().map(str::to_owned),
+        task_definition_arn: task.task_definition_arn().map(str::to_owned),
+        group: task.group().map(str::to_owned),
+        started_by: task.started_by().map(str::to_owned),
+        last_status: task.last_status().map(|s| s.to_owned().into()),
+        desired_status: task.desired_status().map(|s| s.to_owned().into()),
+        stop_code: task.stop_code().map(|c| c.as_str().to_owned().into()),
+        stopped_reason: task.stopped_reason().map(str::to_owned),
+        version: u64::try_from(task.version()).ok(),
+        capacity_provider_name: task.capacity_provider_name().map(str::to_owned),
+        availability_zone: task.availability_zone().map(str::to_owned),
+        health_status: task.health_status().map(|h| h.as_str().to_owned()),
+        created_at: task.created_at().and_then(time),
+        pull_started_at: task.pull_started_at().and_then(time),
+        pull_stopped_at: task.pull_stopped_at().and_then(time),
+        started_at: task.started_at().and_then(time),
+        stopping_at: task.stopping_at().and_then(time),
+        execution_stopped_at: task.execution_stopped_at().and_then(time),
+        stopped_at: task.stopped_at().and_then(time),
+        updated_at: None,
+        attachments: task
+            .attachments()
+            .iter()
+            .map(|a| Attachment {
+                id: a.id().map(str::to_owned),
+                kind: a.r#type().map(str::to_owned),
+                status: a.status().map(str::to_owned),
+                details: a
+                    .details()
+                    .iter()
+                    .filter_map(|d| Some(NameValue { name: d.name()?.to_owned(), value: d.value().map(str::to_owned) }))
+                    .collect(),
+            })
+            .collect(),
+        containers: task
+            .containers()
+            .iter()
+            .map(|c| Container {
+                name: c.name().map(str::to_owned),
+                last_status: c.last_status().map(str::to_owned),
+                exit_code: c.exit_code().map(i64::from),
+                reason: c.reason().map(str::to_owned),
+                health_status: c.health_status().map(|h| h.as_str().to_owned()),
+            })
+            .collect(),
+    }
+}

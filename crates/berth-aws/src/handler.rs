@@ -1,0 +1,269 @@
+//! One Lambda invocation: an SQS batch of EventBridge ECS task state
+//! changes, or the scheduled resync (`{"resync": true}`), carried out by
+//! core's controller over the ECS, EBS and DynamoDB adapters.
+//!
+//! SQS delivers at least once and EventBridge may deliver an event twice:
+//! the controller drops a redelivered event by its id and a stale one by
+//! its `detail.version` (both in the ledger), so duplicates and two
+//! concurrent invocations on one event change nothing. A record that fails
+//! with an error a retry can help is reported in `batchItemFailures`, so
+//! SQS redelivers only it (the queue's dead-letter queue takes it after
+//! five tries); a record that can never succeed (not JSON, not an event)
+//! is logged and dropped. A snapshot still pending never holds an
+//! invocation: the claim waits in its handoff and the next resync (each
+//! minute) looks again.
+//!
+//! After the events, every invocation brings the target group in line
+//! with the claims' running tasks (`berth_core::targets`).
+
+use std::collections::BTreeSet;
+
+use berth_core::controller::{Controller, EventOutcome, SystemClock};
+use berth_core::scope::Scope;
+use berth_core::targets;
+use berth_core::{Ledger, Runtime, TaskStateChange};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::ebs::EbsVolumes;
+use crate::ecs::EcsRuntime;
+use crate::elb::TargetGroup;
+use crate::settings::AwsSettings;
+use crate::DynamoLedger;
+
+/// The controller over AWS, as one invocation uses it.
+pub type AwsController = Controller<EcsRuntime, EbsVolumes, DynamoLedger>;
+
+/// What the handler did with one invocation (its answer, and the log line).
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// SQS's partial batch response: the records to deliver again.
+    pub batch_item_failures: Vec<ItemFailure>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outcomes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resync: Option<ResyncReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targets: Option<TargetReport>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemFailure {
+    pub item_identifier: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ResyncReport {
+    pub failed: Vec<String>,
+    pub swept_volumes: usize,
+    pub swept_snapshots: usize,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct TargetReport {
+    pub registered: Vec<String>,
+    pub deregistered: Vec<String>,
+}
+
+/// The stack's adapters, made once per Lambda instance.
+pub struct Handler {
+    pub controller: AwsController,
+    pub targets: Option<TargetGroup>,
+}
+
+impl Handler {
+    /// The handler for `settings`, with SDK clients from `config`.
+    pub fn new(settings: AwsSettings, config: &aws_config::SdkConfig, table: &str) -> Self {
+        let runtime = EcsRuntime::new(aws_sdk_ecs::Client::new(config), settings.clone());
+        let volumes = EbsVolumes::new(aws_sdk_ec2::Client::new(config), &settings.cluster);
+        let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::new(config), table);
+        let scope = Scope {
+            clusters: vec![settings.cluster.clone()],
+            services: Vec::new(),
+            families: settings.services.iter().map(|s| s.definition.family.clone()).collect(),
+        };
+        let targets = settings
+            .target_group_arn
+            .as_ref()
+            .map(|arn| TargetGroup::new(aws_sdk_elasticloadbalancingv2::Client::new(config), arn));
+        let controller = Controller::new(
+            "berth-lambda",
+            runtime,
+            volumes,
+            ledger,
+            settings.services.clone(),
+            scope,
+            Box::new(SystemClock),
+        );
+        Self { controller, targets }
+    }
+
+    /// Handles one invocation's payload.
+    pub async fn handle(&self, payload: &Value) -> Report {
+        let mut report = Report::default();
+        self.load_deployments().await;
+        if let Some(records) = payload.get("Records").and_then(Value::as_array) {
+            for record in records {
+                let id = record.get("messageId").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let body = record.get("body").and_then(Value::as_str).unwrap_or_default();
+                match self.on_message(body).await {
+                    Ok(outcome) => report.outcomes.push(outcome),
+                    Err(Retry(why)) => {
+                        tracing::warn!(message = %id, error = %why, "event failed; SQS delivers it again");
+                        report.outcomes.push(format!("retry: {why}"));
+                        report.batch_item_failures.push(ItemFailure { item_identifier: id });
+                    }
+                }
+            }
+        } else if payload.get("resync").and_then(Value::as_bool) == Some(true)
+            || payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
+        {
+            report.resync = Some(self.resync().await);
+        } else {
+            tracing::error!(payload = %payload, "neither an SQS batch nor a resync: ignored");
+            report.outcomes.push("ignored: neither an SQS batch nor a resync".into());
+        }
+        report.targets = self.sync_targets().await;
+        report
+    }
+
+    /// A message body: an EventBridge event, or a resync request sent
+    /// through the queue.
+    async fn on_message(&self, body: &str) -> Result<String, Retry> {
+        let Ok(value) = serde_json::from_str::<Value>(body) else {
+            tracing::error!(body, "an SQS message that is not JSON: dropped");
+            return Ok("dropped: not JSON".into());
+        };
+        if value.get("resync").and_then(Value::as_bool) == Some(true) {
+            let r = self.resync().await;
+            return Ok(format!("resync ({} failed)", r.failed.len()));
+        }
+        let event = match TaskStateChange::parse(body) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "an SQS message that is not a task state change: dropped");
+                return Ok(format!("dropped: {e}"));
+            }
+        };
+        match self.controller.on_event(&event).await {
+            Ok(outcome) => Ok(describe(&outcome)),
+            Err(e) if e.is_retryable() => Err(Retry(e.to_string())),
+            Err(e) => {
+                tracing::error!(error = %e, task = %event.detail.task_arn, "event failed for good: dropped");
+                Ok(format!("failed: {e}"))
+            }
+        }
+    }
+
+    /// Creates missing claims, reconciles every claim, sweeps orphans.
+    pub async fn resync(&self) -> ResyncReport {
+        let mut report = ResyncReport::default();
+        if let Err(e) = self.scale_once().await {
+            report.failed.push(format!("scaling: {e}"));
+        }
+        match self.controller.resync().await {
+            Ok((_, failed)) => report.failed.extend(failed.into_iter().map(|(c, e)| format!("{c}: {e}"))),
+            Err(e) => report.failed.push(e.to_string()),
+        }
+        match self.controller.sweep().await {
+            Ok((v, s)) => (report.swept_volumes, report.swept_snapshots) = (v, s),
+            Err(e) => report.failed.push(format!("sweep: {e}")),
+        }
+        report
+    }
+
+    /// Scales each service to its configured count once per count: a
+    /// claim parked since (by a user's stop) stays parked, as under
+    /// `berth up`, where scaling runs at start and on a change of count.
+    async fn scale_once(&self) -> Result<(), berth_core::controller::ControllerError> {
+        use berth_core::deploy::ServiceRecord;
+        use berth_core::Expect;
+        let services = self.controller.services();
+        let mut records = Vec::new();
+        for spec in &services {
+            let record = self.controller.ledger.service(&spec.name).await?;
+            if record.as_ref().and_then(|r| r.scaled_to) != Some(spec.desired_count) {
+                records.push((spec, record));
+            }
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.controller.scale_services().await?;
+        for (spec, record) in records {
+            let (mut next, expect) = match record {
+                Some(r) => {
+                    let v = r.version;
+                    (r, Expect::Version(v))
+                }
+                None => (ServiceRecord::new(&spec.name, spec.definition.clone()), Expect::Absent),
+            };
+            next.scaled_to = Some(spec.desired_count);
+            match self.controller.ledger.put_service(&next, expect).await {
+                Ok(_) => {}
+                Err(e) if e.is_conflict() => {} // another invocation recorded it
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the controller each service's revisions from the ledger (a
+    /// deployment made with `berth deploy` records them there).
+    async fn load_deployments(&self) {
+        for mut spec in self.controller.services() {
+            match self.controller.ledger.service(&spec.name).await {
+                Ok(Some(record)) => {
+                    if let Some(active) = record.active_definition() {
+                        spec.definition = active.clone();
+                        spec.revisions = record.revisions.clone();
+                        self.controller.set_service(spec);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, service = %spec.name, "could not read the service's revisions"),
+            }
+        }
+    }
+
+    /// Registers the running claims' tasks with the target group and
+    /// deregisters the rest.
+    pub async fn sync_targets(&self) -> Option<TargetReport> {
+        let group = self.targets.as_ref()?;
+        let result = async {
+            let claims = self.controller.ledger.claims().await.map_err(|e| e.to_string())?;
+            let tasks = self.controller.runtime.tasks().await.map_err(|e| e.to_string())?;
+            let registered: BTreeSet<String> = group.registered().await.map_err(|e| e.to_string())?;
+            let plan = targets::plan(&claims, &tasks, &registered);
+            group.apply(&plan).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(TargetReport { registered: plan.register, deregistered: plan.deregister })
+        }
+        .await;
+        match result {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not bring the target group in line; the next invocation tries again");
+                None
+            }
+        }
+    }
+}
+
+/// An error a later delivery can get past.
+struct Retry(String);
+
+fn describe(outcome: &EventOutcome) -> String {
+    match outcome {
+        EventOutcome::OutOfScope => "out-of-scope".into(),
+        EventOutcome::Stale => "stale".into(),
+        EventOutcome::Unclaimed => "unclaimed".into(),
+        EventOutcome::Reconciled(claim, _) => format!("reconciled {claim}"),
+    }
+}
+
+/// The report as the Lambda's JSON answer.
+pub fn answer(report: &Report) -> Value {
+    serde_json::to_value(report).unwrap_or_else(|_| json!({ "batchItemFailures": [] }))
+}

@@ -1,0 +1,96 @@
+//! What the AWS adapters need to know about the stack they run in: the
+//! cluster, its network, the target group, the EBS volume every claim
+//! gets, and the services. The CDK stack writes it as JSON into the
+//! Lambda's `BERTH_CONFIG` variable; tests build it directly.
+
+use berth_core::service::ServiceSpec;
+use serde::{Deserialize, Serialize};
+
+/// The stack as the adapters see it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AwsSettings {
+    /// The ECS cluster's name (also the `berth:cluster` tag on volumes and
+    /// snapshots, which scopes every query to this stack).
+    pub cluster: String,
+    /// Private subnets and security groups of the tasks (awsvpc).
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    #[serde(default)]
+    pub assign_public_ip: bool,
+    /// Run claims on Fargate Spot (the blog's cost note) instead of Fargate.
+    #[serde(default)]
+    pub spot: bool,
+    /// The container in the task definition that berth's overrides name.
+    pub container: String,
+    /// The ALB target group tasks are registered with, by IP.
+    #[serde(default)]
+    pub target_group_arn: Option<String>,
+    pub volume: EbsVolumeSpec,
+    pub services: Vec<ServiceSpec>,
+}
+
+/// The EBS volume RunTask makes for each task (`managedEBSVolume`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EbsVolumeSpec {
+    /// The volume's name in the task definition (configured at launch).
+    pub name: String,
+    /// The role ECS uses to make and attach the volume.
+    pub role_arn: String,
+    #[serde(default = "default_size")]
+    pub size_gib: i32,
+    #[serde(default = "default_type")]
+    pub volume_type: String,
+    #[serde(default)]
+    pub iops: Option<i32>,
+    #[serde(default)]
+    pub throughput: Option<i32>,
+    #[serde(default = "yes")]
+    pub encrypted: bool,
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
+    /// Must match the file system of the snapshots restored from.
+    #[serde(default = "default_fs")]
+    pub filesystem_type: String,
+}
+
+fn default_size() -> i32 {
+    20
+}
+
+fn default_type() -> String {
+    "gp3".into()
+}
+
+fn default_fs() -> String {
+    "ext4".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A settings document that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("BERTH_CONFIG is not set: the Lambda needs the stack's settings (the CDK stack sets them)")]
+    Missing,
+    #[error("BERTH_CONFIG is not valid settings JSON: {0}")]
+    Invalid(#[from] serde_json::Error),
+    #[error("BERTH_CONFIG names no subnet: tasks need at least one (the stack's private subnets)")]
+    NoSubnet,
+}
+
+impl AwsSettings {
+    pub fn parse(json: &str) -> Result<Self, SettingsError> {
+        let settings: Self = serde_json::from_str(json)?;
+        if settings.subnets.is_empty() {
+            return Err(SettingsError::NoSubnet);
+        }
+        Ok(settings)
+    }
+
+    /// The settings in `BERTH_CONFIG`.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::parse(&std::env::var("BERTH_CONFIG").map_err(|_| SettingsError::Missing)?)
+    }
+}
