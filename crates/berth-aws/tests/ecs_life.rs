@@ -1,0 +1,355 @@
+//! A claim's whole life on AWS's APIs, emulated by moto on loopback: the
+//! Lambda handler over the ECS runtime, the EBS volumes, the DynamoDB
+//! ledger and the ALB target group.
+//!
+//! moto runs tasks but ignores RunTask's `volumeConfigurations` (and
+//! `clientToken`), sets no `stopCode`, and advances a task one state per
+//! DescribeTasks unless told otherwise; so the test holds tasks where they
+//! are and plays ECS's part: it makes each task's EBS volume through EC2
+//! with the tags RunTask's `tagSpecifications` would give it, and it
+//! writes the EventBridge event ECS would publish for a stop.
+
+mod moto;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, Tag, TagSpecification};
+use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode, PortMapping};
+use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetTypeEnum};
+use berth_aws::handler::Handler;
+use berth_aws::{tags, AwsSettings, DynamoLedger, EbsVolumeSpec};
+use berth_core::retention::KeepPolicy;
+use berth_core::service::ServiceSpec;
+use berth_core::{ClaimName, Generation, Ledger, TaskDefinition};
+use serde_json::{json, Value};
+
+const CLUSTER: &str = "berth-test";
+const TABLE: &str = "berth-ledger";
+
+struct Stack {
+    moto: moto::Moto,
+    config: aws_config::SdkConfig,
+    ec2: aws_sdk_ec2::Client,
+    ecs: aws_sdk_ecs::Client,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+    settings: AwsSettings,
+}
+
+impl Stack {
+    /// The blog's stack in miniature: a VPC with DNS hostnames, a subnet,
+    /// a security group, the cluster, the task definition, the target
+    /// group and the ledger table.
+    async fn new() -> Self {
+        let moto = moto::Moto::start();
+        moto.hold_ecs_tasks();
+        let config = moto.sdk_config();
+        let ec2 = aws_sdk_ec2::Client::new(&config);
+        let ecs = aws_sdk_ecs::Client::new(&config);
+        let elb = aws_sdk_elasticloadbalancingv2::Client::new(&config);
+        let vpc = ec2.create_vpc().cidr_block("10.0.0.0/16").send().await.unwrap();
+        let vpc = vpc.vpc().unwrap().vpc_id().unwrap().to_owned();
+        ec2.modify_vpc_attribute()
+            .vpc_id(&vpc)
+            .enable_dns_hostnames(AttributeBooleanValue::builder().value(true).build())
+            .send()
+            .await
+            .unwrap();
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block("10.0.1.0/24")
+            .availability_zone("us-east-1a")
+            .send()
+            .await
+            .unwrap();
+        let subnet = subnet.subnet().unwrap().subnet_id().unwrap().to_owned();
+        let sg = ec2.create_security_group().group_name("tasks").description("tasks").vpc_id(&vpc).send().await;
+        let sg = sg.unwrap().group_id().unwrap().to_owned();
+        ecs.create_cluster().cluster_name(CLUSTER).send().await.unwrap();
+        ecs.register_task_definition()
+            .family("files")
+            .network_mode(NetworkMode::Awsvpc)
+            .requires_compatibilities(Compatibility::Fargate)
+            .cpu("256")
+            .memory("512")
+            .container_definitions(
+                // moto needs the container's own memory (task-level alone gives HTTP 500).
+                ContainerDefinition::builder()
+                    .name("app")
+                    .image("berth:test")
+                    .memory(512)
+                    .port_mappings(PortMapping::builder().container_port(5000).build())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let group = elb
+            .create_target_group()
+            .name("berth-files")
+            .protocol(ProtocolEnum::Http)
+            .port(5000)
+            .vpc_id(&vpc)
+            .target_type(TargetTypeEnum::Ip)
+            .health_check_path("/health")
+            .send()
+            .await
+            .unwrap();
+        let group = group.target_groups()[0].target_group_arn().unwrap().to_owned();
+        DynamoLedger::create_table(&aws_sdk_dynamodb::Client::new(&config), TABLE).await.unwrap();
+        let settings = AwsSettings {
+            cluster: CLUSTER.into(),
+            subnets: vec![subnet],
+            security_groups: vec![sg],
+            assign_public_ip: false,
+            spot: false,
+            container: "app".into(),
+            target_group_arn: Some(group),
+            volume: EbsVolumeSpec {
+                name: "data".into(),
+                role_arn: "arn:aws:iam::123456789012:role/berth-ecs-infrastructure".into(),
+                size_gib: 10,
+                volume_type: "gp3".into(),
+                iops: None,
+                throughput: None,
+                encrypted: true,
+                kms_key_id: None,
+                filesystem_type: "ext4".into(),
+            },
+            services: vec![ServiceSpec {
+                name: "files".into(),
+                desired_count: 1,
+                definition: TaskDefinition {
+                    family: "files".into(),
+                    revision: 1,
+                    command: vec![],
+                    env: Default::default(),
+                    port: 5000,
+                    health_check: None,
+                    stop_timeout: Duration::from_secs(30),
+                },
+                revisions: vec![],
+                retention: KeepPolicy { last: Some(5), ..Default::default() },
+                lease: Duration::from_secs(60),
+                adopt: true,
+                healthy_reset: Duration::from_secs(600),
+                when_scaled: Default::default(),
+            }],
+        };
+        Self { moto, config, ec2, ecs, elb, settings }
+    }
+
+    fn handler(&self) -> Handler {
+        Handler::new(self.settings.clone(), &self.config, TABLE)
+    }
+
+    fn ledger(&self) -> DynamoLedger {
+        DynamoLedger::new(aws_sdk_dynamodb::Client::new(&self.config), TABLE)
+    }
+
+    async fn claim(&self) -> berth_core::ClaimRecord {
+        self.ledger().claim(&ClaimName::parse("files-0").unwrap()).await.unwrap().expect("claim files-0")
+    }
+
+    /// ECS's part of RunTask that moto skips: the generation's volume,
+    /// from the handoff's snapshot, with RunTask's tags.
+    async fn make_task_volume(&self, generation: u64, snapshot: Option<&str>) -> String {
+        let mut tagging = TagSpecification::builder().resource_type(ResourceType::Volume);
+        for (k, v) in [
+            (tags::CLUSTER, CLUSTER.to_owned()),
+            (tags::CLAIM, "files-0".to_owned()),
+            (tags::GENERATION, generation.to_string()),
+            ("AmazonECSCreated", "true".to_owned()),
+            ("AmazonECSManaged", "true".to_owned()),
+        ] {
+            tagging = tagging.tags(Tag::builder().key(k).value(v).build());
+        }
+        let v = self
+            .ec2
+            .create_volume()
+            .availability_zone("us-east-1a")
+            .size(10)
+            .volume_type(aws_sdk_ec2::types::VolumeType::Gp3)
+            .set_snapshot_id(snapshot.map(str::to_owned))
+            .tag_specifications(tagging.build())
+            .send()
+            .await
+            .unwrap();
+        v.volume_id().unwrap().to_owned()
+    }
+
+    /// berth's tasks of one generation, as ECS lists them.
+    async fn tasks_of(&self, generation: u64) -> Vec<aws_sdk_ecs::types::Task> {
+        let started = format!("berth/files-0/{generation}");
+        let mut arns = Vec::new();
+        for status in [aws_sdk_ecs::types::DesiredStatus::Running, aws_sdk_ecs::types::DesiredStatus::Stopped] {
+            let list = self
+                .ecs
+                .list_tasks()
+                .cluster(CLUSTER)
+                .started_by(&started)
+                .desired_status(status)
+                .send()
+                .await
+                .unwrap();
+            arns.extend(list.task_arns().iter().cloned());
+        }
+        if arns.is_empty() {
+            return Vec::new();
+        }
+        let d = self.ecs.describe_tasks().cluster(CLUSTER).set_tasks(Some(arns)).send().await.unwrap();
+        d.tasks().to_vec()
+    }
+
+    /// The task's private address, as the target group should hold it.
+    fn address(task: &aws_sdk_ecs::types::Task) -> String {
+        let detail = berth_aws::detail_of(task);
+        berth_aws::ecs_task::task_info(&detail, 5000, chrono::Utc::now()).endpoint.unwrap()
+    }
+
+    async fn targets(&self) -> BTreeSet<String> {
+        berth_aws::TargetGroup::new(self.elb.clone(), self.settings.target_group_arn.clone().unwrap())
+            .registered()
+            .await
+            .unwrap()
+    }
+
+    /// The volumes berth tagged in this stack, by generation.
+    async fn volumes(&self) -> Vec<(u64, String, Option<String>)> {
+        let mut out = Vec::new();
+        let d = self.ec2.describe_volumes().send().await.unwrap();
+        for v in d.volumes() {
+            if let Some(info) = berth_aws::volume_info(v) {
+                out.push((info.generation.unwrap().0, info.id.0, info.source_snapshot.map(|s| s.0)));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Stops a task as ECS would for `stop_code` (moto stops it, and sets
+    /// no code), and returns the SQS batch EventBridge would deliver.
+    async fn stop_as_ecs(&self, task: &aws_sdk_ecs::types::Task, stop_code: &str, event_id: &str) -> Value {
+        self.ecs.stop_task().cluster(CLUSTER).task(task.task_arn().unwrap()).reason("world").send().await.unwrap();
+        let stopped =
+            self.ecs.describe_tasks().cluster(CLUSTER).tasks(task.task_arn().unwrap()).send().await.unwrap().tasks()[0]
+                .clone();
+        let mut detail = serde_json::to_value(berth_aws::detail_of(&stopped)).unwrap();
+        detail["stopCode"] = json!(stop_code);
+        detail["version"] = json!(detail["version"].as_u64().unwrap_or(1) + 10);
+        let event = json!({
+            "version": "0",
+            "id": event_id,
+            "detail-type": "ECS Task State Change",
+            "source": "aws.ecs",
+            "account": "123456789012",
+            "time": "2026-12-02T12:00:00Z",
+            "region": "us-east-1",
+            "resources": [stopped.task_arn().unwrap()],
+            "detail": detail,
+        });
+        json!({ "Records": [{ "messageId": format!("m-{event_id}"), "body": event.to_string() }] })
+    }
+}
+
+/// The snapshot a generation's handoff restores from, per the ledger.
+async fn handoff_snapshot(stack: &Stack) -> String {
+    let c = stack.claim().await;
+    c.handoff.and_then(|h| h.snapshot).expect("a handoff with a snapshot").0
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claims_whole_life_on_ecs_ebs_dynamodb_and_the_alb() {
+    let stack = Stack::new().await;
+    let handler = stack.handler();
+
+    // First resync: the claim is made and its first task started.
+    let report = handler.handle(&json!({ "resync": true })).await;
+    assert!(report.resync.as_ref().unwrap().failed.is_empty(), "{report:?}");
+    let first = stack.tasks_of(1).await;
+    assert_eq!(first.len(), 1, "one task for generation 1");
+    assert_eq!(stack.claim().await.generation, Generation(1));
+    // ECS makes the volume; until then the claim waits in its handoff.
+    assert!(stack.claim().await.handoff.is_some());
+    let v1 = stack.make_task_volume(1, None).await;
+    handler.handle(&json!({ "resync": true })).await;
+    let c = stack.claim().await;
+    assert!(c.handoff.is_none(), "{:?}", c.handoff);
+    assert_eq!(c.volume.as_ref().map(|v| v.0.as_str()), Some(v1.as_str()));
+    assert_eq!(c.task.as_ref().map(|t| t.0.as_str()), first[0].task_arn());
+    assert_eq!(stack.targets().await, BTreeSet::from([Stack::address(&first[0])]));
+
+    // A Spot interruption: snapshot of the stopped task's volume, a
+    // replacement from it, the old volume deleted, the target moved.
+    let batch = stack.stop_as_ecs(&first[0], "SpotInterruption", "e-1").await;
+    let report = handler.handle(&batch).await;
+    assert!(report.batch_item_failures.is_empty(), "{report:?}");
+    assert_eq!(stack.claim().await.generation, Generation(2));
+    let snap = handoff_snapshot(&stack).await;
+    let second = stack.tasks_of(2).await;
+    assert_eq!(second.len(), 1);
+    let v2 = stack.make_task_volume(2, Some(&snap)).await;
+    handler.handle(&json!({ "resync": true })).await;
+    let c = stack.claim().await;
+    assert!(c.handoff.is_none(), "{:?}", c.handoff);
+    assert_eq!(c.head_snapshot.as_ref().map(|s| s.0.as_str()), Some(snap.as_str()));
+    assert_eq!(stack.volumes().await, vec![(2, v2.clone(), Some(snap.clone()))], "the old volume is gone");
+    let s = stack.ec2.describe_snapshots().snapshot_ids(&snap).send().await.unwrap();
+    let record = berth_aws::snapshot_record(&s.snapshots()[0]).unwrap();
+    assert_eq!((record.claim.unwrap().as_str(), record.generation), ("files-0", Some(Generation(1))));
+    assert_eq!(record.kind, Some(berth_core::SnapshotKind::OnStop));
+    assert_eq!(s.snapshots()[0].volume_id(), Some(v1.as_str()));
+    let generations = stack.ledger().generations(&ClaimName::parse("files-0").unwrap()).await.unwrap();
+    assert_eq!(generations.len(), 2);
+    assert_eq!(generations[0].stop_snapshot.as_ref().map(|s| s.0.as_str()), Some(snap.as_str()));
+    assert_eq!(generations[1].source_snapshot.as_ref().map(|s| s.0.as_str()), Some(snap.as_str()));
+    assert_eq!(stack.targets().await, BTreeSet::from([Stack::address(&second[0])]));
+
+    // The same delivery again: dropped as seen.
+    let again = handler.handle(&batch).await;
+    assert_eq!(again.outcomes, vec!["stale".to_string()], "{again:?}");
+
+    // A crash, delivered twice at once to two Lambda instances: one snapshot, one replacement.
+    let batch = stack.stop_as_ecs(&second[0], "EssentialContainerExited", "e-2").await;
+    let other = stack.handler();
+    let (a, b) = tokio::join!(handler.handle(&batch), other.handle(&batch));
+    assert!(a.batch_item_failures.is_empty() && b.batch_item_failures.is_empty(), "{a:?} {b:?}");
+    for _ in 0..3 {
+        handler.handle(&json!({ "resync": true })).await;
+    }
+    assert_eq!(stack.claim().await.generation, Generation(3));
+    assert_eq!(stack.tasks_of(3).await.len(), 1, "one replacement");
+    let snaps = stack.ec2.describe_snapshots().owner_ids("self").send().await.unwrap();
+    let of_two: Vec<_> = snaps
+        .snapshots()
+        .iter()
+        .filter_map(berth_aws::snapshot_record)
+        .filter(|s| s.generation == Some(Generation(2)))
+        .collect();
+    assert_eq!(of_two.len(), 1, "one stop snapshot of generation 2: {of_two:?}");
+    let snap = handoff_snapshot(&stack).await;
+    stack.make_task_volume(3, Some(&snap)).await;
+    handler.handle(&json!({ "resync": true })).await;
+    assert!(stack.claim().await.handoff.is_none());
+
+    // A stale event (an older version of the first task) changes nothing.
+    let mut detail = serde_json::to_value(berth_aws::detail_of(&first[0])).unwrap();
+    detail["version"] = json!(1);
+    let stale = json!({ "id": "e-old", "detail-type": "ECS Task State Change", "source": "aws.ecs", "detail": detail });
+    let report = handler.handle(&json!({ "Records": [{ "messageId": "m-old", "body": stale.to_string() }] })).await;
+    assert_eq!(report.outcomes, vec!["stale".to_string()], "{report:?}");
+    assert_eq!(stack.claim().await.generation, Generation(3));
+
+    // A dropped event: the task stops and nobody hears; the resync finds it.
+    let third = stack.tasks_of(3).await;
+    stack.ecs.stop_task().cluster(CLUSTER).task(third[0].task_arn().unwrap()).send().await.unwrap();
+    handler.handle(&json!({ "resync": true })).await;
+    assert_eq!(stack.claim().await.generation, Generation(4), "the resync replaced the stopped task");
+    assert_eq!(stack.tasks_of(4).await.len(), 1);
+
+    // Not an event at all: dropped, not retried forever.
+    let report = handler.handle(&json!({ "Records": [{ "messageId": "m-x", "body": "not json" }] })).await;
+    assert!(report.batch_item_failures.is_empty());
+    drop(stack.moto);
+}
