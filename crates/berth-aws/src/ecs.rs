@@ -90,47 +90,51 @@ impl EcsRuntime {
         }
         Ok(arns.into_iter().collect())
     }
+}
 
-    fn volume_configuration(
-        &self,
-        request: &LaunchRequest,
-        source: &VolumeSource,
-    ) -> Result<TaskVolumeConfiguration, PortError> {
-        let spec = &self.settings.volume;
-        let snapshot = match source {
-            VolumeSource::Empty => None,
-            VolumeSource::Snapshot(s) | VolumeSource::AdoptOrRestore { snapshot: s, .. } => Some(s.0.clone()),
-        };
-        let mut tagging = EbsTagSpecification::builder().resource_type(EbsResourceType::Volume);
-        for (key, value) in tags::volume(&self.settings.cluster, &request.claim, request.generation) {
-            tagging = tagging.tags(Tag::builder().key(key).value(value).build());
-        }
-        let ebs = TaskManagedEbsVolumeConfiguration::builder()
-            .role_arn(&spec.role_arn)
-            .size_in_gib(spec.size_gib)
-            .volume_type(&spec.volume_type)
-            .set_iops(spec.iops)
-            .set_throughput(spec.throughput)
-            .encrypted(spec.encrypted)
-            .set_kms_key_id(spec.kms_key_id.clone())
-            .set_snapshot_id(snapshot)
-            .filesystem_type(TaskFilesystemType::from(spec.filesystem_type.as_str()))
-            .tag_specifications(tagging.build().map_err(|e| PortError::permanent(e.to_string()))?)
-            .termination_policy(
-                TaskManagedEbsVolumeTerminationPolicy::builder()
-                    .delete_on_termination(false)
-                    .build()
-                    .map_err(|e| PortError::permanent(e.to_string()))?,
-            )
-            .build()
-            .map_err(|e| PortError::permanent(e.to_string()))?;
-        TaskVolumeConfiguration::builder()
-            .name(&spec.name)
-            .managed_ebs_volume(ebs)
-            .build()
-            .map_err(|e| PortError::permanent(e.to_string()))
+/// RunTask's volume configuration for a launch: the EBS volume ECS makes,
+/// from `source`, kept when the task stops, tagged for berth.
+pub fn volume_configuration(
+    settings: &AwsSettings,
+    request: &LaunchRequest,
+    source: &VolumeSource,
+) -> Result<TaskVolumeConfiguration, PortError> {
+    let spec = &settings.volume;
+    let snapshot = match source {
+        VolumeSource::Empty => None,
+        VolumeSource::Snapshot(s) | VolumeSource::AdoptOrRestore { snapshot: s, .. } => Some(s.0.clone()),
+    };
+    let mut tagging = EbsTagSpecification::builder().resource_type(EbsResourceType::Volume);
+    for (key, value) in tags::volume(&settings.cluster, &request.claim, request.generation) {
+        tagging = tagging.tags(Tag::builder().key(key).value(value).build());
     }
+    let ebs = TaskManagedEbsVolumeConfiguration::builder()
+        .role_arn(&spec.role_arn)
+        .size_in_gib(spec.size_gib)
+        .volume_type(&spec.volume_type)
+        .set_iops(spec.iops)
+        .set_throughput(spec.throughput)
+        .encrypted(spec.encrypted)
+        .set_kms_key_id(spec.kms_key_id.clone())
+        .set_snapshot_id(snapshot)
+        .filesystem_type(TaskFilesystemType::from(spec.filesystem_type.as_str()))
+        .tag_specifications(tagging.build().map_err(|e| PortError::permanent(e.to_string()))?)
+        .termination_policy(
+            TaskManagedEbsVolumeTerminationPolicy::builder()
+                .delete_on_termination(false)
+                .build()
+                .map_err(|e| PortError::permanent(e.to_string()))?,
+        )
+        .build()
+        .map_err(|e| PortError::permanent(e.to_string()))?;
+    TaskVolumeConfiguration::builder()
+        .name(&spec.name)
+        .managed_ebs_volume(ebs)
+        .build()
+        .map_err(|e| PortError::permanent(e.to_string()))
+}
 
+impl EcsRuntime {
     fn overrides(&self, request: &LaunchRequest) -> TaskOverride {
         let mut container = ContainerOverride::builder().name(&self.settings.container);
         let mut env = request.definition.env.clone();
@@ -176,7 +180,7 @@ impl Runtime for EcsRuntime {
             .started_by(&started)
             .client_token(&request.client_token)
             .network_configuration(NetworkConfiguration::builder().awsvpc_configuration(network).build())
-            .volume_configurations(self.volume_configuration(request, source)?)
+            .volume_configurations(volume_configuration(&self.settings, request, source)?)
             .overrides(self.overrides(request));
         run = if self.settings.spot {
             run.capacity_provider_strategy(
@@ -279,5 +283,54 @@ pub fn detail_of(task: &aws_sdk_ecs::types::Task) -> TaskDetail {
                 health_status: c.health_status().map(|h| h.as_str().to_owned()),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::{ClaimName, Generation, SnapshotId, TaskDefinition};
+
+    #[test]
+    fn the_volume_is_restored_from_the_snapshot_kept_on_stop_and_tagged() {
+        let settings: AwsSettings = serde_json::from_value(serde_json::json!({
+            "cluster": "berth", "subnets": ["subnet-1"], "security_groups": ["sg-1"], "container": "app",
+            "volume": { "name": "data", "role_arn": "arn:aws:iam::1:role/infra", "iops": 3000 },
+            "services": []
+        }))
+        .unwrap();
+        let claim = ClaimName::parse("files-1").unwrap();
+        let request = LaunchRequest {
+            service: "files".into(),
+            claim: claim.clone(),
+            generation: Generation(7),
+            volume: LaunchVolume::Create(VolumeSource::Snapshot(SnapshotId("snap-123".into()))),
+            definition: TaskDefinition {
+                family: "files".into(),
+                revision: 2,
+                command: vec![],
+                env: Default::default(),
+                port: 5000,
+                health_check: None,
+                stop_timeout: std::time::Duration::from_secs(30),
+            },
+            client_token: LaunchRequest::token_for(&claim, Generation(7)),
+        };
+        let LaunchVolume::Create(source) = &request.volume else { unreachable!() };
+        let c = volume_configuration(&settings, &request, source).unwrap();
+        assert_eq!(c.name(), "data");
+        let ebs = c.managed_ebs_volume().unwrap();
+        assert_eq!(ebs.snapshot_id(), Some("snap-123"));
+        assert_eq!(ebs.termination_policy().map(|t| t.delete_on_termination()), Some(false));
+        assert_eq!((ebs.size_in_gib(), ebs.volume_type(), ebs.iops()), (Some(20), Some("gp3"), Some(3000)));
+        assert_eq!(ebs.encrypted(), Some(true));
+        assert_eq!(ebs.filesystem_type().map(|f| f.as_str()), Some("ext4"));
+        let tags: Vec<(&str, &str)> =
+            ebs.tag_specifications()[0].tags().iter().map(|t| (t.key().unwrap(), t.value().unwrap())).collect();
+        assert_eq!(tags, vec![("berth:cluster", "berth"), ("berth:claim", "files-1"), ("berth:generation", "7")]);
+        assert!(request.client_token.len() <= 64, "RunTask's clientToken is at most 64 characters");
+
+        let empty = volume_configuration(&settings, &request, &VolumeSource::Empty).unwrap();
+        assert_eq!(empty.managed_ebs_volume().unwrap().snapshot_id(), None);
     }
 }

@@ -77,10 +77,41 @@ pub fn task_info(detail: &TaskDetail, port: u16, observed: DateTime<Utc>) -> Tas
     }
 }
 
+/// The id of the task's EBS volume, owned: [`TaskDetail::ebs_volume_id`]
+/// for callers that keep it past the event. Often `None` on AWS: the
+/// published RunTask answers name the volume (`volumeName`) but not its id,
+/// and no published event shows one.
+pub fn ebs_volume_id(detail: &TaskDetail) -> Option<String> {
+    detail.ebs_volume_id().map(str::to_owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::event::{StopCode, TaskStateChange};
+
+    #[test]
+    fn ebs_volume_id_reads_only_the_ebs_attachment() {
+        let detail = |attachments: &str| {
+            TaskStateChange::parse(&format!(r#"{{"detail": {{"taskArn": "t", "attachments": {attachments}}}}}"#))
+                .unwrap()
+                .detail
+        };
+        let both = detail(
+            r#"[{"type": "eni", "details": [{"name": "volumeId", "value": "vol-not-this"}]},
+                {"type": "AmazonElasticBlockStorage", "details": [{"name": "volumeName", "value": "data"},
+                                                                  {"name": "volumeId", "value": "vol-0abc"}]}]"#,
+        );
+        assert_eq!(ebs_volume_id(&both), Some("vol-0abc".to_owned()));
+        let eni_only = detail(r#"[{"type": "eni", "details": [{"name": "volumeId", "value": "vol-not-this"}]}]"#);
+        assert_eq!(ebs_volume_id(&eni_only), None);
+        // AWS's own RunTask example: an EBS attachment that names no volume id yet.
+        let path =
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ecs-events/aws-cli-runtask-ebs-provisioning.json");
+        let e = TaskStateChange::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert!(e.detail.attachments.iter().any(|a| a.kind.as_deref() == Some(crate::event::EBS_ATTACHMENT)));
+        assert_eq!(ebs_volume_id(&e.detail), None);
+    }
 
     #[test]
     fn started_by_round_trips_and_refuses_strangers() {
