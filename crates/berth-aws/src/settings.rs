@@ -27,6 +27,11 @@ pub struct AwsSettings {
     pub target_group_arn: Option<String>,
     pub volume: EbsVolumeSpec,
     pub services: Vec<ServiceSpec>,
+    /// The registered task definition's ARN (`…:task-definition/FAMILY:N`),
+    /// as CloudFormation knows it only at deploy time: it sets the revision
+    /// of the service of that family.
+    #[serde(default)]
+    pub task_definition_arn: Option<String>,
 }
 
 /// The EBS volume RunTask makes for each task (`managedEBSVolume`).
@@ -76,6 +81,8 @@ pub enum SettingsError {
     Missing,
     #[error("BERTH_CONFIG is not valid settings JSON: {0}")]
     Invalid(#[from] serde_json::Error),
+    #[error("BERTH_CONFIG's task_definition_arn {0} does not end in FAMILY:REVISION")]
+    BadTaskDefinition(String),
     #[error("BERTH_CONFIG names no subnet: tasks need at least one (the stack's private subnets)")]
     NoSubnet,
 }
@@ -83,8 +90,20 @@ pub enum SettingsError {
 impl AwsSettings {
     pub fn parse(json: &str) -> Result<Self, SettingsError> {
         let settings: Self = serde_json::from_str(json)?;
+        let mut settings = settings;
         if settings.subnets.is_empty() {
             return Err(SettingsError::NoSubnet);
+        }
+        if let Some(arn) = &settings.task_definition_arn {
+            let (family, revision) = arn
+                .rsplit('/')
+                .next()
+                .and_then(|d| d.split_once(':'))
+                .and_then(|(f, r)| Some((f.to_owned(), r.parse::<u32>().ok()?)))
+                .ok_or_else(|| SettingsError::BadTaskDefinition(arn.clone()))?;
+            for service in settings.services.iter_mut().filter(|s| s.definition.family == family) {
+                service.definition.revision = revision;
+            }
         }
         Ok(settings)
     }
@@ -92,5 +111,40 @@ impl AwsSettings {
     /// The settings in `BERTH_CONFIG`.
     pub fn from_env() -> Result<Self, SettingsError> {
         Self::parse(&std::env::var("BERTH_CONFIG").map_err(|_| SettingsError::Missing)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = r#"{
+        "cluster": "berth", "subnets": ["subnet-1"], "security_groups": ["sg-1"], "container": "files",
+        "target_group_arn": "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/t/1",
+        "task_definition_arn": "arn:aws:ecs:us-east-1:1:task-definition/BerthTaskDef:7",
+        "volume": { "name": "data", "role_arn": "arn:aws:iam::1:role/infra", "size_gib": 10 },
+        "services": [{ "name": "files", "desired_count": 2,
+            "definition": { "family": "BerthTaskDef", "revision": 1, "command": [], "env": {}, "port": 5000,
+                "health_check": null, "stop_timeout": 30 },
+            "retention": { "last": 7 }, "lease": 60, "healthy_reset": 600 }]
+    }"#;
+
+    #[test]
+    fn the_stacks_document_reads_with_defaults_and_the_deployed_revision() {
+        let s = AwsSettings::parse(DOC).unwrap();
+        assert_eq!(s.services[0].definition.revision, 7, "the revision comes from the deployed ARN");
+        assert_eq!((s.volume.size_gib, s.volume.volume_type.as_str(), s.volume.encrypted), (10, "gp3", true));
+        assert_eq!(s.volume.filesystem_type, "ext4");
+        assert!(!s.spot);
+    }
+
+    #[test]
+    fn bad_documents_are_one_clear_error() {
+        assert!(matches!(AwsSettings::parse("{"), Err(SettingsError::Invalid(_))));
+        let no_subnet = DOC.replace(r#"["subnet-1"]"#, "[]");
+        assert!(matches!(AwsSettings::parse(&no_subnet), Err(SettingsError::NoSubnet)));
+        let bad_arn = DOC.replace("BerthTaskDef:7", "BerthTaskDef");
+        let e = AwsSettings::parse(&bad_arn).unwrap_err();
+        assert!(e.to_string().contains("FAMILY:REVISION"), "{e}");
     }
 }

@@ -117,6 +117,7 @@ impl Stack {
                 kms_key_id: None,
                 filesystem_type: "ext4".into(),
             },
+            task_definition_arn: None,
             services: vec![ServiceSpec {
                 name: "files".into(),
                 desired_count: 1,

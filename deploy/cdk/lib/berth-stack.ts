@@ -198,6 +198,43 @@ export class BerthStack extends Stack {
         removalPolicy: RemovalPolicy.DESTROY,
       }),
       environment: {
+        // The settings berth-aws reads (AwsSettings): one JSON document,
+        // with the deploy-time values (ARNs, ids) resolved by CloudFormation.
+        BERTH_CONFIG: this.toJsonString({
+          cluster: cluster.clusterName,
+          subnets: vpc.privateSubnets.map((s) => s.subnetId),
+          security_groups: [taskSg.securityGroupId],
+          container: container.containerName,
+          target_group_arn: targetGroup.targetGroupArn,
+          task_definition_arn: taskDefinition.taskDefinitionArn,
+          volume: {
+            name: "data",
+            role_arn: infrastructureRole.roleArn,
+            size_gib: props.volumeGiB ?? 10,
+            volume_type: "gp3",
+            encrypted: true,
+            kms_key_id: volumeKey.keyArn,
+            filesystem_type: "ext4",
+          },
+          services: [
+            {
+              name: "files",
+              desired_count: props.desiredCount ?? 2,
+              definition: {
+                family: taskDefinition.family,
+                revision: 1,
+                command: [],
+                env: {},
+                port: 5000,
+                health_check: null,
+                stop_timeout: 30,
+              },
+              retention: { last: 7 },
+              lease: 60,
+              healthy_reset: 600,
+            },
+          ],
+        }),
         BERTH_TABLE: table.tableName,
         BERTH_CLUSTER: cluster.clusterArn,
         BERTH_TASK_DEFINITION: taskDefinition.taskDefinitionArn,

@@ -177,3 +177,18 @@ test("scaling bounds reach the controller, and a missing Lambda package is one c
   });
   assert.throws(() => synth({ lambdaAsset: "/nonexistent" }), /no Lambda package at \/nonexistent/);
 });
+
+test("the controller's settings document names the stack's resources", () => {
+  const t = synth({ desiredCount: 3, volumeGiB: 25 });
+  const fns = t.findResources("AWS::Lambda::Function");
+  const env = Object.values(fns)
+    .map((f: any) => f.Properties?.Environment?.Variables)
+    .find((v: any) => v && v.BERTH_CONFIG);
+  assert.ok(env, "a function with BERTH_CONFIG");
+  const text = JSON.stringify(env.BERTH_CONFIG);
+  for (const key of ["cluster", "subnets", "security_groups", "target_group_arn", "task_definition_arn", "role_arn", "kms_key_id"]) {
+    assert.ok(text.includes(key), `BERTH_CONFIG has ${key}`);
+  }
+  assert.ok(text.includes('\\"desired_count\\":3') || text.includes('desired_count\\":3'), text.slice(0, 400));
+  assert.ok(text.includes('size_gib\\":25'), "volume size reaches the controller");
+});
