@@ -13,6 +13,7 @@
 //! Adapters translate between AWS's API and core's ports; the rules stay
 //! in `berth-core`. This is the one crate that links the AWS SDK.
 
+pub mod cleanup;
 mod dynamo;
 mod ebs;
 mod ecs;

@@ -38,7 +38,17 @@ where
                 PortError::permanent(message)
             }
         }
-        _ => PortError::retryable(format!("{what}: {}", aws_smithy_types::error::display::DisplayErrorContext(&err))),
+        _ => {
+            let detail = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+            if detail.contains("loading credentials") || detail.contains("CredentialsNotLoaded") {
+                // The SDK's own text is a page of nested errors; the cause is one line.
+                return PortError::permanent(format!(
+                    "{what}: no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+                     or AWS_PROFILE, and AWS_REGION"
+                ));
+            }
+            PortError::retryable(format!("{what}: {detail}"))
+        }
     }
 }
 

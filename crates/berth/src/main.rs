@@ -68,6 +68,8 @@ enum Command {
     Cost(cmd::cost::Args),
     /// The AWS controller Lambda: `decide` replays one event offline.
     Lambda(cmd::lambda::Args),
+    /// Commands that call AWS (`cleanup`), run by the `berth-aws` binary.
+    Aws(cmd::aws::Args),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => cmd::logs::run(args),
         Command::Cost(args) => cmd::cost::run(args),
         Command::Lambda(args) => cmd::lambda::run(args),
+        Command::Aws(args) => cmd::aws::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

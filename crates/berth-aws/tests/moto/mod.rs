@@ -60,6 +60,11 @@ impl Drop for Moto {
 }
 
 impl Moto {
+    /// The endpoint's URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
     /// One SDK configuration for every client (ECS, EC2, ELBv2, DynamoDB).
     pub fn sdk_config(&self) -> aws_config::SdkConfig {
         aws_config::SdkConfig::builder()

@@ -1,6 +1,7 @@
 //! One module per `berth` command.
 
 pub mod admin;
+pub mod aws;
 pub mod claim_restore;
 pub mod claims;
 pub mod cost;
