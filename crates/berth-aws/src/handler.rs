@@ -13,6 +13,8 @@
 //! invocation: the claim waits in its handoff and the next resync (each
 //! minute) looks again.
 //!
+//! The resync also creates missing claims (once per configured count),
+//! takes the next step of a deployment under way, and sweeps orphans.
 //! After the events, every invocation brings the target group in line
 //! with the claims' running tasks (`berth_core::targets`).
 
@@ -163,15 +165,28 @@ impl Handler {
         if let Err(e) = self.scale_once().await {
             report.failed.push(format!("scaling: {e}"));
         }
+        // A deployment under way moves on (one claim at a time, as under
+        // `berth up`); the resync reconciles the claims it moved, and the
+        // step after it notes a claim that became healthy meanwhile.
+        self.step_rollouts(&mut report).await;
         match self.controller.resync().await {
             Ok((_, failed)) => report.failed.extend(failed.into_iter().map(|(c, e)| format!("{c}: {e}"))),
             Err(e) => report.failed.push(e.to_string()),
         }
+        self.step_rollouts(&mut report).await;
         match self.controller.sweep().await {
             Ok((v, s)) => (report.swept_volumes, report.swept_snapshots) = (v, s),
             Err(e) => report.failed.push(format!("sweep: {e}")),
         }
         report
+    }
+
+    async fn step_rollouts(&self, report: &mut ResyncReport) {
+        for spec in self.controller.services() {
+            if let Err(e) = self.controller.step_rollout(&spec.name).await {
+                report.failed.push(format!("deployment of {}: {e}", spec.name));
+            }
+        }
     }
 
     /// Scales each service to its configured count once per count: a
@@ -213,15 +228,9 @@ impl Handler {
     /// Gives the controller each service's revisions from the ledger (a
     /// deployment made with `berth deploy` records them there).
     async fn load_deployments(&self) {
-        for mut spec in self.controller.services() {
+        for spec in self.controller.services() {
             match self.controller.ledger.service(&spec.name).await {
-                Ok(Some(record)) => {
-                    if let Some(active) = record.active_definition() {
-                        spec.definition = active.clone();
-                        spec.revisions = record.revisions.clone();
-                        self.controller.set_service(spec);
-                    }
-                }
+                Ok(Some(record)) => self.controller.apply_service_record(&record),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, service = %spec.name, "could not read the service's revisions"),
             }

@@ -349,6 +349,47 @@ async fn a_claims_whole_life_on_ecs_ebs_dynamodb_and_the_alb() {
     assert_eq!(stack.claim().await.generation, Generation(4), "the resync replaced the stopped task");
     assert_eq!(stack.tasks_of(4).await.len(), 1);
 
+    let snap = handoff_snapshot(&stack).await;
+    stack.make_task_volume(4, Some(&snap)).await;
+    handler.handle(&json!({ "resync": true })).await;
+    assert!(stack.claim().await.handoff.is_none());
+
+    // A deployment (as `berth deploy` records it): the resync moves the
+    // claim to the new revision through a handoff, with its data.
+    stack
+        .ecs
+        .register_task_definition()
+        .family("files")
+        .network_mode(NetworkMode::Awsvpc)
+        .requires_compatibilities(Compatibility::Fargate)
+        .cpu("256")
+        .memory("512")
+        .container_definitions(ContainerDefinition::builder().name("app").image("berth:test2").memory(512).build())
+        .send()
+        .await
+        .unwrap();
+    let ledger = stack.ledger();
+    let mut record = ledger.service("files").await.unwrap().expect("the Lambda recorded the service when it scaled");
+    let mut next = stack.settings.services[0].definition.clone();
+    next.env.insert("RELEASE".into(), "2".into());
+    let version = record.version;
+    assert_eq!(record.deploy(next, Duration::from_secs(600), chrono::Utc::now()).unwrap(), 2);
+    ledger.put_service(&record, berth_core::Expect::Version(version)).await.unwrap();
+    handler.handle(&json!({ "resync": true })).await;
+    assert_eq!(stack.claim().await.revision, 2, "the rollout moved the claim");
+    assert_eq!(stack.claim().await.generation, Generation(5));
+    let fifth = stack.tasks_of(5).await;
+    assert_eq!(fifth.len(), 1);
+    assert!(fifth[0].task_definition_arn().unwrap().ends_with("files:2"), "{:?}", fifth[0].task_definition_arn());
+    let snap = handoff_snapshot(&stack).await;
+    stack.make_task_volume(5, Some(&snap)).await;
+    for _ in 0..3 {
+        handler.handle(&json!({ "resync": true })).await;
+    }
+    let record = ledger.service("files").await.unwrap().unwrap();
+    let state = record.deployment.as_ref().map(|d| d.state.as_str());
+    assert_eq!(state, Some("completed"), "{:?}", record.deployment);
+
     // Not an event at all: dropped, not retried forever.
     let report = handler.handle(&json!({ "Records": [{ "messageId": "m-x", "body": "not json" }] })).await;
     assert!(report.batch_item_failures.is_empty());

@@ -15,6 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::claim::ClaimName;
+use crate::deploy::{rollout, ServiceRecord};
 use crate::event::TaskStateChange;
 use crate::ledger::{ClaimRecord, EventRecord, Expect, GenerationRecord, Ledger, LedgerError, Remembered};
 use crate::ports::{PortError, Volumes};
@@ -179,6 +180,53 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
             Some(s) => *s = spec,
             None => services.push(spec),
         }
+    }
+
+    /// Gives the service of a record its active and other revisions (a
+    /// deployment's, as the ledger holds them); a service not configured
+    /// here is left alone.
+    pub fn apply_service_record(&self, record: &ServiceRecord) {
+        let Some(mut spec) = self.services().into_iter().find(|s| s.name == record.name) else { return };
+        let Some(active) = record.active_definition() else { return };
+        spec.definition = active.clone();
+        spec.revisions = record.revisions.clone();
+        self.set_service(spec);
+    }
+
+    /// Takes one step of a service's deployment, if one is under way (see
+    /// [`crate::deploy::rollout`]): writes the service record, then the
+    /// claims it moves, and returns those claims, which the caller
+    /// reconciles next. A lost compare-and-swap is no error: the next look
+    /// plans again.
+    pub async fn step_rollout(&self, service: &str) -> Result<Vec<ClaimName>, ControllerError> {
+        let Some(record) = self.ledger.service(service).await? else { return Ok(Vec::new()) };
+        if !record.in_progress() {
+            return Ok(Vec::new());
+        }
+        let claims = self.ledger.claims().await?;
+        let plan = rollout(&record, &claims, self.now());
+        // The record first: a crash before the claims are written leaves a
+        // step the next look finds and writes again.
+        if let Some(next) = &plan.service {
+            match self.ledger.put_service(next, Expect::Version(record.version)).await {
+                Ok(stored) => self.apply_service_record(&stored),
+                Err(e) if e.is_conflict() => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut moved = Vec::new();
+        for claim in &plan.claims {
+            match self.ledger.put_claim(claim, Expect::Version(claim.version)).await {
+                Ok(_) => moved.push(claim.name.clone()),
+                // Moved by its reconciler meanwhile: the next look plans again.
+                Err(e) if e.is_conflict() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for event in plan.events {
+            self.log(event).await;
+        }
+        Ok(moved)
     }
 
     fn service(&self, claim: &ClaimRecord) -> Result<ServiceSpec, ControllerError> {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_core::deploy::{rollout, same_task, DeployError, ServiceRecord};
+use berth_core::deploy::{same_task, DeployError, ServiceRecord};
 use berth_core::ledger::{EventRecord, Expect, Ledger};
 use berth_core::task::TaskDefinition;
 use chrono::Utc;
@@ -94,11 +94,7 @@ impl Platform {
 
     /// Gives the controller a service record's active and other revisions.
     fn apply_record(&self, record: &ServiceRecord) {
-        let Some(mut spec) = self.controller.services().into_iter().find(|s| s.name == record.name) else { return };
-        let Some(active) = record.active_definition() else { return };
-        spec.definition = active.clone();
-        spec.revisions = record.revisions.clone();
-        self.controller.set_service(spec);
+        self.controller.apply_service_record(record);
     }
 
     /// The `deploy-started` event, once the deployment is in the ledger.
@@ -152,34 +148,8 @@ impl Platform {
     }
 
     async fn rollout_once(&self, service: &str) -> Result<(), PlatformError> {
-        let Some(record) = self.ledger.service(service).await? else { return Ok(()) };
-        if !record.in_progress() {
-            return Ok(());
-        }
-        let claims = self.ledger.claims().await?;
-        let plan = rollout(&record, &claims, Utc::now());
-        if plan.is_empty() {
-            return Ok(());
-        }
-        // The record first: a crash before the claims are written leaves a
-        // step the next look finds and writes again.
-        if let Some(next) = &plan.service {
-            match self.ledger.put_service(next, Expect::Version(record.version)).await {
-                Ok(stored) => self.apply_record(&stored),
-                Err(e) if e.is_conflict() => return Ok(()),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        for claim in &plan.claims {
-            match self.ledger.put_claim(claim, Expect::Version(claim.version)).await {
-                Ok(_) => self.queue.wake(claim.name.clone()),
-                // Moved by its reconciler meanwhile: the next look plans again.
-                Err(e) if e.is_conflict() => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        for event in plan.events {
-            self.controller.log(event).await;
+        for claim in self.controller.step_rollout(service).await? {
+            self.queue.wake(claim);
         }
         Ok(())
     }
