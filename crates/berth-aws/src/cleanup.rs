@@ -10,10 +10,11 @@
 //! deleted).
 
 use aws_sdk_ec2::types::{Filter, VolumeState};
-use berth_core::PortError;
+use berth_core::{PortError, SnapshotId, VolumeId, Volumes};
 use serde::Serialize;
 
-use crate::sdk::{code, port_error};
+use crate::ebs::EbsVolumes;
+use crate::sdk::port_error;
 use crate::tags;
 
 /// One resource left behind.
@@ -103,26 +104,16 @@ fn tag<'a>(pairs: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>, 
 /// Deletes the deletable leftovers; returns the ids deleted. One already
 /// gone counts as deleted.
 pub async fn delete(ec2: &aws_sdk_ec2::Client, leftovers: &[Leftover]) -> Result<Vec<String>, PortError> {
+    // The store's own deletes: the same calls, and "already gone" is done.
+    // The store's cluster scope plays no part in deleting by id.
+    let store = EbsVolumes::new(ec2.clone(), "");
     let mut deleted = Vec::new();
     for l in leftovers.iter().filter(|l| l.deletable) {
-        let result = match l.kind {
-            "volume" => ec2.delete_volume().volume_id(&l.id).send().await.map(|_| ()).or_else(|e| {
-                if code(&e) == Some("InvalidVolume.NotFound") {
-                    Ok(())
-                } else {
-                    Err(port_error("DeleteVolume", e))
-                }
-            }),
-            "snapshot" => ec2.delete_snapshot().snapshot_id(&l.id).send().await.map(|_| ()).or_else(|e| {
-                if code(&e) == Some("InvalidSnapshot.NotFound") {
-                    Ok(())
-                } else {
-                    Err(port_error("DeleteSnapshot", e))
-                }
-            }),
+        match l.kind {
+            "volume" => store.delete(&VolumeId(l.id.clone())).await?,
+            "snapshot" => store.delete_snapshots(&[SnapshotId(l.id.clone())]).await?,
             _ => continue,
-        };
-        result?;
+        }
         deleted.push(l.id.clone());
     }
     Ok(deleted)
