@@ -96,6 +96,9 @@ pub fn snapshot_record(s: &Snapshot) -> Option<SnapshotRecord> {
         kind: tags.get(tags::KIND).and_then(|k| SnapshotKind::parse(k)),
         pinned: tags.get(tags::PIN).is_some_and(|p| p == "true"),
         pending: s.state() != Some(&SnapshotState::Completed),
+        // EBS snapshot locks (LockSnapshot) are not read yet: see README.
+        lock: None,
+        consistency: None,
     })
 }
 
@@ -178,6 +181,8 @@ impl Volumes for EbsVolumes {
             kind: Some(request.kind),
             pinned: request.pinned,
             pending: answer.state() != Some(&SnapshotState::Completed),
+            lock: None,
+            consistency: None,
         })
     }
 

@@ -245,6 +245,48 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
         }
     }
 
+    /// The snapshots of one claim as this controller knows them.
+    pub fn snapshots_of(&self, claim: &ClaimName) -> Vec<SnapshotRecord> {
+        self.snapshots.lock().expect("snapshot cache lock").get(claim).cloned().unwrap_or_default()
+    }
+
+    /// Takes a snapshot outside a handoff (a scheduled backup of a running
+    /// claim's volume) and catalogues it as a handoff's own would be.
+    pub async fn take_snapshot(
+        &self,
+        volume: &crate::ports::VolumeId,
+        request: &crate::snapshot::SnapshotRequest,
+    ) -> Result<SnapshotRecord, ControllerError> {
+        let record = self.volumes.snapshot(volume, request).await?;
+        self.snapshots
+            .lock()
+            .expect("snapshot cache lock")
+            .entry(request.claim.clone())
+            .or_default()
+            .push(record.clone());
+        if let Err(e) = self.ledger.catalogue(std::slice::from_ref(&record)).await {
+            tracing::warn!(error = %e, snapshot = %record.id, "could not catalogue a snapshot; the next resync does");
+        }
+        Ok(record)
+    }
+
+    /// Deletes snapshots of one claim outside a handoff (backup retention).
+    pub async fn forget_snapshots(
+        &self,
+        claim: &ClaimName,
+        ids: &[crate::snapshot::SnapshotId],
+    ) -> Result<(), ControllerError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.volumes.delete_snapshots(ids).await?;
+        self.ledger.uncatalogue(ids).await?;
+        if let Some(list) = self.snapshots.lock().expect("snapshot cache lock").get_mut(claim) {
+            list.retain(|s| !ids.contains(&s.id));
+        }
+        Ok(())
+    }
+
     /// Reads every snapshot from the store into the cache.
     pub async fn refresh_snapshots(&self) -> Result<(), ControllerError> {
         let all = self.volumes.snapshots().await?;

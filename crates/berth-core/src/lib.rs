@@ -10,6 +10,7 @@
 
 pub mod autoscale;
 pub mod backoff;
+pub mod backup;
 pub mod claim;
 pub mod controller;
 pub mod cost;
@@ -28,7 +29,7 @@ pub mod sweep;
 pub mod targets;
 pub mod task;
 
-mod serde_secs;
+pub mod serde_secs;
 
 pub use claim::{ClaimName, ClaimNameError, Generation};
 pub use event::{StopCode, TaskDetail, TaskStateChange, TaskStatus};
@@ -36,5 +37,5 @@ pub use intent::{stop_intent, DesiredState, IntentVerdict, StopIntent};
 pub use ledger::{ClaimRecord, EventRecord, Expect, GenerationRecord, Handoff, HandoffStep, Ledger, LedgerError};
 pub use ports::{PortError, VolumeId, VolumeInfo, VolumeSource, Volumes};
 pub use retention::{KeepPolicy, Verdict};
-pub use snapshot::{SnapshotId, SnapshotKind, SnapshotRecord, SnapshotRequest};
+pub use snapshot::{Consistency, LockMode, SnapshotId, SnapshotKind, SnapshotLock, SnapshotRecord, SnapshotRequest};
 pub use task::{Health, HealthCheck, LaunchRequest, LaunchVolume, Probe, Runtime, TaskArn, TaskDefinition, TaskInfo};

@@ -511,7 +511,10 @@ fn claimed(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -> Dec
 }
 
 /// The snapshots of this claim that retention forgets now: the head and the
-/// last-known-good snapshot are pinned whatever their tags say.
+/// last-known-good snapshot are pinned whatever their tags say. Scheduled
+/// snapshots are left to the backup policy's own retention
+/// ([`crate::backup::forgettable_scheduled`]): a service keeping ten stop
+/// snapshots must not wipe a month of hourly backups at its next stop.
 pub fn forgettable(
     claim: &ClaimRecord,
     snapshots: &[SnapshotRecord],
@@ -521,16 +524,25 @@ pub fn forgettable(
     if policy.is_empty() {
         return Vec::new();
     }
-    let protected = [claim.head_snapshot.as_ref(), claim.last_good_snapshot.as_ref()];
-    let marked: Vec<SnapshotRecord> = snapshots
-        .iter()
+    let marked = protect(Some(claim), snapshots.iter().filter(|s| s.kind != Some(SnapshotKind::Scheduled)));
+    retention::plan(&marked, policy, now).into_iter().filter(|v| !v.keep).map(|v| v.id).collect()
+}
+
+/// The snapshots with the claim's head and last-known-good snapshots
+/// marked pinned, whatever their tags say: retention never takes them.
+pub fn protect<'a>(
+    claim: Option<&ClaimRecord>,
+    snapshots: impl Iterator<Item = &'a SnapshotRecord>,
+) -> Vec<SnapshotRecord> {
+    let protected: Vec<&SnapshotId> =
+        claim.iter().flat_map(|c| c.head_snapshot.iter().chain(c.last_good_snapshot.iter())).collect();
+    snapshots
         .map(|s| {
             let mut s = s.clone();
-            s.pinned |= protected.contains(&Some(&s.id));
+            s.pinned |= protected.contains(&&s.id);
             s
         })
-        .collect();
-    retention::plan(&marked, policy, now).into_iter().filter(|v| !v.keep).map(|v| v.id).collect()
+        .collect()
 }
 
 /// Snapshotting: record the stop snapshot if it exists, else (holding the
@@ -582,12 +594,7 @@ fn snapshotting(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -
     }
     actions.push(Action::TakeSnapshot {
         volume,
-        request: SnapshotRequest {
-            claim: claim.name.clone(),
-            generation: Some(h.from),
-            kind: SnapshotKind::OnStop,
-            pinned: false,
-        },
+        request: SnapshotRequest::new(claim.name.clone(), Some(h.from), SnapshotKind::OnStop),
     });
     Decision::act(actions)
 }

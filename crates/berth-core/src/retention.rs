@@ -101,6 +101,12 @@ pub fn plan(snapshots: &[SnapshotRecord], policy: &KeepPolicy, now: DateTime<Utc
             if s.pinned {
                 reasons.push("pinned");
             }
+            if let Some(lock) = s.locked_at(now) {
+                reasons.push(match lock.mode {
+                    crate::snapshot::LockMode::Governance => "locked-governance",
+                    crate::snapshot::LockMode::Compliance => "locked-compliance",
+                });
+            }
             if last_left > 0 {
                 last_left -= 1;
                 reasons.push("keep-last");
@@ -155,6 +161,8 @@ mod tests {
             kind: None,
             pinned,
             pending: false,
+            lock: None,
+            consistency: None,
         }
     }
 
@@ -217,6 +225,26 @@ mod tests {
         assert_eq!(kept(&monthly), ["2026-06-01", "2025-02-01", "2025-01-31"]);
         let yearly = plan(&snaps, &KeepPolicy { yearly: Some(5), ..Default::default() }, now);
         assert_eq!(kept(&yearly), ["2026-06-01", "2025-02-01", "2024-12-30"]);
+    }
+
+    #[test]
+    fn a_lock_keeps_a_snapshot_until_its_date() {
+        use crate::snapshot::{LockMode, SnapshotLock};
+        let mut locked = snap("locked", at(1, 0), false);
+        locked.lock = Some(SnapshotLock { mode: LockMode::Compliance, until: at(10, 0) });
+        let snaps = vec![locked, snap("a", at(2, 0), false), snap("b", at(3, 0), false)];
+        let policy = KeepPolicy { last: Some(1), ..Default::default() };
+        let v = plan(&snaps, &policy, at(4, 0));
+        assert_eq!(kept(&v), ["b", "locked"]);
+        assert_eq!(v.iter().find(|v| v.id.0 == "locked").unwrap().reasons, ["locked-compliance"]);
+        // Past its date the lock no longer counts.
+        assert_eq!(kept(&plan(&snaps, &policy, at(11, 0))), ["b"]);
+        let lock = SnapshotLock { mode: LockMode::Governance, until: at(10, 0) };
+        assert!(lock.forbids_delete(at(4, 0), false));
+        assert!(!lock.forbids_delete(at(4, 0), true));
+        let lock = SnapshotLock { mode: LockMode::Compliance, ..lock };
+        assert!(lock.forbids_delete(at(4, 0), true), "no bypass for compliance");
+        assert!(!lock.forbids_delete(at(10, 0), false), "expired");
     }
 
     #[test]

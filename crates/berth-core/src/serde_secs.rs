@@ -21,6 +21,26 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     Ok(if nanos < u64::MAX as f64 { Duration::from_nanos(nanos as u64) } else { exact })
 }
 
+/// The same for `Option<Duration>` (`null` for none).
+pub mod option {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct Secs(#[serde(with = "super")] Duration);
+        Ok(Option::<Secs>::deserialize(d)?.map(|s| s.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

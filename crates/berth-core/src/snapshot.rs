@@ -76,6 +76,19 @@ pub struct SnapshotRequest {
     pub kind: SnapshotKind,
     /// Pinned snapshots are never removed by retention (last known good).
     pub pinned: bool,
+    /// A retention lock from the moment the snapshot exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<SnapshotLock>,
+    /// Set for snapshots of a running volume (scheduled backups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<Consistency>,
+}
+
+impl SnapshotRequest {
+    /// A request with no pin, lock or consistency mark.
+    pub fn new(claim: ClaimName, generation: Option<Generation>, kind: SnapshotKind) -> Self {
+        Self { claim, generation, kind, pinned: false, lock: None, consistency: None }
+    }
 }
 
 /// A snapshot in a store.
@@ -92,4 +105,106 @@ pub struct SnapshotRecord {
     /// cannot be restored from yet, and the volume it copies must stay.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pending: bool,
+    /// A retention lock, as EBS snapshot lock: no command deletes the
+    /// snapshot while it holds (governance yields to an explicit bypass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<SnapshotLock>,
+    /// For a snapshot of a running volume: whether the task quiesced for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<Consistency>,
+}
+
+/// How consistent a snapshot of a running volume is. A stop snapshot is
+/// taken of a volume no process writes to, so it needs no such mark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Consistency {
+    /// The workload quiesced for it: no write was in flight.
+    Application,
+    /// Taken without a working quiesce hook: as consistent as after a crash.
+    Crash,
+}
+
+impl Consistency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Application => "application",
+            Self::Crash => "crash",
+        }
+    }
+}
+
+impl fmt::Display for Consistency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl SnapshotRecord {
+    /// Whether a lock keeps this snapshot at `now`.
+    pub fn locked_at(&self, now: DateTime<Utc>) -> Option<&SnapshotLock> {
+        self.lock.as_ref().filter(|l| l.holds_at(now))
+    }
+}
+
+/// How strongly a lock holds, in EBS snapshot lock's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LockMode {
+    /// Deletable before its date only with an explicit bypass
+    /// (`--bypass-governance`), by someone who means it.
+    Governance,
+    /// Deletable by no command before its date, `--force` included.
+    Compliance,
+}
+
+impl LockMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Governance => "governance",
+            Self::Compliance => "compliance",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "governance" => Some(Self::Governance),
+            "compliance" => Some(Self::Compliance),
+            _ => None,
+        }
+    }
+}
+
+impl std::str::FromStr for LockMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s).ok_or_else(|| format!("'{s}' is not a lock mode: use governance or compliance"))
+    }
+}
+
+impl fmt::Display for LockMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A retention lock on one snapshot: it holds until `until`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotLock {
+    pub mode: LockMode,
+    pub until: DateTime<Utc>,
+}
+
+impl SnapshotLock {
+    pub fn holds_at(&self, now: DateTime<Utc>) -> bool {
+        now < self.until
+    }
+
+    /// Whether the lock forbids deleting at `now`, given whether the caller
+    /// asked to bypass governance locks. The one rule every deletion path
+    /// (forget, prune's plan, the sweep, the handoff's retention) obeys.
+    pub fn forbids_delete(&self, now: DateTime<Utc>, bypass_governance: bool) -> bool {
+        self.holds_at(now) && !(self.mode == LockMode::Governance && bypass_governance)
+    }
 }

@@ -53,7 +53,40 @@ pub fn sweep(
     let snapshots = snapshots
         .iter()
         .filter(|s| s.time < cutoff && !s.pinned && s.claim.as_ref().is_some_and(|c| deleted.contains(c)))
+        .filter(|s| s.locked_at(now).is_none())
         .map(|s| s.id.clone())
         .collect();
     Sweep { volumes, snapshots }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claim::ClaimName;
+    use crate::snapshot::{LockMode, SnapshotLock};
+
+    #[test]
+    fn a_locked_snapshot_of_a_deleted_claim_outlives_the_sweep() {
+        let now = Utc::now();
+        let old = now - chrono::Duration::hours(2);
+        let name = ClaimName::parse("web-3").unwrap();
+        let mut claim = ClaimRecord::new(name.clone(), "web", 3, 1, old);
+        claim.desired = DesiredState::Deleted;
+        let snap = |id: &str, lock: Option<SnapshotLock>| SnapshotRecord {
+            id: SnapshotId(id.into()),
+            time: old,
+            claim: Some(name.clone()),
+            generation: None,
+            kind: None,
+            pinned: false,
+            pending: false,
+            lock,
+            consistency: None,
+        };
+        let locked = SnapshotLock { mode: LockMode::Governance, until: now + chrono::Duration::hours(1) };
+        let expired = SnapshotLock { mode: LockMode::Compliance, until: now - chrono::Duration::minutes(1) };
+        let snaps = [snap("free", None), snap("locked", Some(locked)), snap("expired", Some(expired))];
+        let s = sweep(&[claim], &[], &snaps, now, Duration::from_secs(60));
+        assert_eq!(s.snapshots, [SnapshotId("free".into()), SnapshotId("expired".into())]);
+    }
 }

@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::handlers;
 use crate::health::Health;
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::quiesce::Gate;
 use crate::volume::Volume;
 
 /// What every handler shares.
@@ -28,6 +29,8 @@ pub struct AppState {
     pub health: Health,
     pub metrics: Metrics,
     pub cluster: Option<Cluster>,
+    /// Holds writes while a snapshot is taken (`/v1/quiesce`, `/v1/resume`).
+    pub quiesce: Gate,
     /// Set on SIGTERM: `/health` then fails so a load balancer stops sending.
     pub draining: AtomicBool,
 }
@@ -35,10 +38,12 @@ pub struct AppState {
 impl AppState {
     /// The state for `config`; an error says which setting is wrong.
     pub fn new(config: ServeConfig, volume: Arc<Volume>) -> Result<Self, String> {
+        let metrics = Metrics::default();
         Ok(Self {
             health: Health::new(Arc::clone(&volume)),
             cluster: Cluster::new(&config)?,
-            metrics: Metrics::default(),
+            quiesce: Gate::new(metrics.quiesced.clone()),
+            metrics,
             draining: AtomicBool::new(false),
             config,
             volume,
@@ -58,6 +63,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/download/{name}", get(handlers::download::download))
         .route("/upload", post(handlers::upload::upload_multipart))
+        .route("/v1/quiesce", post(handlers::quiesce::quiesce))
+        .route("/v1/resume", post(handlers::quiesce::resume))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")

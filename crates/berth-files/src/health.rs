@@ -3,7 +3,8 @@
 //! A load balancer must see a lost, read-only or full-of-errors volume as
 //! unhealthy, so `/health` runs a real write probe (create, write, fsync,
 //! delete) rather than answering a constant. The result is cached for about a
-//! second so a storm of checks costs one probe.
+//! second so a storm of checks costs one probe. While the volume is quiesced
+//! for a snapshot, only its presence is checked: nothing may write to it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,5 +50,20 @@ impl Health {
         };
         *last = Some((Instant::now(), result.clone()));
         result
+    }
+
+    /// `Ok` when the storage path exists and is a directory; the check used
+    /// while the volume is quiesced, which writes nothing.
+    pub async fn check_present(&self) -> Result<(), String> {
+        let root = self.volume.root().to_path_buf();
+        let shown = root.display().to_string();
+        let stat = tokio::task::spawn_blocking(move || std::fs::metadata(root));
+        match tokio::time::timeout(PROBE_TIMEOUT, stat).await {
+            Ok(Ok(Ok(meta))) if meta.is_dir() => Ok(()),
+            Ok(Ok(Ok(_))) => Err(format!("storage path {shown} is not a directory")),
+            Ok(Ok(Err(e))) => Err(format!("storage path {shown} is not readable: {e}")),
+            Ok(Err(e)) => Err(format!("health probe failed: {e}")),
+            Err(_) => Err(format!("storage stat took longer than {PROBE_TIMEOUT:?}")),
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Prometheus metrics of the service: requests, bytes moved, latencies and the
-//! volume's used and free space, served as text at `/metrics`.
+//! volume's used and free space, and whether writes are quiesced, served as
+//! text at `/metrics`.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -32,6 +33,8 @@ pub struct Metrics {
     pub volume_used: Gauge,
     pub volume_free: Gauge,
     pub volume_capacity: Gauge,
+    /// 1 while writes are held for a snapshot (`POST /v1/quiesce`), else 0.
+    pub quiesced: Gauge,
 }
 
 impl Default for Metrics {
@@ -45,6 +48,7 @@ impl Default for Metrics {
         let volume_used = Gauge::default();
         let volume_free = Gauge::default();
         let volume_capacity = Gauge::default();
+        let quiesced = Gauge::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
         registry.register("http_request_duration_seconds", "Time to answer a request (headers)", latency.clone());
         registry.register("upload_bytes", "Bytes received in committed and failed uploads", upload_bytes.clone());
@@ -56,7 +60,22 @@ impl Default for Metrics {
             "Capacity of the volume (the quota if set, else the filesystem size)",
             volume_capacity.clone(),
         );
-        Self { registry, requests, latency, upload_bytes, download_bytes, volume_used, volume_free, volume_capacity }
+        registry.register(
+            "quiesced",
+            "1 while writes are held for a snapshot (POST /v1/quiesce), else 0",
+            quiesced.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            upload_bytes,
+            download_bytes,
+            volume_used,
+            volume_free,
+            volume_capacity,
+            quiesced,
+        }
     }
 }
 

@@ -188,6 +188,29 @@ impl Volume {
         })
     }
 
+    /// Flushes the volume to disk for a snapshot: fsyncs the folder, then the
+    /// whole filesystem holding it (`syncfs`; `sync` where there is none).
+    /// Commits already fsync their own file and the folder; this also covers
+    /// deletes and anything else that reached the filesystem.
+    pub fn flush(&self) -> io::Result<()> {
+        let dir = File::open(&self.root)?;
+        dir.sync_all()?;
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: syncfs on a descriptor we own and keep open for the call.
+            if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            // SAFETY: sync(2) takes no arguments and cannot fail.
+            unsafe { libc::sync() };
+        }
+        Ok(())
+    }
+
     /// Runs the write probe of the health check: create, write, fsync, delete.
     pub fn probe(&self) -> io::Result<()> {
         let meta = fs::metadata(&self.root)?;

@@ -6,6 +6,7 @@
 //! core's `Volumes` port on top of both.
 
 pub mod admin;
+pub mod backup;
 pub mod fingerprint;
 pub mod lb;
 pub mod ledger;

@@ -16,6 +16,8 @@ pub fn to_record(s: &SnapshotInfo) -> SnapshotRecord {
         kind: s.kind.as_deref().and_then(SnapshotKind::parse),
         pinned: s.pinned,
         pending: false,
+        lock: s.lock.clone(),
+        consistency: s.consistency,
     }
 }
 

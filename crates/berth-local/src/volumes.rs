@@ -255,17 +255,29 @@ impl LocalVolumes {
         Ok(true)
     }
 
-    /// Snapshots a volume whose task has stopped; blocking.
+    /// Snapshots a volume whose task has stopped; blocking. A scheduled
+    /// snapshot (of a running task's volume) leaves the volume's seal
+    /// alone: the task writes on, so only a stop snapshot can vouch for
+    /// the volume being unchanged at the next handoff.
     pub fn snapshot_blocking(&self, id: &VolumeId, request: &SnapshotRequest) -> Result<SnapshotRecord, VolumeError> {
         let mut record = self.read_record(id)?;
         let path = self.path(id);
+        if request.consistency.is_some() {
+            let meta = SnapshotMeta {
+                generation: request.generation.map(|g| g.0),
+                lock: request.lock.clone(),
+                consistency: request.consistency,
+                ..SnapshotMeta::new(request.claim.to_string(), request.kind)
+            };
+            return Ok(to_record(&self.repo()?.snapshot(&path, &meta)?));
+        }
         let before = fingerprint(&path).map_err(|e| VolumeError::io(&id.0, e))?;
         let meta = SnapshotMeta {
-            claim: request.claim.to_string(),
             generation: request.generation.map(|g| g.0),
-            kind: request.kind,
             pinned: request.pinned,
-            extra_tags: Vec::new(),
+            lock: request.lock.clone(),
+            consistency: request.consistency,
+            ..SnapshotMeta::new(request.claim.to_string(), request.kind)
         };
         let info = self.repo()?.snapshot(&path, &meta)?;
         let after = fingerprint(&path).map_err(|e| VolumeError::io(&id.0, e))?;

@@ -24,12 +24,7 @@ fn fill(root: &Path) {
 }
 
 fn request(claim: &ClaimName, generation: u64) -> SnapshotRequest {
-    SnapshotRequest {
-        claim: claim.clone(),
-        generation: Some(Generation(generation)),
-        kind: SnapshotKind::OnStop,
-        pinned: false,
-    }
+    SnapshotRequest::new(claim.clone(), Some(Generation(generation)), SnapshotKind::OnStop)
 }
 
 #[tokio::test(flavor = "multi_thread")]

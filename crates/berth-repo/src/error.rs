@@ -79,6 +79,17 @@ pub enum RepoError {
     #[error("restore target {} must be an existing empty directory; create or empty it, then retry", path.display())]
     TargetNotEmpty { path: PathBuf },
 
+    /// A retention lock forbids deleting the snapshot now.
+    #[error(
+        "snapshot {id} is under a {mode} lock until {until}; {}",
+        if *mode == berth_core::LockMode::Governance {
+            "pass --bypass-governance to forget it anyway"
+        } else {
+            "a compliance lock cannot be lifted: wait for its date"
+        }
+    )]
+    Locked { id: String, mode: berth_core::LockMode, until: String },
+
     /// A caller-supplied value (claim, tag, id, path) is not acceptable.
     #[error("invalid input: {detail}")]
     InvalidInput { detail: String },

@@ -39,7 +39,7 @@ pub use progress::Progress;
 pub use repo::Repo;
 pub use restore::RestoreStats;
 pub use snapshot::VOLUME_PATH;
-pub use snapshot_meta::{SnapshotInfo, SnapshotKind, SnapshotMeta};
+pub use snapshot_meta::{Consistency, SnapshotInfo, SnapshotKind, SnapshotMeta};
 
 #[cfg(test)]
 mod tests {

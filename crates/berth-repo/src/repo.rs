@@ -200,12 +200,36 @@ impl Repo {
     ///
     /// `SnapshotNotFound` / `Ambiguous` for an id that does not resolve.
     pub fn forget(&self, ids: &[String]) -> Result<(), RepoError> {
+        self.forget_with(ids, false)
+    }
+
+    /// [`Repo::forget`], lifting governance locks when `bypass_governance`.
+    /// Every deletion of a snapshot comes here, so a lock holds against
+    /// every command: nothing is deleted if any of `ids` is locked.
+    ///
+    /// # Errors
+    ///
+    /// As [`Repo::forget`], and `Locked` for a snapshot whose lock holds.
+    pub fn forget_with(&self, ids: &[String], bypass_governance: bool) -> Result<(), RepoError> {
         let repo = self.fresh()?;
         let resolved = ids.iter().map(|id| resolve_id(&repo, self, id)).collect::<Result<BTreeSet<_>, _>>()?;
         if resolved.is_empty() {
             return Ok(());
         }
         let resolved: Vec<_> = resolved.into_iter().collect();
+        let wanted: Vec<String> = resolved.iter().map(|id| id.to_hex().to_string()).collect();
+        let snaps = repo.get_snapshots(&wanted).map_err(|e| RepoError::corrupt_from_rustic(None, &e))?;
+        let now = chrono::Utc::now();
+        for snap in &snaps {
+            let info = SnapshotInfo::from_file(snap);
+            if let Some(lock) = info.lock.filter(|l| l.forbids_delete(now, bypass_governance)) {
+                return Err(RepoError::Locked {
+                    id: info.id,
+                    mode: lock.mode,
+                    until: lock.until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                });
+            }
+        }
         repo.delete_snapshots(&resolved).map_err(|e| self.rustic_err(&e))
     }
 }

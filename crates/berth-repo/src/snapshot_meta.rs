@@ -3,8 +3,12 @@
 //! A snapshot's berth metadata lives only in its restic tags, so restic can
 //! filter on it (`restic snapshots --tag claim=web-0`) and nothing is lost
 //! when a snapshot is copied: `claim=NAME`, `generation=N` (when known),
-//! `kind=on-stop|scheduled|manual`, `pin` when pinned, then the caller's
-//! extra tags. [`SnapshotInfo`] is the parsed view of a stored snapshot.
+//! `kind=on-stop|scheduled|manual`, `pin` when pinned, `lock=governance|
+//! compliance` with `lock-until=<RFC 3339>` for a retention lock,
+//! `consistency=application|crash` for scheduled snapshots, then the
+//! caller's extra tags. A lock is written when the snapshot is made and
+//! never changed: rewriting a snapshot file would change its id, which the
+//! ledger refers to. [`SnapshotInfo`] is the parsed view of a stored snapshot.
 
 use rustic_core::repofile::{SnapshotFile, StringList};
 use serde::Serialize;
@@ -15,9 +19,12 @@ const CLAIM: &str = "claim=";
 const GENERATION: &str = "generation=";
 const KIND: &str = "kind=";
 const PIN: &str = "pin";
+const LOCK: &str = "lock=";
+const LOCK_UNTIL: &str = "lock-until=";
+const CONSISTENCY: &str = "consistency=";
 
-// The kind is core's: one vocabulary from the ledger to the tags.
-pub use berth_core::SnapshotKind;
+// The kind and the lock are core's: one vocabulary from the ledger to the tags.
+pub use berth_core::{Consistency, LockMode, SnapshotKind, SnapshotLock};
 
 /// What the caller says about a snapshot it asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +37,11 @@ pub struct SnapshotMeta {
     pub kind: SnapshotKind,
     /// Pinned snapshots are kept by retention (e.g. the last known good).
     pub pinned: bool,
+    /// A retention lock from the moment the snapshot exists.
+    pub lock: Option<SnapshotLock>,
+    /// For scheduled snapshots: whether the workload was quiesced
+    /// (`application`) or not (`crash`: as after a power cut).
+    pub consistency: Option<Consistency>,
     /// More tags, stored as given.
     pub extra_tags: Vec<String>,
 }
@@ -38,7 +50,15 @@ impl SnapshotMeta {
     /// Metadata for a claim's snapshot with no generation, pin or extra tags.
     #[must_use]
     pub fn new(claim: impl Into<String>, kind: SnapshotKind) -> Self {
-        Self { claim: claim.into(), generation: None, kind, pinned: false, extra_tags: Vec::new() }
+        Self {
+            claim: claim.into(),
+            generation: None,
+            kind,
+            pinned: false,
+            lock: None,
+            consistency: None,
+            extra_tags: Vec::new(),
+        }
     }
 
     /// The tags to store, after checking that each survives restic's
@@ -54,13 +74,21 @@ impl SnapshotMeta {
         if self.pinned {
             tags.add(PIN.to_string());
         }
+        if let Some(lock) = &self.lock {
+            tags.add(format!("{LOCK}{}", lock.mode));
+            tags.add(format!("{LOCK_UNTIL}{}", lock.until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+        }
+        if let Some(c) = self.consistency {
+            tags.add(format!("{CONSISTENCY}{}", c.as_str()));
+        }
         for tag in &self.extra_tags {
             if tag.is_empty() || tag.contains(',') || tag.chars().any(char::is_control) {
                 return Err(RepoError::invalid(format!(
                     "tag {tag:?} must be non-empty without commas or control characters"
                 )));
             }
-            if tag == PIN || [CLAIM, GENERATION, KIND].iter().any(|p| tag.starts_with(p)) {
+            if tag == PIN || [CLAIM, GENERATION, KIND, LOCK, LOCK_UNTIL, CONSISTENCY].iter().any(|p| tag.starts_with(p))
+            {
                 return Err(RepoError::invalid(format!(
                     "tag {tag:?} is reserved for berth; set the field of SnapshotMeta instead"
                 )));
@@ -104,6 +132,12 @@ pub struct SnapshotInfo {
     pub kind: Option<String>,
     /// Whether the `pin` tag is present.
     pub pinned: bool,
+    /// From the `lock=` and `lock-until=` tags. A lock tag whose date does
+    /// not parse counts as a compliance lock that never ends: a damaged
+    /// lock must not make a snapshot deletable.
+    pub lock: Option<SnapshotLock>,
+    /// From the `consistency=` tag.
+    pub consistency: Option<Consistency>,
     /// Every tag, sorted (berth's own included).
     pub tags: Vec<String>,
     /// The paths stored (`/volume` for berth's snapshots).
@@ -128,6 +162,9 @@ impl SnapshotInfo {
         let mut generation = None;
         let mut kind = None;
         let mut pinned = false;
+        let mut lock_mode = None;
+        let mut lock_until = None;
+        let mut consistency = None;
         for tag in &snap.tags {
             if let Some(value) = tag.strip_prefix(CLAIM) {
                 claim = Some(value.to_string());
@@ -137,8 +174,21 @@ impl SnapshotInfo {
                 kind = Some(value.to_string());
             } else if tag == PIN {
                 pinned = true;
+            } else if let Some(value) = tag.strip_prefix(LOCK_UNTIL) {
+                lock_until = Some(value.to_string());
+            } else if let Some(value) = tag.strip_prefix(LOCK) {
+                lock_mode = Some(LockMode::parse(value).unwrap_or(LockMode::Compliance));
+            } else if let Some(value) = tag.strip_prefix(CONSISTENCY) {
+                consistency = match value {
+                    "application" => Some(Consistency::Application),
+                    _ => Some(Consistency::Crash),
+                };
             }
         }
+        let lock = lock_mode.map(|mode| match lock_until.as_deref().map(chrono::DateTime::parse_from_rfc3339) {
+            Some(Ok(until)) => SnapshotLock { mode, until: until.with_timezone(&chrono::Utc) },
+            _ => SnapshotLock { mode: LockMode::Compliance, until: chrono::DateTime::<chrono::Utc>::MAX_UTC },
+        });
         let summary = snap.summary.as_ref();
         let timestamp = snap.time.timestamp();
         Self {
@@ -149,6 +199,8 @@ impl SnapshotInfo {
             generation,
             kind,
             pinned,
+            lock,
+            consistency,
             tags: snap.tags.iter().cloned().collect(),
             paths: snap.paths.iter().cloned().collect(),
             parent: snap.parent.map(|p| p.to_hex().to_string()),
@@ -172,6 +224,11 @@ mod tests {
             generation: Some(7),
             kind: SnapshotKind::OnStop,
             pinned: true,
+            lock: Some(SnapshotLock {
+                mode: LockMode::Governance,
+                until: chrono::DateTime::parse_from_rfc3339("2030-01-02T03:04:05Z").unwrap().into(),
+            }),
+            consistency: Some(Consistency::Application),
             extra_tags: vec!["reason=spot".into()],
         };
         let snap = SnapshotFile { tags: meta.to_tags().unwrap(), ..SnapshotFile::default() };
@@ -180,7 +237,24 @@ mod tests {
         assert_eq!(info.generation, Some(7));
         assert_eq!(info.kind.as_deref(), Some("on-stop"));
         assert!(info.pinned);
-        assert_eq!(info.tags, ["claim=web-0", "generation=7", "kind=on-stop", "pin", "reason=spot"]);
+        assert_eq!(
+            info.lock.as_ref().map(|l| (l.mode, l.until.to_rfc3339())),
+            Some((LockMode::Governance, "2030-01-02T03:04:05+00:00".into()))
+        );
+        assert_eq!(info.consistency, Some(Consistency::Application));
+        assert_eq!(
+            info.tags,
+            [
+                "claim=web-0",
+                "consistency=application",
+                "generation=7",
+                "kind=on-stop",
+                "lock-until=2030-01-02T03:04:05Z",
+                "lock=governance",
+                "pin",
+                "reason=spot"
+            ]
+        );
         assert!(info.time.ends_with('Z'), "{}", info.time);
     }
 
@@ -197,11 +271,25 @@ mod tests {
             let meta = SnapshotMeta::new(claim, SnapshotKind::Manual);
             assert!(meta.to_tags().is_err(), "{claim:?} accepted");
         }
-        for tag in ["", "a,b", "claim=other", "pin", "generation=1", "kind=manual", "a\nb"] {
+        for tag in
+            ["", "a,b", "claim=other", "pin", "generation=1", "kind=manual", "a\nb", "lock=governance", "lock-until=x"]
+        {
             let mut meta = SnapshotMeta::new("web-0", SnapshotKind::Manual);
             meta.extra_tags.push(tag.into());
             assert!(meta.to_tags().is_err(), "{tag:?} accepted");
         }
+    }
+
+    #[test]
+    fn a_damaged_lock_tag_still_locks() {
+        let mut tags = StringList::default();
+        tags.add("claim=web-0".into());
+        tags.add("lock=governance".into());
+        tags.add("lock-until=soon".into());
+        let info = SnapshotInfo::from_file(&SnapshotFile { tags, ..SnapshotFile::default() });
+        let lock = info.lock.unwrap();
+        assert_eq!(lock.mode, LockMode::Compliance);
+        assert!(lock.holds_at(chrono::Utc::now()));
     }
 
     #[test]

@@ -25,6 +25,7 @@ fn tags_are_stored_and_parsed_back() {
         kind: SnapshotKind::Scheduled,
         pinned: true,
         extra_tags: vec!["reason=test".into()],
+        ..SnapshotMeta::new("web-0", SnapshotKind::Scheduled)
     };
     let taken = repo.snapshot(vol.path(), &meta).unwrap();
     assert_eq!(taken.id.len(), 64);

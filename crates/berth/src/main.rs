@@ -60,8 +60,14 @@ enum Command {
     Scale(cmd::scale::Args),
     /// Roll a service onto a new task definition, one claim at a time (rolls back on failure).
     Deploy(cmd::deploy::Args),
-    /// Bring a claim back to an earlier snapshot.
+    /// Bring a claim back to an earlier snapshot (point-in-time recovery, from a replica too).
     Restore(cmd::claim_restore::Args),
+    /// Scheduled backups: their state per claim, a backup now, a restore verification.
+    Backup(cmd::backup::Args),
+    /// Disaster-recovery drills (measured RTO and RPO) and their report.
+    Dr(cmd::dr::Args),
+    /// Report claims whose backups, replicas or restore verifications need attention; exits 1 if any.
+    Doctor(cmd::doctor::Args),
     /// Print the output of a task (read from the state folder).
     Logs(cmd::logs::Args),
     /// What a deployment on AWS costs a month (the blog's estimate, recomputed from a dated price table).
@@ -93,6 +99,9 @@ fn main() -> ExitCode {
         Command::Scale(args) => cmd::scale::run(args),
         Command::Deploy(args) => cmd::deploy::run(args),
         Command::Restore(args) => cmd::claim_restore::run(args),
+        Command::Backup(args) => cmd::backup::run(args),
+        Command::Dr(args) => cmd::dr::run(args),
+        Command::Doctor(args) => cmd::doctor::run(args),
         Command::Logs(args) => cmd::logs::run(args),
         Command::Cost(args) => cmd::cost::run(args),
         Command::Lambda(args) => cmd::lambda::run(args),

@@ -496,6 +496,8 @@ fn snapshot(id: &str, time: DateTime<Utc>, claim: Option<&ClaimName>, generation
         kind: claim.map(|_| SnapshotKind::OnStop),
         pinned: false,
         pending: false,
+        lock: None,
+        consistency: None,
     }
 }
 

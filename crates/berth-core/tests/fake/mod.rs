@@ -338,6 +338,8 @@ impl Volumes for FakeVolumes {
             kind: Some(r.kind),
             pinned: r.pinned,
             pending: self.pending_for.lock().unwrap().is_some(),
+            lock: None,
+            consistency: None,
         };
         self.snapshots.lock().unwrap().push(s.clone());
         Ok(s)

@@ -2,6 +2,7 @@
 
 pub mod download;
 pub mod list;
+pub mod quiesce;
 pub mod remove;
 pub mod status;
 pub mod upload;

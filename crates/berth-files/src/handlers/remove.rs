@@ -21,7 +21,16 @@ pub async fn delete_file(
     let name = FileName::parse(&raw)?;
     let volume = state.volume.clone();
     let target = name.clone();
-    let mut found = blocking(move || volume.delete(&target)).await?.map_err(|e| ApiError::io(name.as_str(), &e))?;
+    // Only the local delete is gated: members delete under their own gates.
+    let slot = state.quiesce.enter().await;
+    let mut found = blocking(move || {
+        // The slot ends with the work, even if the request is dropped meanwhile.
+        let result = volume.delete(&target);
+        drop(slot);
+        result
+    })
+    .await?
+    .map_err(|e| ApiError::io(name.as_str(), &e))?;
     if let Some(cluster) = state.cluster.as_ref().filter(|_| !is_local_scope(&headers)) {
         let others = cluster.others().await;
         let answers =

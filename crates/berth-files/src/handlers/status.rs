@@ -12,12 +12,16 @@ use super::{blocking, iso8601, Shared};
 use crate::volume::filesystem_size;
 
 /// 200 while the volume takes writes; 503 with a reason otherwise, and while draining.
+/// While quiesced (or a quiesce waits) the write probe is skipped: the volume
+/// must not change under a snapshot, and a held probe would fail the check.
 pub async fn health(state: Shared) -> Response {
     let timestamp = iso8601(SystemTime::now());
     let verdict = if state.draining.load(Ordering::Relaxed) {
         Err("shutting down".to_owned())
-    } else {
+    } else if let Some(_probe) = state.quiesce.try_probe() {
         state.health.check().await
+    } else {
+        state.health.check_present().await
     };
     match verdict {
         Ok(()) => Json(json!({ "status": "healthy", "timestamp": timestamp })).into_response(),

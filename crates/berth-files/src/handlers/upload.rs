@@ -32,7 +32,8 @@ use super::{blocking, Shared};
 use crate::cluster::{is_local_scope, owner};
 use crate::error::ApiError;
 use crate::name::FileName;
-use crate::volume::{Committed, UploadError};
+use crate::quiesce::WriteSlot;
+use crate::volume::{Committed, PendingUpload, UploadError};
 
 /// Chunks in flight between the network and the writer thread; bounds the
 /// memory an upload can hold whatever the client's speed.
@@ -185,7 +186,16 @@ impl Inbound<'_> {
     }
 }
 
-/// Writes the body into this volume and commits it.
+/// An upload with the quiesce slot it was started under. Fields drop in
+/// order, so an aborted upload removes its temporary file before the slot
+/// ends, wherever it is dropped (a cancelled request, a blocking task's
+/// unclaimed output): a quiesce never sees a write still running.
+struct Gated {
+    upload: PendingUpload,
+    _slot: WriteSlot,
+}
+
+/// Writes the body into this volume and commits it, under a quiesce slot.
 async fn store_local(
     state: &Shared,
     name: FileName,
@@ -194,12 +204,20 @@ async fn store_local(
 ) -> Result<Committed, ApiError> {
     let volume = state.volume.clone();
     let label = name.to_string();
-    let mut upload =
-        blocking(move || volume.begin_upload(name)).await?.map_err(|e| ApiError::io("storage path", &e))?;
+    // Taken before the volume is touched and before the body is read: a held
+    // upload waits here while its client is paused by TCP flow control.
+    let slot = state.quiesce.enter().await;
+    let gated = blocking(move || volume.begin_upload(name).map(|upload| Gated { upload, _slot: slot }))
+        .await?
+        .map_err(|e| ApiError::io("storage path", &e))?;
 
     let (tx, mut rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let hash = expected.is_some();
     let writer = tokio::task::spawn_blocking(move || {
+        // Moves the whole of `gated` (slot included) into the thread, not
+        // only the field used below.
+        let mut gated = gated;
+        let upload = &mut gated.upload;
         let mut hasher = hash.then(Sha256::new);
         let mut batch: Vec<Bytes> = Vec::with_capacity(CHANNEL_CHUNKS);
         while let Some(first) = rx.blocking_recv() {
@@ -218,7 +236,7 @@ async fn store_local(
             }
             batch.clear();
         }
-        Ok::<_, UploadError>((upload, hasher.map(|h| <[u8; 32]>::from(h.finalize()))))
+        Ok::<_, UploadError>((gated, hasher.map(|h| <[u8; 32]>::from(h.finalize()))))
     });
 
     let counter = state.metrics.upload_bytes.clone();
@@ -239,7 +257,7 @@ async fn store_local(
         writer.await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("writer failed: {e}")));
     // A read error wins: the writer only stopped because the body did.
     read_result?;
-    let (upload, digest) = written?.map_err(|e| upload_error(&label, e))?;
+    let (gated, digest) = written?.map_err(|e| upload_error(&label, e))?;
     if let (Some(want), Some(got)) = (expected, digest) {
         if want != got {
             return Err(ApiError::bad_request(format!(
@@ -249,7 +267,14 @@ async fn store_local(
             )));
         }
     }
-    blocking(move || upload.commit()).await?.map_err(|e| ApiError::io(&label, &e))
+    blocking(move || {
+        let Gated { upload, _slot: slot } = gated;
+        let committed = upload.commit();
+        drop(slot);
+        committed
+    })
+    .await?
+    .map_err(|e| ApiError::io(&label, &e))
 }
 
 fn upload_error(name: &str, err: UploadError) -> ApiError {

@@ -151,10 +151,18 @@ pub async fn scale(State(app): State<AppState>, Path(service): Path<String>, Jso
 pub struct RestoreBody {
     snapshot: Option<String>,
     at: Option<DateTime<Utc>>,
+    /// A replica to take the snapshot from (with `at`).
+    from: Option<String>,
 }
 
 pub async fn restore(State(app): State<AppState>, Path(name): Path<String>, Json(body): Json<RestoreBody>) -> Answer {
     let name = claim_name(&name)?;
+    if let Some(from) = &body.from {
+        let at = body.at.ok_or_else(|| ApiError::bad_request("a restore from a replica takes at, not snapshot"))?;
+        let id = app.platform.bring_back(&name, from, at).await.map_err(super::backups::platform_error)?;
+        app.platform.restore(&name, &id).await.map_err(|e| ApiError(StatusCode::CONFLICT, e.to_string()))?;
+        return Ok(Json(json!({ "claim": name, "snapshot": id, "from": from })));
+    }
     let snapshots = app.platform.ledger.snapshots(Some(&name)).await.map_err(ApiError::internal)?;
     let chosen = match (&body.snapshot, body.at) {
         (Some(id), None) => {

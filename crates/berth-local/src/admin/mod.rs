@@ -5,6 +5,7 @@
 //! fault it is. Handlers only read the ledger and runtime or hand a request
 //! to the platform; no rule lives here.
 
+mod backups;
 mod discovery;
 mod handlers;
 
@@ -74,6 +75,11 @@ pub fn router(platform: Arc<Platform>, token: String) -> Router {
         .route("/v1/claims", get(handlers::claims))
         .route("/v1/claims/{name}", get(handlers::claim))
         .route("/v1/claims/{name}/restore", post(handlers::restore))
+        .route("/v1/claims/{name}/backup", post(backups::backup_now))
+        .route("/v1/claims/{name}/verify", post(backups::verify))
+        .route("/v1/claims/{name}/drill", post(backups::drill))
+        .route("/v1/backups", get(backups::report))
+        .route("/v1/metrics", get(backups::metrics))
         .route("/v1/events", get(handlers::events))
         .route("/v1/services/{name}/scale", post(handlers::scale))
         .route("/v1/services/{name}", get(handlers::service))

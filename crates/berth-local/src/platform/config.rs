@@ -183,6 +183,170 @@ pub struct ServiceConfig {
     pub deployment: DeploymentConfig,
     /// `retain` (park with the data) or `delete` (drop it) on scale-in.
     pub when_scaled: berth_core::service::WhenScaled,
+    /// Scheduled snapshots, replicas, verification (none by default).
+    pub backup: Option<BackupConfig>,
+}
+
+/// `[service.backup]`: scheduled snapshots of running claims, copied to
+/// replicas, verified by restores, judged against recovery objectives.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// A snapshot whenever a claim's newest is this old ("1h")…
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub interval: Option<Duration>,
+    /// …or at the times of a cron expression ("0 * * * *", UTC).
+    pub cron: Option<String>,
+    /// How the task is quiesced first: `http` (POST to `quiesce_path` and
+    /// `resume_path` on the task's port; the default for `berth serve`),
+    /// `command` (run `quiesce_command` and `resume_command`), or `none`
+    /// (the default for other workloads). Without a working hook a
+    /// snapshot is marked crash-consistent.
+    pub hook: Option<HookKind>,
+    #[serde(default = "quiesce_path")]
+    pub quiesce_path: String,
+    #[serde(default = "resume_path")]
+    pub resume_path: String,
+    #[serde(default)]
+    pub quiesce_command: Vec<String>,
+    #[serde(default)]
+    pub resume_command: Vec<String>,
+    /// How long the task holds writes at most; a hook slower than this fails.
+    #[serde(default = "quiesce_timeout", deserialize_with = "duration")]
+    pub quiesce_timeout: Duration,
+    /// Retention of scheduled snapshots (stop snapshots keep `[service.retention]`).
+    #[serde(default = "backup_retention")]
+    pub retention: RetentionConfig,
+    pub lock: Option<LockConfig>,
+    #[serde(default, rename = "replica")]
+    pub replicas: Vec<ReplicaConfig>,
+    #[serde(default)]
+    pub objectives: ObjectivesConfig,
+    /// How often each claim's newest snapshot is restored and checked.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub verify_interval: Option<Duration>,
+    /// `berth doctor` reports a claim without a passed verification this
+    /// recent (default: twice verify_interval).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub verify_window: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookKind {
+    Http,
+    Command,
+    None,
+}
+
+fn quiesce_path() -> String {
+    "/v1/quiesce".into()
+}
+fn resume_path() -> String {
+    "/v1/resume".into()
+}
+fn quiesce_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+/// A day of hourly snapshots and a week of daily ones.
+fn backup_retention() -> RetentionConfig {
+    RetentionConfig { keep_last: Some(24), keep_daily: Some(7), ..RetentionConfig::none() }
+}
+
+/// `[service.backup.lock]`: every scheduled snapshot is locked this long.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockConfig {
+    pub mode: berth_core::LockMode,
+    #[serde(deserialize_with = "duration")]
+    pub duration: Duration,
+}
+
+/// `[[service.backup.replica]]`: a second repository (folder or S3 URL).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaConfig {
+    pub name: String,
+    pub repo: String,
+    /// Default: the primary's backup retention.
+    pub retention: Option<RetentionConfig>,
+}
+
+/// `[service.backup.objectives]`: what a recovery may lose at most.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectivesConfig {
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub rpo: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub rto: Option<Duration>,
+}
+
+impl BackupConfig {
+    /// The hook in effect: `http` for `berth serve` (an empty command), else `none`.
+    pub fn hook_for(&self, command: &[String]) -> HookKind {
+        self.hook.unwrap_or(if command.is_empty() { HookKind::Http } else { HookKind::None })
+    }
+
+    fn validate(&self, service: &str, command: &[String]) -> Result<(), String> {
+        let at = |m: String| format!("service {service:?}: [service.backup] {m}");
+        match (&self.interval, &self.cron) {
+            (Some(_), Some(_)) => return Err(at("has both interval and cron; pick one".into())),
+            (None, None) => return Err(at("needs interval (\"1h\") or cron (\"0 * * * *\")".into())),
+            (Some(d), None) if d.is_zero() => return Err(at("interval must be above 0".into())),
+            _ => {}
+        }
+        self.policy().map_err(at)?;
+        if self.hook_for(command) == HookKind::Command && self.quiesce_command.is_empty() {
+            return Err(at("hook = \"command\" needs quiesce_command (and usually resume_command)".into()));
+        }
+        if self.quiesce_timeout.is_zero() {
+            return Err(at("quiesce_timeout must be above 0".into()));
+        }
+        for (i, r) in self.replicas.iter().enumerate() {
+            if r.name.is_empty() || !r.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(at(format!("replica name {:?} must be letters, digits, '-' or '_'", r.name)));
+            }
+            if self.replicas[..i].iter().any(|o| o.name == r.name) {
+                return Err(at(format!("replica {:?} is configured twice", r.name)));
+            }
+            if r.repo.is_empty() {
+                return Err(at(format!("replica {:?} needs repo (a folder or an s3:// URL)", r.name)));
+            }
+        }
+        if self.verify_interval.is_some_and(|d| d.is_zero()) {
+            return Err(at("verify_interval must be above 0".into()));
+        }
+        Ok(())
+    }
+
+    /// Core's view of the policy.
+    pub fn policy(&self) -> Result<berth_core::backup::Policy, String> {
+        use berth_core::backup::{LockPolicy, Objectives, Policy, Replica, Schedule};
+        let schedule = match (&self.interval, &self.cron) {
+            (_, Some(c)) => Schedule::cron(c)?,
+            (Some(d), None) => Schedule::Every(*d),
+            (None, None) => return Err("needs interval or cron".into()),
+        };
+        let retention = self.retention.keep();
+        Ok(Policy {
+            schedule,
+            lock: self.lock.as_ref().map(|l| LockPolicy { mode: l.mode, duration: l.duration }),
+            replicas: self
+                .replicas
+                .iter()
+                .map(|r| Replica {
+                    name: r.name.clone(),
+                    location: r.repo.clone(),
+                    retention: r.retention.as_ref().map_or_else(|| retention.clone(), RetentionConfig::keep),
+                })
+                .collect(),
+            retention,
+            objectives: Objectives { rpo: self.objectives.rpo, rto: self.objectives.rto },
+            verify_every: self.verify_interval,
+            verify_window: self.verify_window,
+        })
+    }
 }
 
 impl Default for ServiceConfig {
@@ -201,6 +365,7 @@ impl Default for ServiceConfig {
             autoscaling: AutoscalingConfig::default(),
             deployment: DeploymentConfig::default(),
             when_scaled: Default::default(),
+            backup: None,
         }
     }
 }
@@ -320,6 +485,33 @@ fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
     duration(d).map(Some)
 }
 
+impl RetentionConfig {
+    /// No rule at all (keeps everything).
+    fn none() -> Self {
+        Self {
+            keep_last: None,
+            keep_hourly: None,
+            keep_daily: None,
+            keep_weekly: None,
+            keep_monthly: None,
+            keep_yearly: None,
+            keep_within: None,
+        }
+    }
+
+    pub fn keep(&self) -> KeepPolicy {
+        KeepPolicy {
+            last: self.keep_last,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+            yearly: self.keep_yearly,
+            within: self.keep_within,
+        }
+    }
+}
+
 impl Default for RetentionConfig {
     /// Ten stop snapshots, and one a day for a week.
     fn default() -> Self {
@@ -395,6 +587,9 @@ impl Config {
                     return Err(format!("service {:?}: [service.autoscaling] sample_interval must be above 0", s.name));
                 }
             }
+            if let Some(b) = &s.backup {
+                b.validate(&s.name, &s.command)?;
+            }
             if h.enabled && (h.interval.is_zero() || h.timeout.is_zero() || h.retries == 0) {
                 return Err(format!(
                     "service {:?}: health_check interval, timeout and retries must be above 0",
@@ -436,21 +631,12 @@ impl ServiceConfig {
     }
 
     pub fn spec(&self, controller: &ControllerConfig) -> ServiceSpec {
-        let r = &self.retention;
         ServiceSpec {
             name: self.name.clone(),
             desired_count: self.desired_count,
             definition: self.definition(),
             revisions: Vec::new(),
-            retention: KeepPolicy {
-                last: r.keep_last,
-                hourly: r.keep_hourly,
-                daily: r.keep_daily,
-                weekly: r.keep_weekly,
-                monthly: r.keep_monthly,
-                yearly: r.keep_yearly,
-                within: r.keep_within,
-            },
+            retention: self.retention.keep(),
             lease: controller.lease,
             adopt: controller.adopt,
             healthy_reset: controller.crash_loop_reset,
@@ -523,5 +709,47 @@ mod tests {
         assert!(Config::parse("[[service]]\nname = \"x\"\nwhen_scaled = \"drop\"\n").unwrap_err().contains("drop"));
         let c = Config::parse("[[service]]\nname = \"x\"\n[service.deployment]\ntimeout = \"90s\"\n").unwrap();
         assert_eq!(c.services[0].deployment.timeout, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn a_backup_policy_reads_whole_and_wrong_ones_say_why() {
+        let c = Config::parse(
+            r#"
+            [[service]]
+            name = "db"
+            [service.backup]
+            interval = "15m"
+            verify_interval = "6h"
+            [service.backup.lock]
+            mode = "compliance"
+            duration = "7d"
+            [service.backup.objectives]
+            rpo = "20m"
+            rto = "2m"
+            [[service.backup.replica]]
+            name = "dr"
+            repo = "/mnt/dr"
+            [service.backup.replica.retention]
+            keep_last = 100
+            "#,
+        )
+        .unwrap();
+        let b = c.services[0].backup.as_ref().unwrap();
+        assert_eq!(b.hook_for(&c.services[0].command), HookKind::Http, "berth serve quiesces over HTTP");
+        let p = b.policy().unwrap();
+        assert_eq!(p.schedule.period(chrono::Utc::now()), Duration::from_secs(900));
+        assert_eq!(p.retention.last, Some(24), "the default backup retention");
+        assert_eq!(p.replicas[0].retention.last, Some(100));
+        assert_eq!(p.lock.unwrap().mode, berth_core::LockMode::Compliance);
+        assert_eq!(p.objectives.rpo, Some(Duration::from_secs(1200)));
+        assert_eq!(p.window(), Some(Duration::from_secs(12 * 3600)));
+        let bad =
+            |body: &str| Config::parse(&format!("[[service]]\nname = \"x\"\n[service.backup]\n{body}")).unwrap_err();
+        assert!(bad("").contains("needs interval"));
+        assert!(bad("interval = \"1h\"\ncron = \"0 * * * *\"\n").contains("pick one"));
+        assert!(bad("cron = \"hourly please\"\n").contains("hourly please"));
+        assert!(bad("interval = \"1h\"\nhook = \"command\"\n").contains("quiesce_command"));
+        assert!(bad("interval = \"1h\"\n[[service.backup.replica]]\nname = \"a b\"\nrepo = \"/x\"\n").contains("a b"));
+        assert!(bad("interval = \"1h\"\nintervall = \"2h\"\n").contains("intervall"));
     }
 }

@@ -10,8 +10,12 @@
 //! next `berth up` brings the same data back.
 
 mod autoscale;
+mod backup;
+pub mod backup_book;
+pub mod backup_report;
 pub mod config;
 mod deploy;
+pub mod drill;
 mod lock;
 pub mod logs;
 mod queue;
@@ -69,6 +73,14 @@ pub enum PlatformError {
     Busy(ClaimName),
     #[error("no service {0}: services are the [[service]] tables of berth.toml")]
     NoService(String),
+    #[error("service {0} has no replica {1}: replicas are the [[service.backup.replica]] tables of berth.toml")]
+    NoReplica(String, String),
+    #[error("service {0} has no [service.backup] policy in berth.toml")]
+    NoBackupPolicy(String),
+    #[error("claim {0} has no snapshot at or before {1}")]
+    NoSnapshotAt(ClaimName, String),
+    #[error("{0}")]
+    Backup(String),
     #[error("service {0} is being changed by another request; try again")]
     ServiceBusy(String),
     #[error(transparent)]
@@ -90,6 +102,10 @@ pub struct Platform {
     down: watch::Sender<bool>,
     /// The load balancer's targets: the running tasks of its service.
     lb_targets: watch::Sender<Vec<crate::lb::Target>>,
+    /// Replica repositories, opened on first use.
+    pub(crate) replicas: Arc<crate::backup::Replicas>,
+    /// The latest backup, replication, verification and drill per claim.
+    pub backups: backup_book::BackupBook,
     _lock: StateLock,
 }
 
@@ -141,6 +157,8 @@ impl Platform {
         let controller = Arc::new(controller);
         let (down, _) = watch::channel(false);
         let (lb_targets, _) = watch::channel(Vec::new());
+        let replicas = Arc::new(crate::backup::Replicas::new(state.clone()));
+        let backups = backup_book::BackupBook::load(state.root().join("backups.json"));
         Ok(Arc::new(Self {
             queue: Queue::new(Arc::clone(&controller)),
             controller,
@@ -151,6 +169,8 @@ impl Platform {
             started_at: Utc::now(),
             down,
             lb_targets,
+            replicas,
+            backups,
             _lock: lock,
         }))
     }
@@ -304,6 +324,8 @@ impl Platform {
 
         let mut loops =
             vec![tokio::spawn(Arc::clone(self).resync_loop()), tokio::spawn(Arc::clone(self).rollout_loop())];
+        loops.push(tokio::spawn(Arc::clone(self).backup_loop()));
+        loops.push(tokio::spawn(Arc::clone(self).verify_loop()));
         for service in self.config.services.iter().filter(|s| s.autoscaling.enabled) {
             loops.push(tokio::spawn(Arc::clone(self).autoscale_loop(service.clone())));
         }

@@ -15,6 +15,7 @@
 //! definition says and are reported, never acted on. Tasks die with the
 //! supervisor (see `process` and `spawner`).
 
+mod canary;
 mod config;
 mod events;
 mod health;

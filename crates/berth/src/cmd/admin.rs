@@ -97,6 +97,12 @@ impl Client {
         self.send(self.http.post(self.url(path)).json(body), "POST", path)
     }
 
+    /// [`Client::post`] for work that takes long (a restore, a drill):
+    /// waits up to `timeout` for the answer.
+    pub fn post_slow<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize, timeout: Duration) -> Result<T> {
+        self.send(self.http.post(self.url(path)).json(body).timeout(timeout), "POST", path)
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.info.url.trim_end_matches('/'))
     }

@@ -4,6 +4,8 @@
 //! The snapshot is named by id (`--snapshot`) or by time (`--at`: the
 //! newest snapshot of the claim taken at or before that time, which `berth
 //! up` picks). The time is RFC 3339 or a span ago such as `10m` or `2h30m`.
+//! With `--from REPLICA` the snapshot comes from a replica of the service's
+//! backup policy, copied back into the primary first.
 
 use std::time::Duration;
 
@@ -29,6 +31,10 @@ pub struct Args {
     /// (2024-05-01T12:00:00Z) or a span ago (10m, 2h30m, "1h ago").
     #[arg(long, value_name = "TIME")]
     at: Option<String>,
+    /// Take the snapshot from this replica (with --at): for a snapshot the
+    /// primary no longer has, or a primary repository that was lost.
+    #[arg(long, value_name = "REPLICA", requires = "at")]
+    from: Option<String>,
 }
 
 /// The answer of `POST /v1/claims/{name}/restore`.
@@ -43,13 +49,13 @@ pub fn run(args: Args) -> Result<()> {
         (Some(id), _) => json!({ "snapshot": id }),
         (None, Some(at)) => {
             let at = parse_at(at, Utc::now()).map_err(anyhow::Error::msg)?;
-            json!({ "at": at.to_rfc3339_opts(SecondsFormat::AutoSi, true) })
+            json!({ "at": at.to_rfc3339_opts(SecondsFormat::AutoSi, true), "from": args.from })
         }
         (None, None) => unreachable!("clap requires --snapshot or --at"),
     };
     let client = Client::connect(&args.admin)?;
     let path = format!("/v1/claims/{}/restore", admin::encode(args.claim.as_str()));
-    let restored: Restored = client.post(&path, &body)?;
+    let restored: Restored = client.post_slow(&path, &body, super::backup::CHECK_TIMEOUT)?;
     if args.admin.json {
         return print_json(&restored);
     }

@@ -2,11 +2,14 @@
 
 pub mod admin;
 pub mod aws;
+pub mod backup;
 pub mod claim_restore;
 pub mod claims;
 pub mod cost;
 pub mod deploy;
+pub mod doctor;
 pub mod down;
+pub mod dr;
 pub mod events;
 pub mod lambda;
 pub mod logs;

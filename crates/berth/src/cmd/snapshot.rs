@@ -51,6 +51,8 @@ enum Command {
         /// Extra tags (repeatable).
         #[arg(long = "tag", value_name = "TAG")]
         tags: Vec<String>,
+        #[command(flatten)]
+        lock: LockArgs,
     },
     /// List snapshots, oldest first.
     List {
@@ -67,10 +69,20 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Forget snapshots by a retention policy, per claim; pinned ones are always kept.
+    /// Forget snapshots by a retention policy, per claim, or the snapshots
+    /// named by id. Pinned and locked snapshots are kept: a governance lock
+    /// yields to --bypass-governance, a compliance lock to nothing.
     Forget {
+        /// Snapshot ids (or unique prefixes) to forget, instead of --keep-* rules.
+        ids: Vec<String>,
         #[command(flatten)]
         keep: KeepArgs,
+        /// Also forget governance-locked snapshots (compliance locks still hold).
+        #[arg(long)]
+        bypass_governance: bool,
+        /// Forget pinned snapshots named by id (locks still hold).
+        #[arg(long)]
+        force: bool,
         /// Only this claim's snapshots.
         #[arg(long)]
         claim: Option<ClaimName>,
@@ -123,6 +135,40 @@ struct Filter {
     until: Option<DateTime<Utc>>,
 }
 
+/// A retention lock for a new snapshot.
+#[derive(Debug, clap::Args)]
+struct LockArgs {
+    /// Lock the snapshot against deletion: governance (lifted by
+    /// --bypass-governance) or compliance (by nothing before its date).
+    #[arg(long, value_name = "MODE", requires = "lock_for")]
+    lock: Option<berth_core::LockMode>,
+    /// How long the lock holds (e.g. 30d).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", requires = "lock")]
+    lock_for: Option<Duration>,
+}
+
+impl LockArgs {
+    fn lock(&self) -> Result<Option<berth_core::SnapshotLock>> {
+        let (Some(mode), Some(span)) = (self.lock, self.lock_for) else { return Ok(None) };
+        let until = chrono::Duration::from_std(span)
+            .ok()
+            .and_then(|d| Utc::now().checked_add_signed(d))
+            .context("--lock-for is too long")?;
+        Ok(Some(berth_core::SnapshotLock { mode, until }))
+    }
+}
+
+/// A lock as a table cell: `compliance until 2026-12-09T10:00:00Z`.
+fn lock_cell(s: &SnapshotInfo) -> String {
+    match &s.lock {
+        Some(l) if l.holds_at(Utc::now()) => {
+            format!("{} until {}", l.mode, l.until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        }
+        Some(_) => "expired".into(),
+        None => String::new(),
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct KeepArgs {
     /// Keep the N newest snapshots.
@@ -173,12 +219,19 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 pub fn run(args: Args) -> Result<()> {
     let r = &args.repo;
     match args.command {
-        Command::Create { path, claim, generation, kind, pin, tags } => {
+        Command::Create { path, claim, generation, kind, pin, tags, lock } => {
             if !path.is_dir() {
                 bail!("{} is not a folder", path.display());
             }
+            let lock = lock.lock()?;
             let repo = r.open(true)?;
-            let meta = SnapshotMeta { claim: claim.to_string(), generation, kind, pinned: pin, extra_tags: tags };
+            let meta = SnapshotMeta {
+                generation,
+                pinned: pin,
+                lock,
+                extra_tags: tags,
+                ..SnapshotMeta::new(claim.to_string(), kind)
+            };
             let info = repo.snapshot(&path, &meta).with_context(|| format!("snapshot of {}", path.display()))?;
             if r.json {
                 return print_json(&info);
@@ -200,7 +253,7 @@ pub fn run(args: Args) -> Result<()> {
             if r.json {
                 return print_json(&snaps);
             }
-            let mut t = Table::new(["ID", "TIME", "CLAIM", "GEN", "KIND", "PIN", "FILES", "SIZE", "TAGS"]);
+            let mut t = Table::new(["ID", "TIME", "CLAIM", "GEN", "KIND", "PIN", "LOCK", "FILES", "SIZE", "TAGS"]);
             for s in &snaps {
                 t.row([
                     short(&s.id).to_owned(),
@@ -209,6 +262,7 @@ pub fn run(args: Args) -> Result<()> {
                     s.generation.map_or("-".into(), |g| g.to_string()),
                     s.kind.clone().unwrap_or_else(|| "-".into()),
                     if s.pinned { "yes".into() } else { "".into() },
+                    lock_cell(s),
                     s.files.to_string(),
                     bytes(s.bytes),
                     s.tags.join(","),
@@ -227,14 +281,27 @@ pub fn run(args: Args) -> Result<()> {
             println!("restored snapshot {id} into {}", target.display());
             Ok(())
         }
-        Command::Forget { keep, claim, dry_run, prune } => {
+        Command::Forget { ids, keep, bypass_governance, force, claim, dry_run, prune } => {
             let policy = keep.policy();
+            if !ids.is_empty() {
+                if !policy.is_empty() {
+                    bail!("give snapshot ids or --keep-* rules, not both");
+                }
+                return forget_ids(r, &ids, bypass_governance, force, dry_run, prune);
+            }
             if policy.is_empty() {
-                bail!("no retention rule given: pass at least one --keep-* option (see --help)");
+                bail!("no retention rule given: pass snapshot ids or at least one --keep-* option (see --help)");
             }
             let repo = r.open(false)?;
-            let snaps = repo.list()?;
+            let mut snaps = repo.list()?;
             let now = Utc::now();
+            if bypass_governance {
+                // Retention keeps whatever a lock holds; a bypass lifts
+                // governance locks before the plan is made.
+                for s in &mut snaps {
+                    s.lock = s.lock.take().filter(|l| l.mode == berth_core::LockMode::Compliance);
+                }
+            }
             let mut groups: BTreeMap<String, Vec<SnapshotRecord>> = BTreeMap::new();
             for s in &snaps {
                 if claim.as_ref().is_some_and(|c| s.claim.as_deref() != Some(c.as_str())) {
@@ -249,7 +316,7 @@ pub fn run(args: Args) -> Result<()> {
                 groups.iter().map(|(c, recs)| (c.clone(), retention::plan(recs, &policy, now))).collect();
             let doomed: Vec<String> = plans.values().flatten().filter(|v| !v.keep).map(|v| v.id.0.clone()).collect();
             if !dry_run && !doomed.is_empty() {
-                repo.forget(&doomed)?;
+                repo.forget_with(&doomed, bypass_governance)?;
             }
             let pruned = if prune && !dry_run { Some(repo.prune(false)?) } else { None };
             if r.json {
@@ -343,6 +410,49 @@ pub fn run(args: Args) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `berth snapshot forget ID…`: forgets exactly these snapshots, or none.
+fn forget_ids(r: &RepoArgs, ids: &[String], bypass: bool, force: bool, dry_run: bool, prune: bool) -> Result<()> {
+    let repo = r.open(false)?;
+    let snaps = repo.list()?;
+    let mut chosen: Vec<&SnapshotInfo> = Vec::new();
+    for id in ids {
+        let matches: Vec<&SnapshotInfo> = snaps.iter().filter(|s| s.id.starts_with(id.as_str())).collect();
+        match matches.as_slice() {
+            [one] => chosen.push(one),
+            [] => bail!("snapshot {id} not found; `berth snapshot list` shows which exist"),
+            _ => bail!("snapshot id prefix {id} matches {} snapshots; give more characters", matches.len()),
+        }
+    }
+    if let Some(p) = chosen.iter().find(|s| s.pinned && !force) {
+        bail!("snapshot {} is pinned (a claim's last known good); pass --force to forget it anyway", short(&p.id));
+    }
+    let now = Utc::now();
+    if let Some((s, l)) =
+        chosen.iter().find_map(|s| Some((s, s.lock.as_ref().filter(|l| l.forbids_delete(now, bypass))?)))
+    {
+        // The repository refuses too; saying it here keeps a dry run honest.
+        bail!(berth_repo::RepoError::Locked {
+            id: s.id.clone(),
+            mode: l.mode,
+            until: l.until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        });
+    }
+    let doomed: Vec<String> = chosen.iter().map(|s| s.id.clone()).collect();
+    if !dry_run {
+        repo.forget_with(&doomed, bypass)?;
+    }
+    let pruned = if prune && !dry_run { Some(repo.prune(false)?) } else { None };
+    if r.json {
+        return print_json(&json!({ "dry_run": dry_run, "forgotten": doomed, "prune": pruned }));
+    }
+    let verb = if dry_run { "would forget" } else { "forgot" };
+    println!("{verb} {} snapshot(s): {}", doomed.len(), doomed.iter().map(|d| short(d)).collect::<Vec<_>>().join(" "));
+    if let Some(p) = pruned {
+        println!("pruned: {}", prune_summary(&p));
+    }
+    Ok(())
 }
 
 impl Filter {

@@ -102,10 +102,8 @@ pub fn run(args: Args) -> Result<()> {
                 .find(|v| v.id == id)
                 .with_context(|| format!("no volume {id}: see `berth volume list`"))?;
             let request = SnapshotRequest {
-                claim: info.claim,
-                generation: generation.map(Generation).or(info.generation),
-                kind,
                 pinned: pin,
+                ..SnapshotRequest::new(info.claim, generation.map(Generation).or(info.generation), kind)
             };
             let record = volumes.snapshot_blocking(&id, &request)?;
             if r.json {

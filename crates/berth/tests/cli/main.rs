@@ -4,6 +4,7 @@
 mod util;
 
 mod admin_client;
+mod backup;
 mod cost;
 mod lambda;
 mod serve_api;

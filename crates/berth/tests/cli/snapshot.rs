@@ -206,6 +206,52 @@ fn forget_keeps_pinned_and_dry_run_changes_nothing() {
 }
 
 #[test]
+fn locked_snapshots_survive_forget_prune_and_force() {
+    let env = Env::new();
+    let vol = env.volume("vol");
+    let v = vol.to_str().unwrap();
+    let compliance = env.json(&["create", v, "--claim", "web-0", "--lock", "compliance", "--lock-for", "1h"]);
+    let governance = env.json(&["create", v, "--claim", "web-0", "--lock", "governance", "--lock-for", "1h"]);
+    for i in 0..2 {
+        fs::write(vol.join("counter"), i.to_string()).unwrap();
+        env.ok(&["create", v, "--claim", "web-0"]);
+    }
+    let (c, g) = (compliance["id"].as_str().unwrap(), governance["id"].as_str().unwrap());
+    assert_eq!(compliance["lock"]["mode"], "compliance", "{compliance:#}");
+
+    // Retention keeps both locks, and says why.
+    let done = env.json(&["forget", "--keep-last", "1", "--prune"]);
+    let verdicts = done["plans"]["web-0"].as_array().unwrap();
+    let reasons = |id: &str| verdicts.iter().find(|v| v["id"] == id).unwrap()["reasons"].clone();
+    assert_eq!(reasons(c)[0], "locked-compliance");
+    assert_eq!(reasons(g)[0], "locked-governance");
+    assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 3, "two locked + the newest");
+
+    // By id: refused, with or without --force, for compliance; governance
+    // yields to --bypass-governance only.
+    for args in [vec!["forget", c], vec!["forget", c, "--force"], vec!["forget", c, "--bypass-governance", "--force"]] {
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("compliance lock") && err.contains("cannot be lifted"), "{err}");
+    }
+    let out = env.run(&["forget", g]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--bypass-governance"));
+    env.ok(&["forget", g, "--bypass-governance"]);
+    env.ok(&["prune"]);
+    let left: Vec<String> =
+        env.json(&["list"]).as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
+    assert!(left.iter().any(|id| id == c) && !left.iter().any(|id| id == g), "{left:?}");
+    // The locked snapshot still restores whole after the prunes.
+    let target = env.dir.path().join("r");
+    env.ok(&["restore", c, target.to_str().unwrap()]);
+    env.ok(&["check", "--read-data"]);
+    let out = env.run(&["create", v, "--claim", "web-0", "--lock", "forever"]);
+    assert_eq!(out.status.code(), Some(2), "a bad lock mode is a usage error");
+}
+
+#[test]
 fn errors_are_one_clear_line() {
     let env = Env::new();
     let vol = env.volume("vol");
