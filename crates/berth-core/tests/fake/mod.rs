@@ -338,8 +338,8 @@ impl Volumes for FakeVolumes {
             kind: Some(r.kind),
             pinned: r.pinned,
             pending: self.pending_for.lock().unwrap().is_some(),
-            lock: None,
-            consistency: None,
+            lock: r.lock.clone(),
+            consistency: r.consistency,
         };
         self.snapshots.lock().unwrap().push(s.clone());
         Ok(s)
@@ -360,6 +360,17 @@ impl Volumes for FakeVolumes {
     }
 
     async fn delete_snapshots(&self, ids: &[SnapshotId]) -> Result<(), PortError> {
+        let now = self.clock.now();
+        let locked: Vec<_> = self
+            .snapshots
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| ids.contains(&s.id) && s.locked_at(now).is_some())
+            .cloned()
+            .collect();
+        // As a real store refuses: no rule may ever ask to delete a locked snapshot.
+        assert!(locked.is_empty(), "asked to delete locked snapshots {locked:?}");
         self.snapshots.lock().unwrap().retain(|s| !ids.contains(&s.id));
         Ok(())
     }

@@ -3,8 +3,8 @@
 //!
 //! Every tick, for each service with a `[service.backup]` policy: a running
 //! claim whose newest snapshot is older than the schedule allows gets one
-//! (backup retention first, then the quiesce hook, the snapshot, the
-//! resume), and every claim's snapshots the replicas lack are copied to
+//! (the quiesce hook, then core's `Controller::back_up` — backup retention,
+//! the snapshot — then the resume), and every claim's snapshots the replicas lack are copied to
 //! them, each replica then applying its own retention. What is due and what
 //! is forgotten is decided in `berth_core::backup`; this loop only carries
 //! it out and records the outcome in the backup book.
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use berth_core::backup::{self, Policy};
 use berth_core::ledger::{ClaimRecord, EventRecord, Ledger};
 use berth_core::task::Runtime;
-use berth_core::{ClaimName, Consistency, DesiredState, SnapshotKind, SnapshotRequest, TaskInfo, TaskStatus};
+use berth_core::{ClaimName, Consistency, DesiredState, TaskInfo, TaskStatus};
 use chrono::Utc;
 
 use super::backup_book::{BackupOutcome, ReplicaReport};
@@ -61,13 +61,8 @@ impl Platform {
     async fn backup_pass(&self, service: &ServiceConfig, policy: &Policy) -> Result<(), PlatformError> {
         let claims: Vec<ClaimRecord> =
             self.ledger.claims().await?.into_iter().filter(|c| c.service == service.name).collect();
-        let tasks = self.runtime.tasks().await.unwrap_or_default();
-        let now = Utc::now();
         for claim in &claims {
-            if claim.handoff.is_none()
-                && running_task(claim, &tasks).is_some()
-                && backup::due(&policy.schedule, &self.controller.snapshots_of(&claim.name), now)
-            {
+            if self.controller.due_backup(&claim.name, &policy.schedule).await?.is_some() {
                 self.scheduled_snapshot(&claim.name, service, policy).await;
             }
             if claim.desired != DesiredState::Deleted {
@@ -132,15 +127,6 @@ impl Platform {
         let task = running_task(&claim, &tasks).ok_or("the claim has no running task")?;
         let volume = claim.volume.clone().ok_or("the claim has no volume")?;
 
-        let now = Utc::now();
-        let doomed =
-            backup::forgettable_scheduled(Some(&claim), &self.controller.snapshots_of(name), &policy.retention, now);
-        if !doomed.is_empty() {
-            self.controller.forget_snapshots(name, &doomed).await.map_err(|e| format!("backup retention: {e}"))?;
-            let message = format!("forgot {} scheduled snapshot(s) by backup retention", doomed.len());
-            self.controller.log(EventRecord::new(Utc::now(), Some(name), "retention", message)).await;
-        }
-
         let backup = service.backup.as_ref().ok_or("the service has no backup policy")?;
         let hook = hook_of(backup, &service.command);
         let mut env = service.env.clone();
@@ -152,12 +138,7 @@ impl Platform {
             hook => hook.quiesce(&target, backup.quiesce_timeout).await,
         };
         let consistency = if quiesced.is_ok() { Consistency::Application } else { Consistency::Crash };
-        let request = SnapshotRequest {
-            lock: policy.lock.map(|l| l.lock_from(now)),
-            consistency: Some(consistency),
-            ..SnapshotRequest::new(name.clone(), Some(claim.generation), SnapshotKind::Scheduled)
-        };
-        let taken = self.controller.take_snapshot(&volume, &request).await;
+        let taken = self.controller.back_up(name, &volume, policy, consistency).await;
         if quiesced.is_ok() {
             // Resume even when the snapshot failed; the task also resumes
             // by itself at the quiesce timeout.

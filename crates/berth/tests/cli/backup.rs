@@ -369,3 +369,50 @@ fn damage_packs(repo: &Path) {
         std::fs::write(&path, bytes).unwrap();
     }
 }
+
+/// The admin API's `/v1/metrics`, with the state folder's token.
+fn metrics(site: &Site) -> String {
+    let info: Value = serde_json::from_slice(&std::fs::read(site.state.join("admin.json")).unwrap()).unwrap();
+    let token = std::fs::read_to_string(site.state.join("admin.token")).unwrap();
+    let url = format!("{}/v1/metrics", info["url"].as_str().unwrap().trim_end_matches('/'));
+    let r = client().get(url).bearer_auth(token.trim()).send().unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().unwrap()
+}
+
+#[test]
+fn scheduled_verification_passes_then_catches_a_damaged_primary_in_doctor_events_and_metrics() {
+    let site_dir = tempfile::tempdir().unwrap();
+    let replica = site_dir.path().join("dr-repo");
+    let site = Site::new(&backed_up(1, "1s", &replica, "verify_interval = \"2s\""));
+    let _up = site.up(&[]);
+    let t = site.wait_serving("files-0", Some(1));
+    upload(&endpoint(&t), &random_files("v", &[50_000]));
+    wait_backed_up(&site, "files-0", &now_rfc3339());
+    site.wait_until("a passed scheduled verification", || {
+        let c = status_of(&site, "files-0")?;
+        (c["verification"]["status"] == "verified").then_some(())
+    });
+    let out = site.cli(&["doctor"]);
+    assert!(out.status.success(), "doctor: {}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let text = metrics(&site);
+    assert!(text.contains("berth_restore_verified{claim=\"files-0\",service=\"files\"} 1"), "{text}");
+    assert!(
+        text.contains("berth_replication_lag_seconds{claim=\"files-0\",service=\"files\",replica=\"dr\"}"),
+        "{text}"
+    );
+
+    // Damage the primary: the next scheduled verification fails, and says where.
+    damage_packs(&site.state.join("repository"));
+    site.wait_until("a failed scheduled verification", || {
+        let c = status_of(&site, "files-0")?;
+        (c["verification"]["status"] == "failed").then_some(())
+    });
+    let out = site.cli(&["doctor"]);
+    assert_eq!(out.status.code(), Some(1), "doctor fails while a verification failed");
+    let events = site.json(&["events"]);
+    let failed = events.as_array().unwrap().iter().find(|e| e["kind"] == "restore-verify-failed");
+    let failed = failed.unwrap_or_else(|| panic!("no restore-verify-failed event in {events:#}"));
+    assert!(failed["message"].as_str().unwrap().contains("damaged"), "{failed:#}");
+    assert!(metrics(&site).contains("berth_restore_verified{claim=\"files-0\",service=\"files\"} 0"));
+}
