@@ -167,9 +167,26 @@ pub struct ClaimRecord {
     /// Optimistic concurrency token: set by the ledger on every write.
     #[serde(default)]
     pub version: u64,
+    /// The claim this one was forked from (`berth fork`): a fork stands
+    /// outside its service's count, so scaling never parks or resumes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork_of: Option<ClaimName>,
 }
 
+/// The ordinal of a forked claim: outside every desired count.
+pub const FORK_ORDINAL: u32 = u32::MAX;
+
 impl ClaimRecord {
+    /// A fork of `source`: a new claim of the same service, desired
+    /// Running, whose first generation restores `snapshot`.
+    pub fn fork(name: ClaimName, source: &ClaimRecord, snapshot: SnapshotId, now: DateTime<Utc>) -> Self {
+        Self {
+            head_snapshot: Some(snapshot),
+            fork_of: Some(source.name.clone()),
+            ..Self::new(name, &source.service, FORK_ORDINAL, source.revision, now)
+        }
+    }
+
     /// Whether `task` is this claim's: its current task, or the stopped or
     /// new task of its handoff in progress.
     pub fn owns_task(&self, task: &TaskArn) -> bool {
@@ -201,6 +218,7 @@ impl ClaimRecord {
             created_at: now,
             updated_at: now,
             version: 0,
+            fork_of: None,
         }
     }
 }

@@ -140,7 +140,9 @@ pub fn scale(
             Some(_) => {}
         }
     }
-    for c in claims.iter().filter(|c| c.service == service.name && c.ordinal >= service.desired_count) {
+    for c in
+        claims.iter().filter(|c| c.service == service.name && c.ordinal >= service.desired_count && c.fork_of.is_none())
+    {
         if c.desired == DesiredState::Running {
             let mut c = c.clone();
             c.desired = match service.when_scaled {

@@ -73,3 +73,25 @@ async fn a_parked_claim_is_never_due() {
     let due = ctl.due_backup(&World::name("files-0"), &Schedule::Every(Duration::from_secs(1))).await.unwrap();
     assert_eq!(due, None);
 }
+
+#[test]
+fn scaling_never_parks_or_counts_a_fork() {
+    use berth_core::ledger::ClaimRecord;
+    use berth_core::service::{scale, ClaimChange};
+    let now = chrono::Utc::now();
+    let source = ClaimRecord::new(World::name("files-0"), "files", 0, 1, now);
+    let fork = ClaimRecord::fork(World::name("files-0-copy"), &source, berth_core::SnapshotId("s".into()), now);
+    assert_eq!(fork.head_snapshot, Some(berth_core::SnapshotId("s".into())));
+    let claims = vec![source, fork];
+    // One wanted: the source stays, the fork is left alone.
+    assert!(scale(&fake::service(1), &claims, now).unwrap().is_empty());
+    // None wanted: only the source is parked.
+    let changes = scale(&fake::service(0), &claims, now).unwrap();
+    let touched: Vec<_> = changes
+        .iter()
+        .map(|c| match c {
+            ClaimChange::Create(c) | ClaimChange::Update(c) => c.name.to_string(),
+        })
+        .collect();
+    assert_eq!(touched, ["files-0"]);
+}

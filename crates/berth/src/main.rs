@@ -62,6 +62,8 @@ enum Command {
     Deploy(cmd::deploy::Args),
     /// Bring a claim back to an earlier snapshot (point-in-time recovery, from a replica too).
     Restore(cmd::claim_restore::Args),
+    /// Start a new claim from a point in time of another, leaving the original running.
+    Fork(cmd::fork::Args),
     /// Scheduled backups: their state per claim, a backup now, a restore verification.
     Backup(cmd::backup::Args),
     /// Disaster-recovery drills (measured RTO and RPO) and their report.
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
         Command::Deploy(args) => cmd::deploy::run(args),
         Command::Restore(args) => cmd::claim_restore::run(args),
         Command::Backup(args) => cmd::backup::run(args),
+        Command::Fork(args) => cmd::fork::run(args),
         Command::Dr(args) => cmd::dr::run(args),
         Command::Doctor(args) => cmd::doctor::run(args),
         Command::Logs(args) => cmd::logs::run(args),

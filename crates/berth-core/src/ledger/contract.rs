@@ -547,6 +547,7 @@ fn full_claim() -> ClaimRecord {
         created_at: t0() - Duration::days(30),
         updated_at: t0(),
         version: 0,
+        fork_of: Some(claim_name("files-0")),
     }
 }
 

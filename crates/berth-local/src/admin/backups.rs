@@ -26,7 +26,9 @@ pub(super) fn platform_error(e: PlatformError) -> ApiError {
         PlatformError::NoService(_) | PlatformError::NoReplica(..) | PlatformError::NoBackupPolicy(_) => {
             ApiError::bad_request(e.to_string())
         }
-        PlatformError::Busy(_) | PlatformError::Backup(_) => ApiError(StatusCode::CONFLICT, e.to_string()),
+        PlatformError::Busy(_) | PlatformError::Backup(_) | PlatformError::ClaimExists(_) => {
+            ApiError(StatusCode::CONFLICT, e.to_string())
+        }
         e => ApiError::internal(e),
     }
 }

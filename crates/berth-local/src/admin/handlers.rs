@@ -49,16 +49,23 @@ pub async fn tasks(State(app): State<AppState>) -> Answer {
 /// The running tasks of a service as `berth serve` reads a peer list.
 pub async fn peers(State(app): State<AppState>, Path(service): Path<String>) -> Answer {
     let tasks = app.platform.runtime.tasks().await.map_err(ApiError::internal)?;
+    let claims = app.platform.ledger.claims().await.map_err(ApiError::internal)?;
+    // A fork is a copy on the side: it neither joins nor serves the
+    // service's file namespace.
+    let forks: Vec<&ClaimName> = claims.iter().filter(|c| c.fork_of.is_some()).map(|c| &c.name).collect();
     let mut peers: Vec<String> = tasks
         .iter()
         .filter(|t| t.service.as_deref() == Some(service.as_str()) && t.last_status == berth_core::TaskStatus::Running)
+        .filter(|t| t.claim.as_ref().is_none_or(|c| !forks.contains(&c)))
         .filter_map(|t| t.endpoint.as_ref().map(|e| format!("http://{e}")))
         .collect();
     peers.sort();
     // How many tasks the service should have: a member missing from the
     // list is being started or replaced, and its files are not gone.
-    let claims = app.platform.ledger.claims().await.map_err(ApiError::internal)?;
-    let expected = claims.iter().filter(|c| c.service == service && c.desired == DesiredState::Running).count();
+    let expected = claims
+        .iter()
+        .filter(|c| c.service == service && c.desired == DesiredState::Running && c.fork_of.is_none())
+        .count();
     Ok(Json(json!({ "peers": peers, "expected": expected })))
 }
 
@@ -175,6 +182,32 @@ pub async fn restore(State(app): State<AppState>, Path(name): Path<String>, Json
     .ok_or_else(|| ApiError::not_found(format!("no snapshot of {name} matches")))?;
     app.platform.restore(&name, &chosen.id).await.map_err(|e| ApiError(StatusCode::CONFLICT, e.to_string()))?;
     Ok(Json(json!({ "claim": name, "snapshot": chosen.id })))
+}
+
+#[derive(Deserialize)]
+pub struct ForkBody {
+    /// The new claim's name.
+    new: String,
+    at: DateTime<Utc>,
+    from: Option<String>,
+}
+
+/// `berth fork`: a new claim from the source claim's newest snapshot at or
+/// before `at` (from a replica too); the source is left running.
+pub async fn fork(State(app): State<AppState>, Path(name): Path<String>, Json(body): Json<ForkBody>) -> Answer {
+    let name = claim_name(&name)?;
+    let new = claim_name(&body.new)?;
+    let id = match &body.from {
+        Some(from) => app.platform.bring_back(&name, from, body.at).await.map_err(super::backups::platform_error)?,
+        None => {
+            let snapshots = app.platform.ledger.snapshots(Some(&name)).await.map_err(ApiError::internal)?;
+            berth_core::backup::at_or_before(&snapshots, body.at)
+                .map(|s| s.id.clone())
+                .ok_or_else(|| ApiError::not_found(format!("no snapshot of {name} at or before {}", body.at)))?
+        }
+    };
+    app.platform.fork(&name, &id, &new).await.map_err(super::backups::platform_error)?;
+    Ok(Json(json!({ "claim": new, "fork_of": name, "snapshot": id })))
 }
 
 pub async fn down(State(app): State<AppState>) -> Result<(StatusCode, Json<Value>), ApiError> {

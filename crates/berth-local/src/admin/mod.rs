@@ -76,6 +76,7 @@ pub fn router(platform: Arc<Platform>, token: String) -> Router {
         .route("/v1/claims/{name}", get(handlers::claim))
         .route("/v1/claims/{name}/restore", post(handlers::restore))
         .route("/v1/claims/{name}/backup", post(backups::backup_now))
+        .route("/v1/claims/{name}/fork", post(handlers::fork))
         .route("/v1/claims/{name}/verify", post(backups::verify))
         .route("/v1/claims/{name}/drill", post(backups::drill))
         .route("/v1/backups", get(backups::report))

@@ -81,6 +81,8 @@ pub enum PlatformError {
     NoSnapshotAt(ClaimName, String),
     #[error("{0}")]
     Backup(String),
+    #[error("claim {0} exists already; pick another name for the fork")]
+    ClaimExists(ClaimName),
     #[error("service {0} is being changed by another request; try again")]
     ServiceBusy(String),
     #[error(transparent)]
@@ -189,9 +191,15 @@ impl Platform {
     async fn refresh_targets(&self) {
         let service = self.config.lb_service();
         let Ok(tasks) = self.runtime.tasks().await else { return };
+        // Forks (`berth fork`) take no traffic: they are copies on the side.
+        let forks: Vec<ClaimName> = match self.ledger.claims().await {
+            Ok(claims) => claims.into_iter().filter(|c| c.fork_of.is_some()).map(|c| c.name).collect(),
+            Err(_) => return,
+        };
         let mut targets: Vec<crate::lb::Target> = tasks
             .iter()
             .filter(|t| t.service.as_deref() == Some(service.as_str()))
+            .filter(|t| t.claim.as_ref().is_none_or(|c| !forks.contains(c)))
             .filter(|t| t.last_status == berth_core::TaskStatus::Running)
             .filter(|t| t.desired_status == berth_core::TaskStatus::Running)
             .filter_map(|t| Some(crate::lb::Target::new(t.arn.0.clone(), t.endpoint.as_deref()?.parse().ok()?)))
@@ -287,6 +295,24 @@ impl Platform {
             Update::Missing => Err(PlatformError::NoClaim(name.clone())),
             Update::Unchanged | Update::Contended => Err(PlatformError::Busy(name.clone())),
         }
+    }
+
+    /// Starts a new claim `new` of `source`'s service from `snapshot`
+    /// (`berth fork`), leaving `source` running as it is. The fork stands
+    /// outside the service's count and load balancer; `berth down` parks it
+    /// with its data, and scaling never brings it back.
+    pub async fn fork(&self, source: &ClaimName, snapshot: &SnapshotId, new: &ClaimName) -> Result<(), PlatformError> {
+        let from = self.ledger.claim(source).await?.ok_or_else(|| PlatformError::NoClaim(source.clone()))?;
+        let fork = ClaimRecord::fork(new.clone(), &from, snapshot.clone(), Utc::now());
+        match self.ledger.put_claim(&fork, Expect::Absent).await {
+            Ok(_) => {}
+            Err(e) if e.is_conflict() => return Err(PlatformError::ClaimExists(new.clone())),
+            Err(e) => return Err(e.into()),
+        }
+        let message = format!("forked from {source} at snapshot {snapshot}");
+        self.controller.log(EventRecord::new(Utc::now(), Some(new), "claim-forked", message)).await;
+        self.queue.wake(new.clone());
+        Ok(())
     }
 
     /// Reads a claim, lets `edit` change it (`Ok(false)`: leave it as it is)

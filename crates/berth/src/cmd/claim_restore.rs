@@ -64,7 +64,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// A time given as RFC 3339, or as a span before `now` (`10m`, `1h ago`).
-fn parse_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+pub fn parse_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     let t = text.trim();
     if let Ok(at) = DateTime::parse_from_rfc3339(t) {
         return Ok(at.with_timezone(&Utc));

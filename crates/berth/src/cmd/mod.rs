@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod down;
 pub mod dr;
 pub mod events;
+pub mod fork;
 pub mod lambda;
 pub mod logs;
 pub mod ps;

@@ -142,6 +142,19 @@ fn scheduled_snapshots_restore_to_each_point_from_the_primary_and_the_replica() 
     let t = site.wait_serving("files-0", Some(generation + 1));
     assert_eq!(listed(&endpoint(&t)), points[0].1, "point 0 from the replica");
 
+    // A fork at the second point: a new claim with that point's files,
+    // the original left running on its generation.
+    let before = site.claim("files-0");
+    let forked = site.json(&["fork", "files-0", "--at", &points[1].0, "files-0-fork"]);
+    assert_eq!(forked["fork_of"], "files-0", "{forked:#}");
+    let f = site.wait_serving("files-0-fork", Some(1));
+    assert_eq!(listed(&endpoint(&f)), points[1].1, "the fork holds point 1");
+    let after = site.claim("files-0");
+    assert_eq!((&after["generation"], &after["task"]), (&before["generation"], &before["task"]), "original untouched");
+    assert_eq!(site.claim("files-0-fork")["fork_of"], "files-0");
+    let out = site.cli(&["fork", "files-0", "--at", &points[1].0, "files-0-fork"]);
+    assert!(!out.status.success() && stderr(&out).contains("exists already"), "{}", stderr(&out));
+
     // A replica that is not configured is one clear error.
     let out = site.cli(&["restore", "files-0", "--at", &points[0].0, "--from", "nowhere"]);
     assert!(!out.status.success());
