@@ -54,6 +54,25 @@ impl EbsVolumes {
         Ok(out)
     }
 
+    /// The store's snapshots with the snapshot each was copied from, if it
+    /// is a replica's copy.
+    pub async fn copies(&self) -> Result<Vec<(SnapshotRecord, Option<SnapshotId>)>, PortError> {
+        Ok(self
+            .describe_snapshots(Vec::new())
+            .await?
+            .iter()
+            .filter_map(|s| {
+                let tags = tags::map(s.tags().iter().map(|t| (t.key(), t.value())));
+                Some((snapshot_record(s)?, tags.get(tags::SOURCE).map(|v| SnapshotId(v.clone()))))
+            })
+            .collect())
+    }
+
+    /// The EC2 client this store uses.
+    pub fn client(&self) -> &aws_sdk_ec2::Client {
+        &self.client
+    }
+
     /// Copies a snapshot into the region `to` is a client of (a replica for
     /// disaster recovery), with the same tags; returns the copy's id.
     pub async fn copy_to(
@@ -65,9 +84,12 @@ impl EbsVolumes {
         let original = self.describe_snapshots(vec![filter("snapshot-id", &snapshot.0)]).await?;
         let original = original.first().ok_or_else(|| PortError::permanent(format!("no snapshot {snapshot}")))?;
         let mut tagging = TagSpecification::builder().resource_type(ResourceType::Snapshot);
-        for t in original.tags() {
+        for t in original.tags().iter().filter(|t| t.key() != Some(tags::SOURCE)) {
             tagging = tagging.tags(t.clone());
         }
+        // What the replica pass compares: a copy's own start time is the
+        // copy's, not its original's.
+        tagging = tagging.tags(Tag::builder().key(tags::SOURCE).value(&snapshot.0).build());
         let answer = to
             .copy_snapshot()
             .source_region(source_region)
@@ -96,9 +118,9 @@ pub fn snapshot_record(s: &Snapshot) -> Option<SnapshotRecord> {
         kind: tags.get(tags::KIND).and_then(|k| SnapshotKind::parse(k)),
         pinned: tags.get(tags::PIN).is_some_and(|p| p == "true"),
         pending: s.state() != Some(&SnapshotState::Completed),
-        // EBS snapshot locks (LockSnapshot) are not read yet: see README.
-        lock: None,
-        consistency: None,
+        // berth's own lock tag; EBS's LockSnapshot is not used yet (README).
+        lock: tags::lock(&tags),
+        consistency: tags::consistency(&tags),
     })
 }
 
@@ -153,9 +175,7 @@ impl Volumes for EbsVolumes {
             }
         }
         let mut tagging = TagSpecification::builder().resource_type(ResourceType::Snapshot);
-        for (key, value) in
-            tags::snapshot(&self.cluster, &request.claim, request.generation, request.kind, request.pinned)
-        {
+        for (key, value) in tags::snapshot(&self.cluster, request) {
             tagging = tagging.tags(Tag::builder().key(key).value(value).build());
         }
         let generation = request.generation.map_or_else(|| "-".to_owned(), |g| g.0.to_string());
@@ -181,8 +201,8 @@ impl Volumes for EbsVolumes {
             kind: Some(request.kind),
             pinned: request.pinned,
             pending: answer.state() != Some(&SnapshotState::Completed),
-            lock: None,
-            consistency: None,
+            lock: request.lock.clone(),
+            consistency: request.consistency,
         })
     }
 

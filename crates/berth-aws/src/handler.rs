@@ -14,7 +14,8 @@
 //! minute) looks again.
 //!
 //! The resync also creates missing claims (once per configured count),
-//! takes the next step of a deployment under way, and sweeps orphans.
+//! takes the next step of a deployment under way, sweeps orphans, and
+//! runs the services' backup policies (`crate::backup`).
 //! After the events, every invocation brings the target group in line
 //! with the claims' running tasks (`berth_core::targets`).
 
@@ -59,6 +60,7 @@ pub struct ItemFailure {
 #[derive(Debug, Default, Serialize)]
 pub struct ResyncReport {
     pub failed: Vec<String>,
+    pub backups: crate::backup::BackupReport,
     pub swept_volumes: usize,
     pub swept_snapshots: usize,
 }
@@ -73,6 +75,7 @@ pub struct TargetReport {
 pub struct Handler {
     pub controller: AwsController,
     pub targets: Option<TargetGroup>,
+    pub backups: Vec<crate::backup::Backup>,
 }
 
 impl Handler {
@@ -90,6 +93,8 @@ impl Handler {
             .target_group_arn
             .as_ref()
             .map(|arn| TargetGroup::new(aws_sdk_elasticloadbalancingv2::Client::new(config), arn));
+        let backups =
+            settings.backups.iter().map(|b| crate::backup::Backup::new(b.clone(), config, &settings.cluster)).collect();
         let controller = Controller::new(
             "berth-lambda",
             runtime,
@@ -99,7 +104,7 @@ impl Handler {
             scope,
             Box::new(SystemClock),
         );
-        Self { controller, targets }
+        Self { controller, targets, backups }
     }
 
     /// Handles one invocation's payload.
@@ -174,6 +179,10 @@ impl Handler {
             Err(e) => report.failed.push(e.to_string()),
         }
         self.step_rollouts(&mut report).await;
+        for backup in &self.backups {
+            backup.pass(&self.controller, &mut report.backups).await;
+        }
+        report.failed.append(&mut report.backups.failed);
         match self.controller.sweep().await {
             Ok((v, s)) => (report.swept_volumes, report.swept_snapshots) = (v, s),
             Err(e) => report.failed.push(format!("sweep: {e}")),

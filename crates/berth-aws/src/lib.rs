@@ -13,6 +13,7 @@
 //! Adapters translate between AWS's API and core's ports; the rules stay
 //! in `berth-core`. This is the one crate that links the AWS SDK.
 
+pub mod backup;
 pub mod cleanup;
 mod dynamo;
 mod ebs;
@@ -30,7 +31,7 @@ pub use dynamo::DynamoLedger;
 pub use ebs::{snapshot_record, volume_info, EbsVolumes};
 pub use ecs::{detail_of, EcsRuntime};
 pub use elb::TargetGroup;
-pub use settings::{AwsSettings, EbsVolumeSpec, SettingsError};
+pub use settings::{AwsBackup, AwsSettings, EbsVolumeSpec, SettingsError};
 
 /// The SDK configuration for `endpoint` (moto on loopback in tests, or
 /// `None` for AWS itself), with credentials and region from the environment.

@@ -32,6 +32,52 @@ pub struct AwsSettings {
     /// of the service of that family.
     #[serde(default)]
     pub task_definition_arn: Option<String>,
+    /// Scheduled EBS snapshots per service, copied to a replica region.
+    #[serde(default)]
+    pub backups: Vec<AwsBackup>,
+}
+
+/// One service's backup policy on AWS: an EBS snapshot of each running
+/// claim's volume every `interval` (crash-consistent: the Lambda does not
+/// reach into tasks to quiesce them), kept by `retention`, locked by
+/// `lock`, and copied to `replica_region` where `replica_retention` keeps
+/// the copies.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AwsBackup {
+    pub service: String,
+    #[serde(with = "berth_core::serde_secs")]
+    pub interval: std::time::Duration,
+    #[serde(default)]
+    pub retention: berth_core::KeepPolicy,
+    #[serde(default)]
+    pub lock: Option<berth_core::backup::LockPolicy>,
+    #[serde(default)]
+    pub replica_region: Option<String>,
+    #[serde(default)]
+    pub replica_retention: Option<berth_core::KeepPolicy>,
+}
+
+impl AwsBackup {
+    /// Core's view of the policy.
+    pub fn policy(&self) -> berth_core::backup::Policy {
+        berth_core::backup::Policy {
+            schedule: berth_core::backup::Schedule::Every(self.interval),
+            retention: self.retention.clone(),
+            lock: self.lock,
+            replicas: self
+                .replica_region
+                .iter()
+                .map(|r| berth_core::backup::Replica {
+                    name: r.clone(),
+                    location: r.clone(),
+                    retention: self.replica_retention.clone().unwrap_or_else(|| self.retention.clone()),
+                })
+                .collect(),
+            objectives: Default::default(),
+            verify_every: None,
+            verify_window: None,
+        }
+    }
 }
 
 /// The EBS volume RunTask makes for each task (`managedEBSVolume`).

@@ -118,6 +118,7 @@ impl Stack {
                 filesystem_type: "ext4".into(),
             },
             task_definition_arn: None,
+            backups: Vec::new(),
             services: vec![ServiceSpec {
                 name: "files".into(),
                 desired_count: 1,
@@ -394,4 +395,69 @@ async fn a_claims_whole_life_on_ecs_ebs_dynamodb_and_the_alb() {
     let report = handler.handle(&json!({ "Records": [{ "messageId": "m-x", "body": "not json" }] })).await;
     assert!(report.batch_item_failures.is_empty());
     drop(stack.moto);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_ebs_snapshots_keep_their_retention_and_are_copied_to_the_replica_region() {
+    let mut stack = Stack::new().await;
+    stack.settings.backups = vec![berth_aws::AwsBackup {
+        service: "files".into(),
+        interval: Duration::from_millis(1200),
+        retention: KeepPolicy { last: Some(1), ..Default::default() },
+        lock: Some(berth_core::backup::LockPolicy {
+            mode: berth_core::LockMode::Governance,
+            duration: Duration::from_millis(500),
+        }),
+        replica_region: Some("us-west-2".into()),
+        replica_retention: Some(KeepPolicy { last: Some(2), ..Default::default() }),
+    }];
+    let handler = stack.handler();
+    handler.handle(&json!({ "resync": true })).await;
+    stack.make_task_volume(1, None).await;
+
+    let mut taken = Vec::new();
+    for _ in 0..4 {
+        let report = handler.handle(&json!({ "resync": true })).await;
+        let resync = report.resync.unwrap();
+        assert!(resync.failed.is_empty(), "{resync:?}");
+        taken.extend(resync.backups.snapshots.clone());
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+    }
+    assert!(taken.len() >= 3, "a scheduled snapshot each interval: {taken:?}");
+
+    let scheduled = |ec2: aws_sdk_ec2::Client| async move {
+        let d = ec2
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(aws_sdk_ec2::types::Filter::builder().name("tag:berth:kind").values("scheduled").build())
+            .send()
+            .await
+            .unwrap();
+        d.snapshots().to_vec()
+    };
+    // Retention before each snapshot keeps one, then the new one is added.
+    let primary = scheduled(stack.ec2.clone()).await;
+    assert_eq!(primary.len(), 2, "{primary:?}");
+    let newest = taken.last().unwrap();
+    assert!(primary.iter().any(|s| s.snapshot_id() == Some(newest.as_str())));
+    let record = berth_aws::snapshot_record(&primary[0]).unwrap();
+    assert_eq!(record.consistency, Some(berth_core::Consistency::Crash), "the Lambda cannot quiesce a task");
+    assert_eq!(record.lock.map(|l| l.mode), Some(berth_core::LockMode::Governance));
+
+    // The replica region holds copies (tagged with their source), the
+    // newest included, and its own retention of two.
+    let west = aws_sdk_ec2::Client::from_conf(
+        aws_sdk_ec2::config::Builder::from(&stack.config).region(aws_sdk_ec2::config::Region::new("us-west-2")).build(),
+    );
+    let copies = scheduled(west).await;
+    let sources: Vec<String> = copies
+        .iter()
+        .map(|s| {
+            let tags = berth_aws::tags::map(s.tags().iter().map(|t| (t.key(), t.value())));
+            tags.get(berth_aws::tags::SOURCE).cloned().expect("a copy names its source")
+        })
+        .collect();
+    assert_eq!(copies.len(), 2, "replica retention keeps two: {sources:?}");
+    assert!(sources.contains(newest), "the newest snapshot is replicated: {sources:?} / {newest}");
+    assert!(sources.iter().all(|s| taken.contains(s)), "{sources:?} / {taken:?}");
 }

@@ -45,6 +45,10 @@ export interface BerthStackProps extends StackProps {
   natGateways?: number;
   /** Size of each claim's gp3 volume in GiB. */
   volumeGiB?: number;
+  /** Scheduled EBS snapshot of each running claim this often (default 1 hour; 0 turns backups off). */
+  backupIntervalMinutes?: number;
+  /** A second region every snapshot is copied to (CopySnapshot) for disaster recovery. */
+  replicaRegion?: string;
 }
 
 export class BerthStack extends Stack {
@@ -216,6 +220,18 @@ export class BerthStack extends Stack {
             kms_key_id: volumeKey.keyArn,
             filesystem_type: "ext4",
           },
+          backups:
+            (props.backupIntervalMinutes ?? 60) > 0
+              ? [
+                  {
+                    service: "files",
+                    interval: (props.backupIntervalMinutes ?? 60) * 60,
+                    retention: { last: 24, daily: 7 },
+                    replica_region: props.replicaRegion ?? null,
+                    replica_retention: { daily: 30 },
+                  },
+                ]
+              : [],
           services: [
             {
               name: "files",
@@ -316,6 +332,11 @@ export class BerthStack extends Stack {
         ],
       }),
     );
+    // Snapshots live in the stack's region and, for the replica's copies
+    // (CopySnapshot is called in the destination region), in the replica's.
+    const snapshotArns = [Stack.of(this).region, ...(props.replicaRegion ? [props.replicaRegion] : [])].map((region) =>
+      Stack.of(this).formatArn({ service: "ec2", resource: "snapshot", resourceName: "*", account: "", region }),
+    );
     controller.addToRolePolicy(
       new iam.PolicyStatement({
         sid: "SnapshotClaimVolumes",
@@ -328,7 +349,7 @@ export class BerthStack extends Stack {
       new iam.PolicyStatement({
         sid: "MakeClaimSnapshots",
         actions: ["ec2:CreateSnapshot", "ec2:CopySnapshot", "ec2:CreateTags"],
-        resources: [Stack.of(this).formatArn({ service: "ec2", resource: "snapshot", resourceName: "*", account: "" })],
+        resources: snapshotArns,
         conditions: { StringLike: { "aws:RequestTag/berth:claim": "*" } },
       }),
     );
@@ -336,7 +357,7 @@ export class BerthStack extends Stack {
       new iam.PolicyStatement({
         sid: "DeleteClaimSnapshots",
         actions: ["ec2:DeleteSnapshot"],
-        resources: [Stack.of(this).formatArn({ service: "ec2", resource: "snapshot", resourceName: "*", account: "" })],
+        resources: snapshotArns,
         conditions: { StringLike: { "aws:ResourceTag/berth:claim": "*" } },
       }),
     );

@@ -178,6 +178,21 @@ test("scaling bounds reach the controller, and a missing Lambda package is one c
   assert.throws(() => synth({ lambdaAsset: "/nonexistent" }), /no Lambda package at \/nonexistent/);
 });
 
+test("backups reach the controller, and the replica region its snapshot permissions", () => {
+  const t = synth({ backupIntervalMinutes: 15, replicaRegion: "eu-central-1" });
+  const fns = t.findResources("AWS::Lambda::Function");
+  const env = Object.values(fns)
+    .map((f: any) => f.Properties?.Environment?.Variables)
+    .find((v: any) => v && v.BERTH_CONFIG);
+  const text = JSON.stringify(env.BERTH_CONFIG);
+  assert.ok(text.includes('interval\\":900'), text.slice(0, 600));
+  assert.ok(text.includes('replica_region\\":\\"eu-central-1'), "the replica region reaches the controller");
+  const policies = JSON.stringify(t.findResources("AWS::IAM::Policy"));
+  assert.ok(policies.includes(":ec2:eu-central-1::snapshot/*"), "CopySnapshot is allowed in the replica region");
+  const off = JSON.stringify(synth({ backupIntervalMinutes: 0 }).findResources("AWS::Lambda::Function"));
+  assert.ok(off.includes('backups\\":[]'), "0 turns backups off");
+});
+
 test("the controller's settings document names the stack's resources", () => {
   const t = synth({ desiredCount: 3, volumeGiB: 25 });
   const fns = t.findResources("AWS::Lambda::Function");
