@@ -144,9 +144,23 @@ impl DynamoLedger {
     /// Every item of partition `pk` with a sort key above `after` (all when
     /// `None`), in sort-key order, consistent reads, all pages.
     async fn query(&self, pk: &str, after: Option<String>) -> Result<Vec<Item>, LedgerError> {
+        self.query_some(pk, after, None, usize::MAX).await
+    }
+
+    /// Up to `want` items of `pk` after `after`, in key order, with
+    /// `claim` equal to `claim` when given. Stops reading once it has
+    /// enough: an event log of a long-lived stack is large, and a reader
+    /// asks for a page of it.
+    async fn query_some(
+        &self,
+        pk: &str,
+        after: Option<String>,
+        claim: Option<&str>,
+        want: usize,
+    ) -> Result<Vec<Item>, LedgerError> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
-        loop {
+        while items.len() < want {
             let mut q = self
                 .client
                 .query()
@@ -159,6 +173,17 @@ impl DynamoLedger {
                 }
                 None => q.key_condition_expression("pk = :pk"),
             };
+            if let Some(c) = claim {
+                q = q
+                    .filter_expression("#claim = :claim")
+                    .expression_attribute_names("#claim", "claim")
+                    .expression_attribute_values(":claim", s(c));
+            }
+            if want != usize::MAX {
+                // Limit counts items read, before the filter: read a page.
+                let left = want - items.len();
+                q = q.limit(if claim.is_some() { 1000 } else { left.min(1000) as i32 });
+            }
             let out = q
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -167,9 +192,11 @@ impl DynamoLedger {
             items.extend(out.items.unwrap_or_default());
             match out.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(items),
+                _ => break,
             }
         }
+        items.truncate(want);
+        Ok(items)
     }
 
     /// A versioned record (claim or service) written on `expect`'s terms.
@@ -354,20 +381,12 @@ impl Ledger for DynamoLedger {
         claim: Option<&ClaimName>,
         limit: usize,
     ) -> Result<Vec<EventRecord>, LedgerError> {
-        let mut out = Vec::new();
         if limit == 0 {
-            return Ok(out);
+            return Ok(Vec::new());
         }
-        for item in self.query("events", Some(format!("{after:020}"))).await? {
-            if claim.is_some_and(|c| item.get("claim") != Some(&s(c.as_str()))) {
-                continue;
-            }
-            out.push(decode(&item, "an event")?);
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+        let items =
+            self.query_some("events", Some(format!("{after:020}")), claim.map(ClaimName::as_str), limit).await?;
+        items.iter().map(|item| decode(item, "an event")).collect()
     }
 
     async fn remember(

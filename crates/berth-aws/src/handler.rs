@@ -147,7 +147,8 @@ impl Handler {
             let r = self.resync().await;
             return Ok(format!("resync ({} failed)", r.failed.len()));
         }
-        let event = match TaskStateChange::parse(body) {
+        // From the value already parsed: the body is read once.
+        let event = match serde_json::from_value::<TaskStateChange>(value) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, "an SQS message that is not a task state change: dropped");

@@ -6,8 +6,10 @@
 //! from `startedBy`), the claim and its snapshots come from the ledger given
 //! (a SQLite ledger such as `berth up`'s `<state>/ledger.sqlite`; none: an
 //! empty one), and core's reconciler decides the first step. Nothing is
-//! written: the ledger is only read, no action is carried out. The Lambda
-//! itself then observes again and takes the next step; this shows the first.
+//! written: the ledger is only read, no action is carried out. The
+//! reconciler is asked again after each step's ledger writes, as the
+//! handler does, up to the first AWS call, whose effect on the world is
+//! not known offline.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -213,16 +215,46 @@ async fn judge(args: &DecideArgs, event: &TaskStateChange) -> Result<Verdict> {
         volumes_at_launch: true,
         healthy_reset: spec.healthy_reset,
     };
-    let decision = reconcile(claim, &world, &cx);
-    verdict.requeue_after_ms = decision.requeue_after.map(|d| d.as_millis());
-    if decision.actions.is_empty() {
-        verdict.outcome = "idle";
-        verdict.explanation = "nothing to do for this claim now".into();
-    } else {
-        verdict.outcome = "act";
-        verdict.explanation = "the first step of the handler (it then observes again and goes on)".into();
+    // The handler's pass: each decision's ledger writes are applied to a
+    // copy of the claim and the reconciler asked again, as the controller
+    // does, until it waits, has nothing to do, or calls AWS (whose effect
+    // on the world cannot be known offline).
+    let mut claim = claim.clone();
+    let mut waits_for_aws = None;
+    for _ in 0..16 {
+        let decision = reconcile(&claim, &world, &cx);
+        verdict.requeue_after_ms = decision.requeue_after.map(|d| d.as_millis());
+        if decision.actions.is_empty() {
+            break;
+        }
+        for action in &decision.actions {
+            verdict.actions.push(Step { action: action_name(action), detail: describe(action) });
+            match action {
+                Action::WriteClaim(next) => claim = ClaimRecord { version: claim.version + 1, ..(**next).clone() },
+                Action::MarkGeneration { .. } | Action::Log(_) => {}
+                other => waits_for_aws = waits_for_aws.or(Some(action_name(other))),
+            }
+        }
+        if waits_for_aws.is_some() {
+            break;
+        }
     }
-    verdict.actions = decision.actions.iter().map(|a| Step { action: action_name(a), detail: describe(a) }).collect();
+    match (&waits_for_aws, verdict.actions.is_empty()) {
+        (_, true) => {
+            verdict.outcome = "idle";
+            verdict.explanation = "nothing to do for this claim now".into();
+        }
+        (Some(call), false) => {
+            verdict.outcome = "act";
+            verdict.explanation = format!(
+                "the handler's steps up to its first AWS call ({call}); it then observes the world again and goes on"
+            );
+        }
+        (None, false) => {
+            verdict.outcome = "act";
+            verdict.explanation = "the handler's steps; it then waits for the next event or resync".into();
+        }
+    }
     Ok(verdict)
 }
 

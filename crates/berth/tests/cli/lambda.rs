@@ -77,7 +77,12 @@ fn decide_replays_an_event_against_a_ledger_without_acting() {
     assert_eq!(v["outcome"], "act", "{v:#}");
     assert_eq!(v["claim"], "files-0");
     let steps: Vec<&str> = v["actions"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
-    assert_eq!(steps, ["write:claimed", "mark", "log"], "{v:#}");
+    // The whole pass up to the first AWS call: claimed, then the snapshot
+    // of the stopped task's volume.
+    assert_eq!(steps[..3], ["write:claimed", "mark", "log"], "{v:#}");
+    assert_eq!(steps.last(), Some(&"snapshot"), "{v:#}");
+    assert!(steps.contains(&"write:snapshotting"), "{v:#}");
+    assert!(v["explanation"].as_str().unwrap().contains("first AWS call (snapshot)"), "{v:#}");
     assert!(v["actions"][0]["detail"].as_str().unwrap().contains("Replace"), "{v:#}");
     // A user's stop: the same step, to park.
     let (_, v, _) =
