@@ -13,9 +13,11 @@
 //! invocation: the claim waits in its handoff and the next resync (each
 //! minute) looks again.
 //!
-//! The resync also creates missing claims (once per configured count),
-//! takes the next step of a deployment under way, sweeps orphans, and
-//! runs the services' backup policies (`crate::backup`).
+//! The resync also auto-scales the services that have a policy (core's
+//! target tracking on Container Insights' readings, the count kept in the
+//! ledger), creates missing claims (once per desired count), takes the
+//! next step of a deployment under way, sweeps orphans, and runs the
+//! services' backup policies (`crate::backup`).
 //! After the events, every invocation brings the target group in line
 //! with the claims' running tasks (`berth_core::targets`).
 
@@ -31,7 +33,8 @@ use serde_json::{json, Value};
 use crate::ebs::EbsVolumes;
 use crate::ecs::EcsRuntime;
 use crate::elb::TargetGroup;
-use crate::settings::AwsSettings;
+use crate::insights::ContainerInsights;
+use crate::settings::{AwsAutoscaling, AwsSettings};
 use crate::DynamoLedger;
 
 /// The controller over AWS, as one invocation uses it.
@@ -60,6 +63,9 @@ pub struct ItemFailure {
 #[derive(Debug, Default, Serialize)]
 pub struct ResyncReport {
     pub failed: Vec<String>,
+    /// Each auto-scaled service's decision ("files: cpu 140.0% … → scale out 2 → 4").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub autoscaling: Vec<String>,
     pub backups: crate::backup::BackupReport,
     pub swept_volumes: usize,
     pub swept_snapshots: usize,
@@ -76,6 +82,8 @@ pub struct Handler {
     pub controller: AwsController,
     pub targets: Option<TargetGroup>,
     pub backups: Vec<crate::backup::Backup>,
+    pub insights: ContainerInsights,
+    pub autoscaling: Vec<AwsAutoscaling>,
 }
 
 impl Handler {
@@ -104,7 +112,8 @@ impl Handler {
             scope,
             Box::new(SystemClock),
         );
-        Self { controller, targets, backups }
+        let insights = ContainerInsights::new(aws_sdk_cloudwatch::Client::new(config), &settings.cluster);
+        Self { controller, targets, backups, insights, autoscaling: settings.autoscaling }
     }
 
     /// Handles one invocation's payload.
@@ -168,6 +177,7 @@ impl Handler {
     /// Creates missing claims, reconciles every claim, sweeps orphans.
     pub async fn resync(&self) -> ResyncReport {
         let mut report = ResyncReport::default();
+        self.autoscale(&mut report).await;
         if let Err(e) = self.scale_once().await {
             report.failed.push(format!("scaling: {e}"));
         }
@@ -189,6 +199,28 @@ impl Handler {
             Err(e) => report.failed.push(format!("sweep: {e}")),
         }
         report
+    }
+
+    /// One target-tracking decision per auto-scaled service, on its
+    /// family's newest Container Insights reading; the count it sets is
+    /// applied by [`Self::scale_once`] right after.
+    async fn autoscale(&self, report: &mut ResyncReport) {
+        let now = self.controller.now();
+        for a in &self.autoscaling {
+            let Some(spec) = self.controller.services().into_iter().find(|s| s.name == a.service) else { continue };
+            let usage = match self.insights.usage(&spec.definition.family, now).await {
+                Ok(u) => u.into_iter().collect::<Vec<_>>(),
+                Err(e) => {
+                    report.failed.push(format!("autoscaling of {}: {e}", a.service));
+                    continue;
+                }
+            };
+            match self.controller.autoscale(&a.service, &a.policy, &usage).await {
+                Ok(Some(d)) => report.autoscaling.push(format!("{}: {}", a.service, d.reason)),
+                Ok(None) => {}
+                Err(e) => report.failed.push(format!("autoscaling of {}: {e}", a.service)),
+            }
+        }
     }
 
     async fn step_rollouts(&self, report: &mut ResyncReport) {

@@ -7,6 +7,8 @@
 //! - [`DynamoLedger`]: the ledger on DynamoDB, the same contract as the
 //!   SQLite ledger.
 //! - [`TargetGroup`]: ELBv2 registration of the claims' task addresses.
+//! - [`insights`]: the tasks' CPU and memory use from Container Insights,
+//!   for core's auto scaling.
 //! - [`handler`]: one Lambda invocation (an SQS batch of EventBridge
 //!   events, or the scheduled resync) over these adapters.
 //!
@@ -20,6 +22,7 @@ mod ebs;
 mod ecs;
 mod elb;
 pub mod handler;
+pub mod insights;
 mod sdk;
 mod settings;
 pub mod tags;
@@ -31,7 +34,7 @@ pub use dynamo::DynamoLedger;
 pub use ebs::{snapshot_record, volume_info, EbsVolumes};
 pub use ecs::{detail_of, EcsRuntime};
 pub use elb::TargetGroup;
-pub use settings::{AwsBackup, AwsSettings, EbsVolumeSpec, SettingsError};
+pub use settings::{AwsAutoscaling, AwsBackup, AwsSettings, EbsVolumeSpec, SettingsError};
 
 /// The SDK configuration for `endpoint` (moto on loopback in tests, or
 /// `None` for AWS itself), with credentials and region from the environment.

@@ -35,6 +35,21 @@ pub struct AwsSettings {
     /// Scheduled EBS snapshots per service, copied to a replica region.
     #[serde(default)]
     pub backups: Vec<AwsBackup>,
+    /// Target-tracking auto scaling per service, on Container Insights' readings.
+    #[serde(default)]
+    pub autoscaling: Vec<AwsAutoscaling>,
+}
+
+/// One service's auto scaling on AWS: core's target-tracking policy (its
+/// bounds, targets and cooldowns), applied by the resync each minute to
+/// the family's average use from Container Insights (`crate::insights`).
+/// The count it sets and its cooldowns live in the service's record in the
+/// ledger, so every Lambda instance decides from the same state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AwsAutoscaling {
+    pub service: String,
+    #[serde(default)]
+    pub policy: berth_core::autoscale::ScalingPolicy,
 }
 
 /// One service's backup policy on AWS: an EBS snapshot of each running
@@ -131,6 +146,10 @@ pub enum SettingsError {
     BadTaskDefinition(String),
     #[error("BERTH_CONFIG names no subnet: tasks need at least one (the stack's private subnets)")]
     NoSubnet,
+    #[error("BERTH_CONFIG's autoscaling names service {0}, which is not among its services")]
+    UnknownService(String),
+    #[error("BERTH_CONFIG's autoscaling of service {0}: {1}")]
+    Scaling(String, berth_core::autoscale::PolicyError),
 }
 
 impl AwsSettings {
@@ -139,6 +158,12 @@ impl AwsSettings {
         let mut settings = settings;
         if settings.subnets.is_empty() {
             return Err(SettingsError::NoSubnet);
+        }
+        for a in &settings.autoscaling {
+            if !settings.services.iter().any(|s| s.name == a.service) {
+                return Err(SettingsError::UnknownService(a.service.clone()));
+            }
+            a.policy.validate().map_err(|e| SettingsError::Scaling(a.service.clone(), e))?;
         }
         if let Some(arn) = &settings.task_definition_arn {
             let (family, revision) = arn
@@ -182,6 +207,13 @@ mod tests {
         assert_eq!((s.volume.size_gib, s.volume.volume_type.as_str(), s.volume.encrypted), (10, "gp3", true));
         assert_eq!(s.volume.filesystem_type, "ext4");
         assert!(!s.spot);
+        assert!(s.autoscaling.is_empty());
+        let scaled = DOC.replace(
+            r#""services": ["#,
+            r#""autoscaling": [{ "service": "files", "policy": { "min_capacity": 2, "max_capacity": 4 } }], "services": ["#,
+        );
+        let s = AwsSettings::parse(&scaled).unwrap();
+        assert_eq!((s.autoscaling[0].policy.max_capacity, s.autoscaling[0].policy.cpu_target_percent), (4, 70.0));
     }
 
     #[test]
@@ -189,6 +221,15 @@ mod tests {
         assert!(matches!(AwsSettings::parse("{"), Err(SettingsError::Invalid(_))));
         let no_subnet = DOC.replace(r#"["subnet-1"]"#, "[]");
         assert!(matches!(AwsSettings::parse(&no_subnet), Err(SettingsError::NoSubnet)));
+        let stranger = DOC.replace(r#""services": ["#, r#""autoscaling": [{ "service": "web" }], "services": ["#);
+        let e = AwsSettings::parse(&stranger).unwrap_err();
+        assert!(e.to_string().contains("service web"), "{e}");
+        let upside_down = DOC.replace(
+            r#""services": ["#,
+            r#""autoscaling": [{ "service": "files", "policy": { "min_capacity": 5, "max_capacity": 2 } }], "services": ["#,
+        );
+        let e = AwsSettings::parse(&upside_down).unwrap_err();
+        assert!(e.to_string().contains("min_capacity 5"), "{e}");
         let bad_arn = DOC.replace("BerthTaskDef:7", "BerthTaskDef");
         let e = AwsSettings::parse(&bad_arn).unwrap_err();
         assert!(e.to_string().contains("FAMILY:REVISION"), "{e}");

@@ -14,7 +14,8 @@ use berth_core::ClaimName;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dynamodb_passes_the_ledger_contract_and_reports_a_missing_table() {
-    let moto = moto::Moto::start();
+    // One request at a time: moto's threaded server races conditional writes.
+    let moto = moto::Moto::start_serial();
     let client = moto.client();
     DynamoLedger::create_table(&client, "berth-ledger").await.expect("create the ledger table");
 

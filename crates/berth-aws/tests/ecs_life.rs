@@ -119,6 +119,7 @@ impl Stack {
             },
             task_definition_arn: None,
             backups: Vec::new(),
+            autoscaling: Vec::new(),
             services: vec![ServiceSpec {
                 name: "files".into(),
                 desired_count: 1,
@@ -460,4 +461,85 @@ async fn scheduled_ebs_snapshots_keep_their_retention_and_are_copied_to_the_repl
     assert_eq!(copies.len(), 2, "replica retention keeps two: {sources:?}");
     assert!(sources.contains(newest), "the newest snapshot is replicated: {sources:?} / {newest}");
     assert!(sources.iter().all(|s| taken.contains(s)), "{sources:?} / {taken:?}");
+}
+
+/// Container Insights' part, played by the test: one minute's datapoint
+/// of a family's summed use and reservation, `ago` before now.
+async fn publish_insights(stack: &Stack, ago: i64, cpu: (f64, f64), memory: (f64, f64)) {
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    let cw = aws_sdk_cloudwatch::Client::new(&stack.config);
+    let at = aws_smithy_types::DateTime::from_secs(chrono::Utc::now().timestamp() - ago);
+    let mut put = cw.put_metric_data().namespace(berth_aws::insights::NAMESPACE);
+    for (name, value) in
+        [("CpuUtilized", cpu.0), ("CpuReserved", cpu.1), ("MemoryUtilized", memory.0), ("MemoryReserved", memory.1)]
+    {
+        put = put.metric_data(
+            MetricDatum::builder()
+                .metric_name(name)
+                .dimensions(Dimension::builder().name("ClusterName").value(CLUSTER).build())
+                .dimensions(Dimension::builder().name("TaskDefinitionFamily").value("files").build())
+                .timestamp(at)
+                .value(value)
+                .build(),
+        );
+    }
+    put.send().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn container_insights_readings_scale_claims_out_and_in_with_the_count_in_the_ledger() {
+    use berth_core::autoscale::ScalingPolicy;
+    let mut stack = Stack::new().await;
+    stack.settings.autoscaling = vec![berth_aws::AwsAutoscaling {
+        service: "files".into(),
+        policy: ScalingPolicy {
+            min_capacity: 1,
+            max_capacity: 3,
+            scale_out_cooldown: Duration::from_secs(600),
+            scale_in_cooldown: Duration::from_secs(0),
+            ..Default::default()
+        },
+    }];
+    let handler = stack.handler();
+    let resync = || async { handler.handle(&json!({ "resync": true })).await.resync.unwrap() };
+    let started = |claim: &'static str| {
+        let ecs = stack.ecs.clone();
+        async move {
+            let list = ecs.list_tasks().cluster(CLUSTER).started_by(format!("berth/{claim}/1")).send().await.unwrap();
+            list.task_arns().len()
+        }
+    };
+
+    // No reading yet (tasks starting): the count holds at the configured 1.
+    let r = resync().await;
+    assert!(r.failed.is_empty(), "{r:?}");
+    assert!(r.autoscaling[0].contains("no usage readings"), "{r:?}");
+    assert_eq!(started("files-0").await, 1);
+
+    // 230 of 256 CPU units busy (90 %, target 70 %): two tasks.
+    publish_insights(&stack, 150, (230.0, 256.0), (100.0, 512.0)).await;
+    let r = resync().await;
+    assert!(r.failed.is_empty(), "{r:?}");
+    assert!(r.autoscaling[0].contains("scale out 1 → 2"), "{r:?}");
+    let record = stack.ledger().service("files").await.unwrap().unwrap();
+    assert_eq!(record.autoscaled_count, Some(2));
+    assert_eq!(started("files-1").await, 1, "the new claim's task is started in the same resync");
+
+    // A new Lambda instance reads the count and the cooldown from the
+    // ledger: still busy, but within the scale-out cooldown it holds.
+    let fresh = stack.handler();
+    let r = fresh.handle(&json!({ "resync": true })).await.resync.unwrap();
+    assert!(r.autoscaling[0].contains("scale-out cooldown"), "{r:?}");
+    assert_eq!(stack.ledger().claims().await.unwrap().len(), 2);
+
+    // Quiet (a newer minute): back to one, the highest claim parked.
+    publish_insights(&stack, 10, (10.0, 512.0), (20.0, 1024.0)).await;
+    let r = fresh.handle(&json!({ "resync": true })).await.resync.unwrap();
+    assert!(r.autoscaling[0].contains("scale in 2 → 1"), "{r:?}");
+    let parked = stack.ledger().claim(&ClaimName::parse("files-1").unwrap()).await.unwrap().unwrap();
+    assert_eq!(parked.desired, berth_core::intent::DesiredState::Parked);
+    let kept = stack.ledger().claim(&ClaimName::parse("files-0").unwrap()).await.unwrap().unwrap();
+    assert_eq!(kept.desired, berth_core::intent::DesiredState::Running);
+    let events = stack.ledger().events(0, None, 100).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.kind == "autoscale").count(), 2, "{events:?}");
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::autoscale::{decide, ScalingDecision, ScalingPolicy, TaskUsage};
 use crate::claim::ClaimName;
 use crate::deploy::{rollout, ServiceRecord};
 use crate::event::TaskStateChange;
@@ -190,7 +191,54 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
         let Some(active) = record.active_definition() else { return };
         spec.definition = active.clone();
         spec.revisions = record.revisions.clone();
+        if let Some(count) = record.autoscaled_count {
+            spec.desired_count = count;
+        }
         self.set_service(spec);
+    }
+
+    /// One target-tracking decision for a service whose desired count and
+    /// cooldowns live in its service record (the Lambda, where nothing
+    /// stays in memory between decisions): [`crate::autoscale::decide`] on
+    /// `usage` from the record's count (the configured one before the
+    /// first decision), the new count and activity written back with a
+    /// compare-and-swap, then taken by the service's spec, so the next
+    /// [`Self::scale_services`] creates, resumes or parks claims to match.
+    /// `None` when the service is not configured, or when another
+    /// controller wrote the record meanwhile (it decided on the same
+    /// readings; the next look decides again).
+    pub async fn autoscale(
+        &self,
+        service: &str,
+        policy: &ScalingPolicy,
+        usage: &[TaskUsage],
+    ) -> Result<Option<ScalingDecision>, ControllerError> {
+        let Some(spec) = self.services().into_iter().find(|s| s.name == service) else { return Ok(None) };
+        let (mut record, expect) = match self.ledger.service(service).await? {
+            Some(r) => {
+                let v = r.version;
+                (r, Expect::Version(v))
+            }
+            None => (ServiceRecord::new(service, spec.definition.clone()), Expect::Absent),
+        };
+        let current = record.autoscaled_count.unwrap_or(spec.desired_count);
+        let now = self.now();
+        let decision = decide(policy, current, usage, &record.scaling, now);
+        if decision.desired == current {
+            return Ok(Some(decision));
+        }
+        record.autoscaled_count = Some(decision.desired);
+        record.scaling = record.scaling.record(current, decision.desired, now);
+        match self.ledger.put_service(&record, expect).await {
+            Ok(stored) => self.apply_service_record(&stored),
+            Err(e) if e.is_conflict() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let mut event = EventRecord::new(now, None, "autoscale", format!("{service}: {}", decision.reason));
+        event.data =
+            serde_json::json!({ "service": service, "from": current, "to": decision.desired, "readings": usage });
+        self.log(event).await;
+        Ok(Some(decision))
     }
 
     /// Takes one step of a service's deployment, if one is under way (see

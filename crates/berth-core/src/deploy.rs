@@ -37,6 +37,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::autoscale::ScalingState;
 use crate::claim::ClaimName;
 use crate::intent::DesiredState;
 use crate::ledger::{ClaimRecord, EventRecord};
@@ -64,9 +65,20 @@ pub struct ServiceRecord {
     /// per count, so a claim a user parked since stays parked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaled_to: Option<u32>,
+    /// The desired count auto scaling set last, where no process keeps it
+    /// between decisions (the Lambda): it overrides the configured count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaled_count: Option<u32>,
+    /// Auto scaling's last activities (its cooldowns), kept beside the count.
+    #[serde(default, skip_serializing_if = "is_idle")]
+    pub scaling: ScalingState,
     /// Optimistic concurrency token: set by the ledger on every write.
     #[serde(default)]
     pub version: u64,
+}
+
+fn is_idle(state: &ScalingState) -> bool {
+    *state == ScalingState::default()
 }
 
 impl ServiceRecord {
@@ -80,6 +92,8 @@ impl ServiceRecord {
             configured: Some(definition),
             deployment: None,
             scaled_to: None,
+            autoscaled_count: None,
+            scaling: ScalingState::default(),
             version: 0,
         }
     }

@@ -232,6 +232,20 @@ export class BerthStack extends Stack {
                   },
                 ]
               : [],
+          // Target tracking on Container Insights' readings (the blog's
+          // policy: 2–10 tasks, CPU 70 %, memory 80 %), applied by the
+          // resync; ECS service auto scaling cannot track standalone tasks.
+          autoscaling: [
+            {
+              service: "files",
+              policy: {
+                min_capacity: props.minCapacity ?? 2,
+                max_capacity: props.maxCapacity ?? 10,
+                cpu_target_percent: 70,
+                memory_target_percent: 80,
+              },
+            },
+          ],
           services: [
             {
               name: "files",
@@ -252,19 +266,6 @@ export class BerthStack extends Stack {
           ],
         }),
         BERTH_TABLE: table.tableName,
-        BERTH_CLUSTER: cluster.clusterArn,
-        BERTH_TASK_DEFINITION: taskDefinition.taskDefinitionArn,
-        BERTH_TARGET_GROUP: targetGroup.targetGroupArn,
-        BERTH_SUBNETS: vpc.privateSubnets.map((s) => s.subnetId).join(","),
-        BERTH_SECURITY_GROUP: taskSg.securityGroupId,
-        BERTH_VOLUME_ROLE: infrastructureRole.roleArn,
-        BERTH_VOLUME_KEY: volumeKey.keyArn,
-        BERTH_VOLUME_GIB: String(props.volumeGiB ?? 10),
-        BERTH_DESIRED_COUNT: String(props.desiredCount ?? 2),
-        BERTH_MIN_CAPACITY: String(props.minCapacity ?? 2),
-        BERTH_MAX_CAPACITY: String(props.maxCapacity ?? 10),
-        BERTH_CPU_TARGET: "70",
-        BERTH_MEMORY_TARGET: "80",
       },
     });
     controller.addEventSource(

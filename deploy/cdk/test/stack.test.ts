@@ -170,11 +170,15 @@ test("encrypted volumes: the ECS infrastructure role and the controller get the 
   });
 });
 
-test("scaling bounds reach the controller, and a missing Lambda package is one clear error", () => {
+test("scaling bounds reach the controller's settings, and a missing Lambda package is one clear error", () => {
   const t = synth({ minCapacity: 3, maxCapacity: 6 });
-  t.hasResourceProperties("AWS::Lambda::Function", {
-    Environment: { Variables: Match.objectLike({ BERTH_MIN_CAPACITY: "3", BERTH_MAX_CAPACITY: "6" }) },
-  });
+  const fns = t.findResources("AWS::Lambda::Function");
+  const env = Object.values(fns)
+    .map((f: any) => f.Properties?.Environment?.Variables)
+    .find((v: any) => v && v.BERTH_CONFIG);
+  const text = JSON.stringify(env.BERTH_CONFIG);
+  assert.ok(text.includes('\\"min_capacity\\":3') && text.includes('\\"max_capacity\\":6'), text);
+  assert.ok(text.includes('\\"autoscaling\\":[{\\"service\\":\\"files\\"'), text);
   assert.throws(() => synth({ lambdaAsset: "/nonexistent" }), /no Lambda package at \/nonexistent/);
 });
 

@@ -25,10 +25,22 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Self {
+        Self::launch(&[])
+    }
+
+    /// moto answering one request at a time (`scripts/moto-server
+    /// --serial`): its threaded server lets two conditional writes of one
+    /// version both succeed under load, where DynamoDB lets one.
+    pub fn start_serial() -> Self {
+        Self::launch(&["--serial"])
+    }
+
+    fn launch(first: &[&str]) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/moto-server");
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(&script)
+            .args(first)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(log.reopen().unwrap())
