@@ -41,13 +41,21 @@ impl EcsRuntime {
     }
 
     /// The port tasks of `family` serve on (for their target address).
-    fn port_of(&self, definition_arn: Option<&str>) -> u16 {
-        let family = definition_arn.and_then(|d| d.rsplit('/').next()).and_then(|d| d.split(':').next());
-        self.settings
-            .services
-            .iter()
-            .find(|s| Some(s.definition.family.as_str()) == family)
-            .map_or(80, |s| s.definition.port)
+    /// A task description as core's `TaskInfo`, with what only the task
+    /// definition knows: the port, and whether a container health check
+    /// is defined. ECS reports `healthStatus: UNKNOWN` both for a task
+    /// whose check has not passed yet and for one without any check, so
+    /// the status alone cannot tell "not ready yet" from "nothing to wait
+    /// for"; without the definition, a reported status means a check.
+    fn info(&self, detail: &TaskDetail, now: chrono::DateTime<Utc>) -> TaskInfo {
+        let arn = detail.task_definition_arn.as_deref();
+        let family = arn.and_then(|d| d.rsplit('/').next()).and_then(|d| d.split(':').next());
+        let spec = self.settings.services.iter().find(|s| Some(s.definition.family.as_str()) == family);
+        let mut info = task_info(detail, spec.map_or(80, |s| s.definition.port), now);
+        if let Some(spec) = spec {
+            info.has_health_check = spec.definition.health_check.is_some();
+        }
+        info
     }
 
     /// The tasks with these ARNs, as core sees them.
@@ -65,7 +73,7 @@ impl EcsRuntime {
             let now = Utc::now();
             for task in answer.tasks() {
                 let detail = detail_of(task);
-                out.push(task_info(&detail, self.port_of(detail.task_definition_arn.as_deref()), now));
+                out.push(self.info(&detail, now));
             }
         }
         Ok(out)
@@ -206,7 +214,7 @@ impl Runtime for EcsRuntime {
         }
         let task = answer.tasks().first().ok_or_else(|| PortError::retryable("RunTask answered with no task"))?;
         let detail = detail_of(task);
-        Ok(task_info(&detail, self.port_of(detail.task_definition_arn.as_deref()), Utc::now()))
+        Ok(self.info(&detail, Utc::now()))
     }
 
     async fn stop_task(&self, task: &TaskArn, code: StopCode, reason: &str) -> Result<(), PortError> {
@@ -332,5 +340,36 @@ mod tests {
 
         let empty = volume_configuration(&settings, &request, &VolumeSource::Empty).unwrap();
         assert_eq!(empty.managed_ebs_volume().unwrap().snapshot_id(), None);
+    }
+
+    #[test]
+    fn unknown_health_waits_only_where_the_definition_has_a_check() {
+        let settings = |check: serde_json::Value| -> AwsSettings {
+            serde_json::from_value(serde_json::json!({
+                "cluster": "berth", "subnets": ["subnet-1"], "security_groups": ["sg-1"], "container": "app",
+                "volume": { "name": "data", "role_arn": "arn:aws:iam::1:role/infra" },
+                "services": [{ "name": "files", "desired_count": 1,
+                    "definition": { "family": "files", "revision": 1, "command": [], "env": {}, "port": 5000,
+                        "health_check": check, "stop_timeout": 30 },
+                    "retention": { "last": 7 }, "lease": 60, "healthy_reset": 600 }]
+            }))
+            .unwrap()
+        };
+        let client = aws_sdk_ecs::Client::from_conf(aws_sdk_ecs::Config::builder().behavior_version_latest().build());
+        let detail: TaskDetail = serde_json::from_value(serde_json::json!({
+            "taskArn": "arn:aws:ecs:us-east-1:1:task/berth/abc",
+            "taskDefinitionArn": "arn:aws:ecs:us-east-1:1:task-definition/files:1",
+            "startedBy": "berth/files-0/1", "lastStatus": "RUNNING", "desiredStatus": "RUNNING",
+            "healthStatus": "UNKNOWN", "version": 3
+        }))
+        .unwrap();
+        let unchecked = EcsRuntime::new(client.clone(), settings(serde_json::Value::Null));
+        let t = unchecked.info(&detail, Utc::now());
+        assert!(t.is_ready(), "no check defined: UNKNOWN is all ECS will ever say");
+        assert_eq!(t.endpoint, None);
+        let check = serde_json::json!({ "probe": { "command": ["CMD", "true"] }, "interval": 30, "timeout": 5,
+            "retries": 3, "start_period": 60 });
+        let checked = EcsRuntime::new(client, settings(check));
+        assert!(!checked.info(&detail, Utc::now()).is_ready(), "a check defined: UNKNOWN is not yet healthy");
     }
 }

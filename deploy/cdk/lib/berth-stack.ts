@@ -108,6 +108,8 @@ export class BerthStack extends Stack {
       memoryLimitMiB: 512,
     });
     taskDefinition.addVolume({ name: "data", configuredAtLaunch: true });
+    // The container's health check, also told to the controller.
+    const healthCommand = ["CMD", "curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:5000/health"];
     const container = taskDefinition.addContainer("files", {
       image: ecs.ContainerImage.fromAsset(props.repositoryRoot, {
         file: "deploy/docker/Dockerfile",
@@ -118,7 +120,7 @@ export class BerthStack extends Stack {
       environment: { STORAGE_PATH: "/data", PORT: "5000" },
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: "berth", logGroup }),
       healthCheck: {
-        command: ["CMD", "curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:5000/health"],
+        command: healthCommand,
         interval: Duration.seconds(30),
         timeout: Duration.seconds(5),
         retries: 3,
@@ -256,7 +258,15 @@ export class BerthStack extends Stack {
                 command: [],
                 env: {},
                 port: 5000,
-                health_check: null,
+                // The container's health check above, so the controller
+                // waits for ECS's HEALTHY (UNKNOWN also means "no check").
+                health_check: {
+                  probe: { command: healthCommand },
+                  interval: 30,
+                  timeout: 5,
+                  retries: 3,
+                  start_period: 60,
+                },
                 stop_timeout: 30,
               },
               retention: { last: 7 },
