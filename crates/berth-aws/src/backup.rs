@@ -114,11 +114,7 @@ impl Backup {
             there = of_claim(&store.copies().await?);
         }
         let records: Vec<_> = there.iter().map(|(s, _)| s.clone()).collect();
-        let doomed: Vec<SnapshotId> = berth_core::retention::plan(&records, &replica.retention, controller.now())
-            .into_iter()
-            .filter(|v| !v.keep)
-            .map(|v| v.id)
-            .collect();
+        let doomed: Vec<SnapshotId> = berth_core::retention::forgotten(&records, &replica.retention, controller.now());
         if !doomed.is_empty() {
             store.delete_snapshots(&doomed).await?;
             report.replica_forgotten += doomed.len();

@@ -196,7 +196,7 @@ pub fn forgettable_scheduled(
         claim,
         snapshots.iter().filter(|s| s.kind == Some(SnapshotKind::Scheduled) && !s.pending),
     );
-    retention::plan(&scheduled, policy, now).into_iter().filter(|v| !v.keep).map(|v| v.id).collect()
+    retention::forgotten(&scheduled, policy, now)
 }
 
 /// How a replica stands for one claim.

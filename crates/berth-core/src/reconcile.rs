@@ -525,7 +525,7 @@ pub fn forgettable(
         return Vec::new();
     }
     let marked = protect(Some(claim), snapshots.iter().filter(|s| s.kind != Some(SnapshotKind::Scheduled)));
-    retention::plan(&marked, policy, now).into_iter().filter(|v| !v.keep).map(|v| v.id).collect()
+    retention::forgotten(&marked, policy, now)
 }
 
 /// The snapshots with the claim's head and last-known-good snapshots

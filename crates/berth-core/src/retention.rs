@@ -73,6 +73,12 @@ fn year(t: &DateTime<Utc>) -> i64 {
     t.year() as i64
 }
 
+/// The snapshots [`plan`] does not keep, newest first: what a retention
+/// pass deletes.
+pub fn forgotten(snapshots: &[SnapshotRecord], policy: &KeepPolicy, now: DateTime<Utc>) -> Vec<SnapshotId> {
+    plan(snapshots, policy, now).into_iter().filter(|v| !v.keep).map(|v| v.id).collect()
+}
+
 /// Decides, for the snapshots of one claim, which to keep at `now`.
 /// Verdicts come newest first.
 pub fn plan(snapshots: &[SnapshotRecord], policy: &KeepPolicy, now: DateTime<Utc>) -> Vec<Verdict> {

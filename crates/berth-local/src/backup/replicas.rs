@@ -83,11 +83,7 @@ pub fn replicate(
     let doomed: Vec<String> = if policy.retention.is_empty() {
         Vec::new()
     } else {
-        berth_core::retention::plan(&snapshots, &policy.retention, now)
-            .into_iter()
-            .filter(|v| !v.keep)
-            .map(|v| v.id.0)
-            .collect()
+        berth_core::retention::forgotten(&snapshots, &policy.retention, now).into_iter().map(|id| id.0).collect()
     };
     if !doomed.is_empty() {
         replica.forget(&doomed)?;
