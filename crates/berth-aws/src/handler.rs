@@ -26,7 +26,7 @@ use std::collections::BTreeSet;
 use berth_core::controller::{Controller, EventOutcome, SystemClock};
 use berth_core::scope::Scope;
 use berth_core::targets;
-use berth_core::{Ledger, Runtime, TaskStateChange};
+use berth_core::{Ledger, Runtime, TaskDefinition, TaskStateChange};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -84,6 +84,9 @@ pub struct Handler {
     pub backups: Vec<crate::backup::Backup>,
     pub insights: ContainerInsights,
     pub autoscaling: Vec<AwsAutoscaling>,
+    /// Each service's task definition as the stack registered it (the
+    /// revision from `task_definition_arn`): a new one is a deployment.
+    configured: Vec<(String, TaskDefinition)>,
 }
 
 impl Handler {
@@ -113,13 +116,14 @@ impl Handler {
             Box::new(SystemClock),
         );
         let insights = ContainerInsights::new(aws_sdk_cloudwatch::Client::new(config), &settings.cluster);
-        Self { controller, targets, backups, insights, autoscaling: settings.autoscaling }
+        let configured = settings.services.iter().map(|s| (s.name.clone(), s.definition.clone())).collect();
+        Self { controller, targets, backups, insights, autoscaling: settings.autoscaling, configured }
     }
 
     /// Handles one invocation's payload.
     pub async fn handle(&self, payload: &Value) -> Report {
         let mut report = Report::default();
-        self.load_deployments().await;
+        self.follow_registered().await;
         if let Some(records) = payload.get("Records").and_then(Value::as_array) {
             for record in records {
                 let id = record.get("messageId").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -255,7 +259,7 @@ impl Handler {
                     let v = r.version;
                     (r, Expect::Version(v))
                 }
-                None => (ServiceRecord::new(&spec.name, spec.definition.clone()), Expect::Absent),
+                None => (ServiceRecord::registered(&spec.name, spec.definition.clone()), Expect::Absent),
             };
             next.scaled_to = Some(spec.desired_count);
             match self.controller.ledger.put_service(&next, expect).await {
@@ -267,14 +271,16 @@ impl Handler {
         Ok(())
     }
 
-    /// Gives the controller each service's revisions from the ledger (a
-    /// deployment made with `berth deploy` records them there).
-    async fn load_deployments(&self) {
-        for spec in self.controller.services() {
-            match self.controller.ledger.service(&spec.name).await {
-                Ok(Some(record)) => self.controller.apply_service_record(&record),
+    /// Brings each service's record in line with the revision the stack
+    /// registered (a new one starts a deployment, one claim at a time) and
+    /// gives the controller the service's revisions from the ledger.
+    async fn follow_registered(&self) {
+        for (service, definition) in &self.configured {
+            let timeout = berth_core::deploy::DEFAULT_TIMEOUT;
+            match self.controller.follow_registered(service, definition, timeout).await {
+                Ok(Some(to)) => tracing::info!(service, revision = to, "deploying a newly registered revision"),
                 Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, service = %spec.name, "could not read the service's revisions"),
+                Err(e) => tracing::warn!(error = %e, service, "could not read or follow the service's revisions"),
             }
         }
     }

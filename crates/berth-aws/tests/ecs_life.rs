@@ -67,24 +67,6 @@ impl Stack {
         let sg = ec2.create_security_group().group_name("tasks").description("tasks").vpc_id(&vpc).send().await;
         let sg = sg.unwrap().group_id().unwrap().to_owned();
         ecs.create_cluster().cluster_name(CLUSTER).send().await.unwrap();
-        ecs.register_task_definition()
-            .family("files")
-            .network_mode(NetworkMode::Awsvpc)
-            .requires_compatibilities(Compatibility::Fargate)
-            .cpu("256")
-            .memory("512")
-            .container_definitions(
-                // moto needs the container's own memory (task-level alone gives HTTP 500).
-                ContainerDefinition::builder()
-                    .name("app")
-                    .image("berth:test")
-                    .memory(512)
-                    .port_mappings(PortMapping::builder().container_port(5000).build())
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
         let group = elb
             .create_target_group()
             .name("berth-files")
@@ -140,7 +122,9 @@ impl Stack {
                 when_scaled: Default::default(),
             }],
         };
-        Self { moto, config, ec2, ecs, elb, settings }
+        let stack = Self { moto, config, ec2, ecs, elb, settings };
+        assert_eq!(stack.register_revision("berth:test").await, 1);
+        stack
     }
 
     fn handler(&self) -> Handler {
@@ -542,4 +526,88 @@ async fn container_insights_readings_scale_claims_out_and_in_with_the_count_in_t
     assert_eq!(kept.desired, berth_core::intent::DesiredState::Running);
     let events = stack.ledger().events(0, None, 100).await.unwrap();
     assert_eq!(events.iter().filter(|e| e.kind == "autoscale").count(), 2, "{events:?}");
+}
+
+impl Stack {
+    /// Registers the next revision of the `files` family, as a `cdk deploy`
+    /// with a changed task definition does; returns its number. moto needs
+    /// the container's own memory (task-level alone gives HTTP 500).
+    async fn register_revision(&self, image: &str) -> u32 {
+        let d = self
+            .ecs
+            .register_task_definition()
+            .family("files")
+            .network_mode(NetworkMode::Awsvpc)
+            .requires_compatibilities(Compatibility::Fargate)
+            .cpu("256")
+            .memory("512")
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("app")
+                    .image(image)
+                    .memory(512)
+                    .port_mappings(PortMapping::builder().container_port(5000).build())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        u32::try_from(d.task_definition().unwrap().revision()).unwrap()
+    }
+}
+
+fn revision_of(task: &aws_sdk_ecs::types::Task) -> u32 {
+    task.task_definition_arn().unwrap().rsplit(':').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revision_the_stack_registers_is_run_under_ecs_number_and_deployed_when_it_changes() {
+    let mut stack = Stack::new().await;
+    // The stack's task definition is at revision 2 when berth first runs.
+    let first = stack.register_revision("berth:v2").await;
+    assert_eq!(first, 2);
+    stack.settings.services[0].definition.revision = first;
+    let handler = stack.handler();
+    handler.handle(&json!({ "resync": true })).await;
+    let tasks = stack.tasks_of(1).await;
+    assert_eq!(tasks.iter().map(revision_of).collect::<Vec<_>>(), vec![2], "ECS's number, not a count of berth's");
+    stack.make_task_volume(1, None).await;
+    handler.handle(&json!({ "resync": true })).await;
+    let record = stack.ledger().service("files").await.unwrap().unwrap();
+    assert_eq!((record.active, record.deployment.is_none()), (2, true), "the first record deploys nothing");
+    assert!(stack.claim().await.healthy_since.is_some(), "running, no check defined: ready");
+
+    // cdk deploy registers revision 3 and hands the Lambda its ARN.
+    let next = stack.register_revision("berth:v3").await;
+    stack.settings.task_definition_arn =
+        Some(format!("arn:aws:ecs:us-east-1:123456789012:task-definition/files:{next}"));
+    let settings = AwsSettings::parse(&serde_json::to_string(&stack.settings).unwrap()).unwrap();
+    assert_eq!(settings.services[0].definition.revision, 3);
+    let deployer = Handler::new(settings, &stack.config, TABLE);
+    let report = deployer.handle(&json!({ "resync": true })).await;
+    assert!(report.resync.as_ref().unwrap().failed.is_empty(), "{report:?}");
+    let record = stack.ledger().service("files").await.unwrap().unwrap();
+    let d = record.deployment.clone().expect("a deployment");
+    assert_eq!((d.from, d.to, record.active), (2, 3, 3));
+    let claim = stack.claim().await;
+    assert_eq!(claim.revision, 3, "the claim is moved");
+    assert!(claim.stop_order.is_some() || claim.handoff.is_some(), "its revision-2 task is being replaced: {claim:?}");
+
+    // ECS reports the stop berth asked for; the replacement runs revision 3.
+    let batch = stack.stop_as_ecs(&tasks[0], "ServiceSchedulerInitiated", "d-1").await;
+    let report = deployer.handle(&batch).await;
+    assert!(report.batch_item_failures.is_empty(), "{report:?}");
+    let snap = handoff_snapshot(&stack).await;
+    let replaced = stack.tasks_of(2).await;
+    assert_eq!(replaced.iter().map(revision_of).collect::<Vec<_>>(), vec![3], "{report:?}");
+    stack.make_task_volume(2, Some(&snap)).await;
+    for _ in 0..2 {
+        deployer.handle(&json!({ "resync": true })).await;
+    }
+    let record = stack.ledger().service("files").await.unwrap().unwrap();
+    assert_eq!(record.deployment.map(|d| d.state), Some(berth_core::deploy::RolloutState::Completed));
+    // The same settings again change nothing (no second deployment).
+    deployer.handle(&json!({ "resync": true })).await;
+    let events = stack.ledger().events(0, None, 200).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.kind == "deploy-started").count(), 1, "{events:?}");
 }

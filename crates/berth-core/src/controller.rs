@@ -25,7 +25,7 @@ use crate::scope::Scope;
 use crate::service::{scale, ClaimChange, ServiceSpec};
 use crate::snapshot::SnapshotRecord;
 use crate::sweep::sweep;
-use crate::task::{Runtime, TaskArn, TaskInfo};
+use crate::task::{Runtime, TaskArn, TaskDefinition, TaskInfo};
 
 /// Where time comes from (a fake clock in tests).
 pub trait Clock: Send + Sync {
@@ -197,6 +197,54 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
         self.set_service(spec);
     }
 
+    /// Where the runtime registers revisions itself (ECS), brings the
+    /// service's record in line with `configured`, the revision the stack
+    /// hands over ([`ServiceRecord::follow`]): the first record keeps its
+    /// number, a new revision starts a deployment, and the record (read
+    /// once here) gives the controller the service's revisions. Returns
+    /// the revision a deployment started to. A lost compare-and-swap or a
+    /// deployment still under way leaves it to the next look.
+    pub async fn follow_registered(
+        &self,
+        service: &str,
+        configured: &TaskDefinition,
+        timeout: Duration,
+    ) -> Result<Option<u32>, ControllerError> {
+        let (mut record, expect) = match self.ledger.service(service).await? {
+            Some(r) => {
+                let v = r.version;
+                (r, Expect::Version(v))
+            }
+            None => (ServiceRecord::registered(service, configured.clone()), Expect::Absent),
+        };
+        let before = record.clone();
+        let started = match record.follow(configured.clone(), timeout, self.now()) {
+            Ok(started) => started,
+            Err(e) => {
+                tracing::info!(service, error = %e, "a new revision waits for the deployment under way");
+                self.apply_service_record(&record);
+                return Ok(None);
+            }
+        };
+        if expect != Expect::Absent && record == before {
+            // Nothing new: no write.
+            self.apply_service_record(&record);
+            return Ok(None);
+        }
+        match self.ledger.put_service(&record, expect).await {
+            Ok(stored) => self.apply_service_record(&stored),
+            Err(e) if e.is_conflict() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(to) = started {
+            let message = format!("{service}: revision {to} registered; deploying it one claim at a time");
+            let mut event = EventRecord::new(self.now(), None, "deploy-started", message);
+            event.data = serde_json::json!({ "service": service, "to": to });
+            self.log(event).await;
+        }
+        Ok(started)
+    }
+
     /// One target-tracking decision for a service whose desired count and
     /// cooldowns live in its service record (the Lambda, where nothing
     /// stays in memory between decisions): [`crate::autoscale::decide`] on
@@ -219,7 +267,7 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
                 let v = r.version;
                 (r, Expect::Version(v))
             }
-            None => (ServiceRecord::new(service, spec.definition.clone()), Expect::Absent),
+            None => (ServiceRecord::registered(service, spec.definition.clone()), Expect::Absent),
         };
         let current = record.autoscaled_count.unwrap_or(spec.desired_count);
         let now = self.now();

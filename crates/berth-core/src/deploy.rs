@@ -132,6 +132,56 @@ impl ServiceRecord {
         let to = self.revisions.iter().map(|d| d.revision).max().unwrap_or(0) + 1;
         definition.revision = to;
         definition.family = self.name.clone();
+        self.start(definition, timeout, now);
+        Ok(to)
+    }
+
+    /// A service's first record where the runtime numbers the revisions
+    /// (ECS: CloudFormation registers the task definition and ECS gives it
+    /// its revision): `definition` keeps its family and revision.
+    pub fn registered(name: &str, definition: TaskDefinition) -> Self {
+        let mut record = Self::new(name, definition.clone());
+        record.active = definition.revision;
+        record.revisions = vec![definition.clone()];
+        record.configured = Some(definition);
+        record
+    }
+
+    /// Follows a revision the runtime registered (a `cdk deploy` hands the
+    /// Lambda a new task definition ARN): a revision not configured before
+    /// starts a deployment to it, under its own number; the one configured
+    /// already changes nothing, even after its deployment rolled back (the
+    /// next `cdk deploy` is the next attempt, not this record again). A new
+    /// revision during a deployment waits for it to finish (`InProgress`);
+    /// the caller asks again later.
+    pub fn follow(
+        &mut self,
+        definition: TaskDefinition,
+        timeout: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u32>, DeployError> {
+        if self.configured.as_ref().map(|c| (c.family.as_str(), c.revision))
+            == Some((definition.family.as_str(), definition.revision))
+        {
+            return Ok(None);
+        }
+        if let Some(d) = self.deployment.as_ref().filter(|d| !d.state.is_finished()) {
+            return Err(DeployError::InProgress { service: self.name.clone(), from: d.from, to: d.to });
+        }
+        self.configured = Some(definition.clone());
+        if self.active == definition.revision && self.active_definition().is_some_and(|a| a.family == definition.family)
+        {
+            return Ok(None);
+        }
+        let to = definition.revision;
+        self.revisions.retain(|d| d.revision != to);
+        self.start(definition, timeout, now);
+        Ok(Some(to))
+    }
+
+    /// Registers `definition` (its revision set) and starts a deployment to it.
+    fn start(&mut self, definition: TaskDefinition, timeout: Duration, now: DateTime<Utc>) {
+        let (from, to) = (self.active, definition.revision);
         self.revisions.push(definition);
         // Claims may still run old revisions after a crash: keep a few.
         while self.revisions.len() > MAX_REVISIONS {
@@ -149,7 +199,6 @@ impl ServiceRecord {
             started_at: now,
             finished_at: None,
         });
-        Ok(to)
     }
 }
 
@@ -464,6 +513,40 @@ mod tests {
         let mut s = ServiceRecord::new("files", def("v1"));
         assert_eq!(s.deploy(def("v2"), DEFAULT_TIMEOUT, t0()), Ok(2));
         s
+    }
+
+    fn ecs(family: &str, revision: u32) -> TaskDefinition {
+        TaskDefinition { family: family.into(), revision, ..def("image") }
+    }
+
+    #[test]
+    fn revisions_registered_by_the_runtime_keep_their_numbers_and_deploy_once() {
+        let mut s = ServiceRecord::registered("files", ecs("BerthTaskDef", 7));
+        assert_eq!((s.active, s.active_definition().map(|d| d.family.as_str())), (7, Some("BerthTaskDef")));
+        assert!(!s.in_progress());
+        assert_eq!(s.follow(ecs("BerthTaskDef", 7), DEFAULT_TIMEOUT, t0()), Ok(None), "the same revision");
+
+        // cdk deploy registered revision 9: a deployment 7 → 9, under ECS's number.
+        assert_eq!(s.follow(ecs("BerthTaskDef", 9), DEFAULT_TIMEOUT, t0()), Ok(Some(9)));
+        let d = s.deployment.clone().unwrap();
+        assert_eq!((d.from, d.to, s.active), (7, 9, 9));
+        assert_eq!(s.revision(9).map(|r| r.family.as_str()), Some("BerthTaskDef"));
+        // Another during it waits; the same one changes nothing.
+        assert!(matches!(
+            s.follow(ecs("BerthTaskDef", 10), DEFAULT_TIMEOUT, t0()),
+            Err(DeployError::InProgress { .. })
+        ));
+        assert_eq!(s.follow(ecs("BerthTaskDef", 9), DEFAULT_TIMEOUT, t0()), Ok(None));
+
+        // Rolled back to 7: revision 9 still configured is not tried again.
+        let d = s.deployment.as_mut().unwrap();
+        d.state = RolloutState::RolledBack;
+        s.active = 7;
+        assert_eq!(s.follow(ecs("BerthTaskDef", 9), DEFAULT_TIMEOUT, t0()), Ok(None), "no deployment loop");
+        assert_eq!(s.active, 7);
+        // The next cdk deploy is the next attempt.
+        assert_eq!(s.follow(ecs("BerthTaskDef", 10), DEFAULT_TIMEOUT, t0()), Ok(Some(10)));
+        assert_eq!(s.deployment.as_ref().map(|d| (d.from, d.to)), Some((7, 10)));
     }
 
     /// Applies a plan to the in-memory claims and record.
