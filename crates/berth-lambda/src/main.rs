@@ -15,8 +15,20 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
+async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt().json().with_target(false).without_time().init();
+    // Boxed: the handler's future is deep enough to overflow the layout query.
+    match Box::pin(run()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // Lambda shows a failed init's output: one line saying what to set.
+            eprintln!("berth-lambda: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let settings = AwsSettings::from_env()?;
     let table = std::env::var("BERTH_TABLE").context("BERTH_TABLE is not set: the ledger's DynamoDB table")?;
     let endpoint = std::env::var("BERTH_AWS_ENDPOINT").ok();
@@ -29,4 +41,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Ok::<Value, lambda_runtime::Error>(answer(&report))
     }))
     .await
+    .map_err(|e| anyhow::anyhow!("the Lambda runtime loop failed: {e}"))
 }
