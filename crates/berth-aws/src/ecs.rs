@@ -40,7 +40,6 @@ impl EcsRuntime {
         Self { client, settings }
     }
 
-    /// The port tasks of `family` serve on (for their target address).
     /// A task description as core's `TaskInfo`, with what only the task
     /// definition knows: the port, and whether a container health check
     /// is defined. ECS reports `healthStatus: UNKNOWN` both for a task

@@ -240,7 +240,6 @@ impl Handler {
     /// `berth up`, where scaling runs at start and on a change of count.
     async fn scale_once(&self) -> Result<(), berth_core::controller::ControllerError> {
         use berth_core::deploy::ServiceRecord;
-        use berth_core::Expect;
         let services = self.controller.services();
         let mut records = Vec::new();
         for spec in &services {
@@ -254,13 +253,7 @@ impl Handler {
         }
         self.controller.scale_services().await?;
         for (spec, record) in records {
-            let (mut next, expect) = match record {
-                Some(r) => {
-                    let v = r.version;
-                    (r, Expect::Version(v))
-                }
-                None => (ServiceRecord::registered(&spec.name, spec.definition.clone()), Expect::Absent),
-            };
+            let (mut next, expect) = ServiceRecord::or_first(record, &spec.name, &spec.definition);
             next.scaled_to = Some(spec.desired_count);
             match self.controller.ledger.put_service(&next, expect).await {
                 Ok(_) => {}

@@ -342,18 +342,7 @@ async fn a_claims_whole_life_on_ecs_ebs_dynamodb_and_the_alb() {
 
     // A deployment (as `berth deploy` records it): the resync moves the
     // claim to the new revision through a handoff, with its data.
-    stack
-        .ecs
-        .register_task_definition()
-        .family("files")
-        .network_mode(NetworkMode::Awsvpc)
-        .requires_compatibilities(Compatibility::Fargate)
-        .cpu("256")
-        .memory("512")
-        .container_definitions(ContainerDefinition::builder().name("app").image("berth:test2").memory(512).build())
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(stack.register_revision("berth:test2").await, 2);
     let ledger = stack.ledger();
     let mut record = ledger.service("files").await.unwrap().expect("the Lambda recorded the service when it scaled");
     let mut next = stack.settings.services[0].definition.clone();

@@ -210,13 +210,7 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
         configured: &TaskDefinition,
         timeout: Duration,
     ) -> Result<Option<u32>, ControllerError> {
-        let (mut record, expect) = match self.ledger.service(service).await? {
-            Some(r) => {
-                let v = r.version;
-                (r, Expect::Version(v))
-            }
-            None => (ServiceRecord::registered(service, configured.clone()), Expect::Absent),
-        };
+        let (mut record, expect) = ServiceRecord::or_first(self.ledger.service(service).await?, service, configured);
         let before = record.clone();
         let started = match record.follow(configured.clone(), timeout, self.now()) {
             Ok(started) => started,
@@ -262,13 +256,8 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
         usage: &[TaskUsage],
     ) -> Result<Option<ScalingDecision>, ControllerError> {
         let Some(spec) = self.services().into_iter().find(|s| s.name == service) else { return Ok(None) };
-        let (mut record, expect) = match self.ledger.service(service).await? {
-            Some(r) => {
-                let v = r.version;
-                (r, Expect::Version(v))
-            }
-            None => (ServiceRecord::registered(service, spec.definition.clone()), Expect::Absent),
-        };
+        let (mut record, expect) =
+            ServiceRecord::or_first(self.ledger.service(service).await?, service, &spec.definition);
         let current = record.autoscaled_count.unwrap_or(spec.desired_count);
         let now = self.now();
         let decision = decide(policy, current, usage, &record.scaling, now);

@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use crate::autoscale::ScalingState;
 use crate::claim::ClaimName;
 use crate::intent::DesiredState;
-use crate::ledger::{ClaimRecord, EventRecord};
+use crate::ledger::{ClaimRecord, EventRecord, Expect};
 use crate::task::TaskDefinition;
 
 /// How long the claim being moved may take to become healthy on the new
@@ -85,16 +85,36 @@ impl ServiceRecord {
     /// A service's first record: revision 1 is `definition`, from the file.
     pub fn new(name: &str, mut definition: TaskDefinition) -> Self {
         definition.revision = 1;
+        Self::registered(name, definition)
+    }
+
+    /// A service's first record where the runtime numbers the revisions
+    /// (ECS: CloudFormation registers the task definition and ECS gives it
+    /// its revision): `definition` keeps its family and revision.
+    pub fn registered(name: &str, definition: TaskDefinition) -> Self {
         Self {
             name: name.to_owned(),
             revisions: vec![definition.clone()],
-            active: 1,
+            active: definition.revision,
             configured: Some(definition),
             deployment: None,
             scaled_to: None,
             autoscaled_count: None,
             scaling: ScalingState::default(),
             version: 0,
+        }
+    }
+
+    /// A record read from the ledger with the condition to write it back
+    /// on, or, when there is none, the service's first record (at
+    /// `definition`'s own revision), to be written only if still absent.
+    pub fn or_first(found: Option<Self>, name: &str, definition: &TaskDefinition) -> (Self, Expect) {
+        match found {
+            Some(r) => {
+                let v = r.version;
+                (r, Expect::Version(v))
+            }
+            None => (Self::registered(name, definition.clone()), Expect::Absent),
         }
     }
 
@@ -134,17 +154,6 @@ impl ServiceRecord {
         definition.family = self.name.clone();
         self.start(definition, timeout, now);
         Ok(to)
-    }
-
-    /// A service's first record where the runtime numbers the revisions
-    /// (ECS: CloudFormation registers the task definition and ECS gives it
-    /// its revision): `definition` keeps its family and revision.
-    pub fn registered(name: &str, definition: TaskDefinition) -> Self {
-        let mut record = Self::new(name, definition.clone());
-        record.active = definition.revision;
-        record.revisions = vec![definition.clone()];
-        record.configured = Some(definition);
-        record
     }
 
     /// Follows a revision the runtime registered (a `cdk deploy` hands the
