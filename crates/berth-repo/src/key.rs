@@ -3,14 +3,15 @@
 //! rustic_core 0.13 writes key files with scrypt N=2^17, r=8, p=1 and no way
 //! to choose: every open of the repository then costs about 0.45 s and
 //! 128 MiB here, which was most of the time and memory of an unchanged
-//! snapshot. restic calibrates its own keys to about half a second and
-//! 60 MiB at most, and chose N=2^15 on this machine. Right after creating a
-//! repository, berth therefore writes a second key file for the same
-//! password and master key with N=2^15, r=8, p=1 (restic's format: a
+//! snapshot (and 128 MiB was the peak memory of a first snapshot, which
+//! creates the repository). restic calibrates its own keys to about half a
+//! second and 60 MiB at most, and chose N=2^15 on this machine. berth
+//! therefore creates a repository from a master key of its own and writes
+//! the one key file itself, with N=2^15, r=8, p=1 (restic's format: a
 //! 64-byte scrypt output split into an AES-256-CTR key and a Poly1305-AES
-//! key, the master key's JSON encrypted as nonce || ciphertext || MAC), and
-//! removes rustic's. restic and rustic read either; the master key, and so
-//! every snapshot, is the same.
+//! key, the master key's JSON encrypted as nonce || ciphertext || MAC);
+//! `rustic_core` then writes only the config. restic and rustic read it
+//! like any key of theirs.
 
 use aes256ctr_poly1305aes::aead::Aead;
 use aes256ctr_poly1305aes::Aes256CtrPoly1305Aes;
@@ -25,10 +26,8 @@ const LOG_N: u8 = 15;
 const R: u32 = 8;
 const P: u32 = 1;
 
-/// Replaces the repository's key files by one that opens `master` with
-/// `password` at restic's cost. The new key is written before the old ones
-/// are removed, so a crash in between leaves two working keys, never none.
-pub(crate) fn recalibrate(
+/// Writes a key file that opens `master` with `password` at restic's cost.
+pub(crate) fn write_key(
     backends: &RepositoryBackends,
     master: &MasterKey,
     password: &str,
@@ -36,7 +35,6 @@ pub(crate) fn recalibrate(
 ) -> Result<(), RepoError> {
     let be = backends.repository();
     let fail = |what: &str, detail: String| RepoError::Other { detail: format!("{what}: {detail}") };
-    let old = be.list(FileType::Key).map_err(|e| RepoError::from_rustic(location, &e))?;
 
     let mut salt = vec![0u8; 64];
     fill_random(&mut salt);
@@ -69,11 +67,7 @@ pub(crate) fn recalibrate(
     let id: Id = hex::encode(Sha256::digest(&bytes))
         .parse()
         .map_err(|e: Box<rustic_core::RusticError>| RepoError::from_rustic(location, &e))?;
-    be.write_bytes(FileType::Key, &id, false, bytes.into()).map_err(|e| RepoError::from_rustic(location, &e))?;
-    for old_id in old.iter().filter(|o| **o != id) {
-        be.remove(FileType::Key, old_id, false).map_err(|e| RepoError::from_rustic(location, &e))?;
-    }
-    Ok(())
+    be.write_bytes(FileType::Key, &id, false, bytes.into()).map_err(|e| RepoError::from_rustic(location, &e))
 }
 
 fn fill_random(buf: &mut [u8]) {

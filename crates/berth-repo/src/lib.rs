@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+mod blob_read;
 mod copy;
 mod durable;
 mod error;

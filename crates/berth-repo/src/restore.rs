@@ -11,9 +11,11 @@
 //!
 //! Here a few workers fetch one blob at a time through a short bounded
 //! queue, so memory stays near workers × blob size (blobs are at most
-//! 8 MiB), and every blob is checked against its SHA-256 id before it is
-//! written: a damaged pack gives `Corrupt` naming the snapshot, never wrong
-//! bytes. A finished file gets its mtime at once, so `rustic_core`'s pass
+//! 8 MiB), reading it straight from its pack ([`crate::blob_read`]), and
+//! every blob is checked against its SHA-256 id before it is written: a
+//! damaged pack gives `Corrupt` naming the snapshot, never wrong bytes.
+//! Writeback of each written range is started at once, so the disk writes
+//! while the CPU decrypts the next blobs instead of after all of them. A finished file gets its mtime at once, so `rustic_core`'s pass
 //! finds it complete and only sets metadata. On any error the target is
 //! emptied again, so a failed restore never looks like a volume; on success
 //! the target's filesystem is synced before the restore returns.
@@ -31,13 +33,13 @@ use std::{
 };
 
 use rustic_core::{
-    repofile::{BlobType, Node, NodeType},
-    BlobId, DataId, IndexedFullStatus, LocalDestination, LsOptions, Repository, RestoreOptions, RusticError,
+    repofile::{Node, NodeType},
+    DataId, IndexedFullStatus, LocalDestination, LsOptions, Repository, RestoreOptions, RusticError,
 };
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::{
+    blob_read::{BlobPlace, BlobReadError, BlobReader, Scratch},
     durable::sync_filesystem,
     error::RepoError,
     repo::{resolve_id, Repo},
@@ -99,7 +101,9 @@ impl Repo {
             if !volume.is_dir() {
                 return Err(RepoError::NotAVolume { id: hex, path: VOLUME_PATH.to_string() });
             }
-            if let Err(err) = restore_volume(&repo, &volume, target, &hex, &mut stats) {
+            let reader = BlobReader::new(self.backends.repository(), self.dir.clone(), &self.key)
+                .map_err(|e| blob_error(&hex, Path::new(VOLUME_PATH), e))?;
+            if let Err(err) = restore_volume(&repo, &reader, &volume, target, &hex, &mut stats) {
                 empty_dir(target);
                 return Err(err);
             }
@@ -134,6 +138,7 @@ fn empty_dir(dir: &Path) {
 
 fn restore_volume(
     repo: &Repository<IndexedFullStatus>,
+    reader: &BlobReader,
     volume: &Node,
     target: &Path,
     snapshot: &str,
@@ -142,7 +147,7 @@ fn restore_volume(
     let corrupt = |e: Box<RusticError>| RepoError::corrupt_from_rustic(Some(snapshot), &e);
     let ls = LsOptions::default();
 
-    write_contents(repo, volume, target, snapshot, stats)?;
+    write_contents(repo, reader, volume, target, snapshot, stats)?;
 
     // Metadata, symlinks, special files and hard links. Every file is in
     // place with its size and mtime, so rustic reads no pack here.
@@ -181,6 +186,7 @@ struct BlobJob {
     target: Arc<OpenTarget>,
     offset: u64,
     id: DataId,
+    place: BlobPlace,
 }
 
 /// The first error of any thread, and the flag that stops the others.
@@ -210,6 +216,7 @@ impl Failure {
 
 fn write_contents(
     repo: &Repository<IndexedFullStatus>,
+    reader: &BlobReader,
     volume: &Node,
     target: &Path,
     snapshot: &str,
@@ -225,11 +232,18 @@ fn write_contents(
             let rx = rx.clone();
             let (failure, bytes) = (&failure, &bytes);
             scope.spawn(move || {
-                for job in rx {
-                    if failure.is_set() {
-                        continue; // drain so the producer never blocks
+                let mut scratch = match Scratch::new() {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        failure.set(RepoError::Other { detail: format!("starting a zstd decoder: {e}") });
+                        None
                     }
-                    match write_blob(repo, &job, snapshot) {
+                };
+                for job in rx {
+                    let Some(scratch) = scratch.as_mut().filter(|_| !failure.is_set()) else {
+                        continue; // drain so the producer never blocks
+                    };
+                    match write_blob(reader, &job, snapshot, scratch) {
                         Ok(len) => {
                             bytes.fetch_add(len, Ordering::Relaxed);
                         }
@@ -307,11 +321,18 @@ fn queue_file(
     let file =
         File::options().write(true).create_new(true).open(path).map_err(|e| RepoError::io("create file", path, e))?;
     let content = node.content.as_deref().unwrap_or_default();
-    let mut offsets = Vec::with_capacity(content.len());
+    let mut places = Vec::with_capacity(content.len());
     let mut size = 0u64;
     for id in content {
         let entry = repo.get_index_entry(id).map_err(|e| RepoError::corrupt_from_rustic(Some(snapshot), &e))?;
-        offsets.push(size);
+        let loc = entry.location;
+        let place = BlobPlace {
+            pack: *entry.pack,
+            offset: loc.offset,
+            length: loc.length,
+            uncompressed: loc.uncompressed_length.map(std::num::NonZeroU32::get),
+        };
+        places.push((size, place));
         size += u64::from(entry.data_length());
     }
     if size != node.meta.size {
@@ -330,8 +351,8 @@ fn queue_file(
     if content.is_empty() {
         return finish_file(&target);
     }
-    for (id, offset) in content.iter().zip(offsets) {
-        let job = BlobJob { target: target.clone(), offset, id: *id };
+    for (id, (offset, place)) in content.iter().zip(places) {
+        let job = BlobJob { target: target.clone(), offset, id: *id, place };
         if tx.send(job).is_err() {
             break; // the workers are gone; their error is reported
         }
@@ -339,29 +360,51 @@ fn queue_file(
     Ok(())
 }
 
-/// Fetches one blob, checks it hashes to its id, writes it; returns its
-/// length.
-fn write_blob(repo: &Repository<IndexedFullStatus>, job: &BlobJob, snapshot: &str) -> Result<u64, RepoError> {
-    let data = repo
-        .get_blob_cached(&BlobId::from(*job.id), BlobType::Data)
-        .map_err(|e| RepoError::corrupt_from_rustic(Some(snapshot), &e))?;
-    let hash: [u8; 32] = Sha256::digest(&data).into();
-    if rustic_core::Id::new(hash) != *job.id {
-        return Err(RepoError::Corrupt {
-            snapshot: Some(snapshot.to_string()),
-            detail: format!("blob {} of {} does not match its id", job.id.to_hex().as_str(), job.target.path.display()),
-        });
-    }
+/// Fetches one blob, checks it hashes to its id, writes it and starts its
+/// writeback; returns its length.
+fn write_blob(reader: &BlobReader, job: &BlobJob, snapshot: &str, scratch: &mut Scratch) -> Result<u64, RepoError> {
     let target = &job.target;
+    let data = reader.read(&job.id, &job.place, scratch).map_err(|e| blob_error(snapshot, &target.path, e))?;
     // The file was created empty and sized, so its holes already read as
     // zeros: skipping zero blobs keeps sparse files sparse.
     if data.iter().any(|&b| b != 0) {
-        target.file.write_all_at(&data, job.offset).map_err(|e| RepoError::io("write", &target.path, e))?;
+        target.file.write_all_at(data, job.offset).map_err(|e| RepoError::io("write", &target.path, e))?;
+        start_writeback(&target.file, job.offset, data.len());
     }
+    let len = data.len() as u64;
     if target.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
         finish_file(target)?;
     }
-    Ok(data.len() as u64)
+    Ok(len)
+}
+
+/// Asks the kernel to start writing the range to disk now, without waiting
+/// for it. Left alone, a restore smaller than the dirty-page limit (10 % of
+/// memory by default) reaches the disk only in the final sync, after all
+/// the CPU work; this overlaps the two. Only a hint: errors surface in the
+/// final sync, which is what makes the restore durable.
+fn start_writeback(file: &File, offset: u64, len: usize) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (libc::off64_t::try_from(offset), libc::off64_t::try_from(len)) else {
+        return;
+    };
+    // SAFETY: a valid open descriptor and a range; no memory is passed.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+fn blob_error(snapshot: &str, path: &Path, err: BlobReadError) -> RepoError {
+    match err {
+        BlobReadError::Read(e) => RepoError::corrupt_from_rustic(Some(snapshot), &e),
+        BlobReadError::Io(pack, e) => RepoError::Corrupt {
+            snapshot: Some(snapshot.to_string()),
+            detail: format!("{}: reading pack {}: {e}", path.display(), pack.display()),
+        },
+        BlobReadError::Corrupt(detail) => {
+            RepoError::Corrupt { snapshot: Some(snapshot.to_string()), detail: format!("{}: {detail}", path.display()) }
+        }
+    }
 }
 
 fn finish_file(target: &OpenTarget) -> Result<(), RepoError> {

@@ -3,6 +3,7 @@
 
 mod cmd;
 mod logging;
+mod malloc;
 mod output;
 mod units;
 
@@ -81,6 +82,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    malloc::tune();
     let cli = Cli::parse();
     let level = match cli.command {
         Command::Serve(_) | Command::Up(_) => "info",
