@@ -4,12 +4,14 @@
 //! (chunks, their compressed and encrypted copies, packs) on a thread per
 //! core and stage. With glibc's defaults, the threshold above which memory
 //! comes from `mmap` (and goes back to the system when freed) rises to
-//! 32 MiB after the first such free, so every buffer comes from one of up
-//! to eight arenas per core, which keep what is freed: a 2 GiB first
-//! snapshot peaked at 116–190 MiB of resident memory for 77 MiB of live
-//! heap. Buffers of 4 MiB and more from `mmap`, and two arenas, brought it
-//! to about 100 MiB at the same speed; a lower threshold saved more memory
-//! but paid for it in page faults (1 MiB: 80 MiB, and 1.5× the time).
+//! 32 MiB after the first such free, and every thread may get an arena of
+//! its own (up to eight per core), which keeps what is freed: a 2 GiB first
+//! snapshot peaked at 116–190 MiB of resident memory (changing from run to
+//! run with thread timing) for 77 MiB of live heap. A fixed threshold and
+//! two arenas made it 92–103 MiB, steady; with the smaller chunks of
+//! repo.rs it is about 80 MiB, and the threshold (4, 8 or 32 MiB) no longer
+//! shows in time or memory. A threshold of 1 MiB saved a little more
+//! memory but paid for it in page faults (1.5× the time).
 
 /// Applies the settings; a no-op where the C library is not glibc.
 pub fn tune() {
