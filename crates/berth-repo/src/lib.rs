@@ -4,7 +4,7 @@
 //! A *snapshot* is to a berth volume what an EBS snapshot is to an EBS
 //! volume: an immutable, incremental, deduplicated copy of a directory at
 //! one point in time. Snapshots are stored with `rustic_core` in an ordinary
-//! restic repository (format v2, zstd level 1), so `restic` 0.14 and later
+//! restic repository (format v2, zstd level 3), so `restic` 0.14 and later
 //! can list, check and restore them too. Each snapshot is tagged with its
 //! claim (`claim=web-0`), generation, kind and pin (see [`SnapshotMeta`])
 //! and stores the volume under [`VOLUME_PATH`].
