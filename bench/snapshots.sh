@@ -81,6 +81,7 @@ export BERTH_LOG_FORMAT=text
 declare -A R=()     # results: key -> value
 NOTES=()            # free-text notes for the report
 FAILURES=()         # wrong results (restore mismatch, berth errors): the run exits 1
+VERIFIED_TREES=()   # restored trees equal to the source, removed once every tool has restored
 WATCHDOG_PID=
 DEADLINE=$(($(date +%s) + BENCH_TIMEOUT))
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -454,7 +455,8 @@ restore() { # TOOL : restore the latest snapshot into an empty folder, verify it
     # The tree stays until every tool has restored: ext4 skips inodes freed in the last
     # seconds when it allocates, and 10,000 just-deleted files made the next tool's
     # restore spend a third of its CPU time in that scan (perf: recently_deleted).
-    verify "$key" "$target" "$LOG_DIR/source-changed" || true
+    # A tree that differs stays for inspection, as the failure message says.
+    if verify "$key" "$target" "$LOG_DIR/source-changed"; then VERIFIED_TREES+=("$target"); fi
 }
 
 # ---------------------------------------------------------------- 1: the disk's limits
@@ -540,7 +542,7 @@ done
 for t in "${active_tools[@]}"; do
     restore "$t"
 done
-rm -rf "${WORK:?}"/restore-*
+rm -rf "${VERIFIED_TREES[@]}"
 
 log "undoing the change in $DATA"
 gen revert "$DATA" "$SCALE" >/dev/null || die "could not undo the change in $DATA (remove it to regenerate)"

@@ -8,8 +8,8 @@
 //! decompressed into a second one, both kept by the worker between blobs
 //! (in a local repository the read is a `pread` of the pack file into that
 //! buffer: the backend's read zero-fills a fresh one for every blob), and
-//! the result is checked
-//! against the blob's SHA-256 id before anyone may write it. The format is
+//! the result is checked against the blob's SHA-256 id before anyone may
+//! write it. The format is
 //! restic's: a blob is `nonce (16) || AES-256-CTR ciphertext || Poly1305-AES
 //! MAC (16)`, its plaintext zstd-compressed when the index records an
 //! uncompressed length.

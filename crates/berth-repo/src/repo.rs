@@ -278,9 +278,8 @@ fn new_repository(backends: &RepositoryBackends, progress: Progress, name: &str)
 /// A repository is created as folders, then berth's key, then the config
 /// (by `rustic_core`): a crash in between leaves a key for a master key no
 /// config was ever written with, and opening would later pick that key and
-/// fail. A folder holding
-/// nothing but such leftovers is cleaned so `init` can run again; any other
-/// content means the folder is not ours.
+/// fail. A folder holding nothing but such leftovers is cleaned so `init`
+/// can run again; any other content means the folder is not ours.
 fn clear_interrupted_init(dir: &Path, location: &str) -> Result<(), RepoError> {
     let not_ours = || RepoError::NotARepository { location: location.to_string() };
     let entries = fs::read_dir(dir).map_err(|e| RepoError::io("read", dir, e))?;

@@ -15,8 +15,9 @@
 //! every blob is checked against its SHA-256 id before it is written: a
 //! damaged pack gives `Corrupt` naming the snapshot, never wrong bytes.
 //! Writeback of each written range is started at once, so the disk writes
-//! while the CPU decrypts the next blobs instead of after all of them. A finished file gets its mtime at once, so `rustic_core`'s pass
-//! finds it complete and only sets metadata. On any error the target is
+//! while the CPU decrypts the next blobs instead of after all of them. A
+//! finished file gets its mtime at once, so `rustic_core`'s pass finds it
+//! complete and only sets metadata. On any error the target is
 //! emptied again, so a failed restore never looks like a volume; on success
 //! the target's filesystem is synced before the restore returns.
 
