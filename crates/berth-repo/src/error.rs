@@ -14,7 +14,7 @@ use rustic_core::RusticError;
 #[non_exhaustive]
 pub enum RepoError {
     /// There is no repository at the location (no `config` file).
-    #[error("no snapshot repository at {location}; check the path, or create one with open_or_init")]
+    #[error("no snapshot repository at {location}; check the path and BERTH_REPOSITORY; a first `berth snapshot create` creates it")]
     NotFound { location: String },
 
     /// The location exists, has other files in it and no repository.

@@ -61,13 +61,16 @@ enum Command {
     },
     /// Restore a snapshot into a folder (which must be empty or missing).
     Restore {
-        /// Snapshot id or a unique prefix of it.
+        /// Snapshot id, a unique prefix of it, or `latest`: the newest
+        /// snapshot, of those --claim, --tag, --since and --until select.
         id: String,
         /// Target folder.
         target: PathBuf,
         /// Replace a non-empty target (the old content is removed once the restore completed).
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        filter: Filter,
     },
     /// Forget snapshots by a retention policy, per claim, or the snapshots
     /// named by id. Pinned and locked snapshots are kept: a governance lock
@@ -272,8 +275,9 @@ pub fn run(args: Args) -> Result<()> {
             println!("{} snapshots", snaps.len());
             Ok(())
         }
-        Command::Restore { id, target, force } => {
+        Command::Restore { id, target, force, filter } => {
             let repo = r.open(false)?;
+            let id = choose_snapshot(&repo, &id, &filter)?;
             let stats = restore(&repo, &id, &target, force)?;
             if r.json {
                 return print_json(&json!({ "snapshot": id, "target": target, "stats": stats }));
@@ -456,11 +460,32 @@ fn forget_ids(r: &RepoArgs, ids: &[String], bypass: bool, force: bool, dry_run: 
 }
 
 impl Filter {
+    fn is_empty(&self) -> bool {
+        self.claim.is_none() && self.tags.is_empty() && self.since.is_none() && self.until.is_none()
+    }
+
     fn matches(&self, s: &SnapshotInfo) -> bool {
         self.claim.as_ref().is_none_or(|c| s.claim.as_deref() == Some(c.as_str()))
             && self.tags.iter().all(|t| s.tags.contains(t))
             && self.since.is_none_or(|since| berth_local::snapshot_time(s) >= since)
             && self.until.is_none_or(|until| berth_local::snapshot_time(s) <= until)
+    }
+}
+
+/// The snapshot a restore names: an id or prefix as given, or for `latest`
+/// the full id of the newest snapshot the filter selects.
+fn choose_snapshot(repo: &Repo, id: &str, filter: &Filter) -> Result<String> {
+    if !id.eq_ignore_ascii_case("latest") {
+        if !filter.is_empty() {
+            bail!("--claim, --tag, --since and --until choose the snapshot for `latest`; with a snapshot id, leave them out");
+        }
+        return Ok(id.to_string());
+    }
+    let newest = repo.list()?.into_iter().rev().find(|s| filter.matches(s));
+    match newest {
+        Some(s) => Ok(s.id),
+        None if filter.is_empty() => bail!("the repository has no snapshots yet"),
+        None => bail!("no snapshot matches the given --claim, --tag, --since and --until"),
     }
 }
 

@@ -141,6 +141,47 @@ fn create_list_restore_roundtrip() {
 }
 
 #[test]
+fn restore_latest_takes_the_newest_selected_snapshot() {
+    let env = Env::new();
+    let vol = env.volume("vol");
+    let v = vol.to_str().unwrap();
+    let target = |name: &str| env.dir.path().join(name).to_str().unwrap().to_owned();
+    let out = env.run(&["restore", "latest", &target("none")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no snapshot repository") && err.contains("snapshot create"), "{err}");
+
+    env.ok(&["create", v, "--claim", "web-0"]);
+    fs::write(vol.join("a.txt"), "second").unwrap();
+    let web_second = env.json(&["create", v, "--claim", "web-0"]);
+    fs::write(vol.join("a.txt"), "other claim").unwrap();
+    env.ok(&["create", v, "--claim", "db-0"]);
+
+    // Plain `latest` is the newest of all; --claim narrows it to that claim's.
+    env.ok(&["restore", "latest", &target("all")]);
+    assert_eq!(fs::read_to_string(env.dir.path().join("all/a.txt")).unwrap(), "other claim");
+    let restored = env.json(&["restore", "LATEST", &target("web"), "--claim", "web-0"]);
+    assert_eq!(restored["snapshot"], web_second["id"], "{restored}");
+    assert_eq!(fs::read_to_string(env.dir.path().join("web/a.txt")).unwrap(), "second");
+
+    let out = env.run(&["restore", "latest", &target("x"), "--claim", "nobody-0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no snapshot matches"));
+    let out = env.run(&["restore", web_second["id"].as_str().unwrap(), &target("x"), "--claim", "web-0"]);
+    assert_eq!(out.status.code(), Some(1), "a filter with an explicit id is refused, not ignored");
+    assert!(!env.dir.path().join("x").exists());
+
+    // A repository whose only snapshot was forgotten has nothing to restore.
+    let empty = target("empty-repo");
+    let only = env.json(&["create", v, "--claim", "web-0", "--repo", &empty]);
+    env.ok(&["forget", only["id"].as_str().unwrap(), "--repo", &empty]);
+    let out = env.run(&["restore", "latest", &target("x"), "--repo", &empty]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no snapshots yet"), "{err}");
+}
+
+#[test]
 fn restic_reads_what_berth_wrote() {
     let env = Env::new();
     let vol = env.volume("vol");
