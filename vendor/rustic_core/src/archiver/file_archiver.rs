@@ -15,7 +15,7 @@ use crate::{
         BlobId, BlobType, DataId,
         packer::{PackSizer, Packer, PackerStats},
     },
-    chunker::ChunkIter,
+    chunker::{ChunkIter, Guide},
     crypto::hasher::hash,
     error::{ErrorKind, RusticError, RusticResult},
     index::{ReadGlobalIndex, indexer::SharedIndexer},
@@ -99,7 +99,7 @@ impl<'a, BE: DecryptWriteBackend, I: ReadGlobalIndex> FileArchiver<'a, BE, I> {
         Ok(match item {
             TreeType::NewTree(item) => TreeType::NewTree(item),
             TreeType::EndTree => TreeType::EndTree,
-            TreeType::Other((path, node, (open, parent))) => {
+            TreeType::Other((path, node, (open, parent, guide))) => {
                 let (node, filesize) = if matches!(parent, ParentResult::Matched(())) {
                     let size = node.meta.size;
                     p.inc(size);
@@ -122,7 +122,7 @@ impl<'a, BE: DecryptWriteBackend, I: ReadGlobalIndex> FileArchiver<'a, BE, I> {
                             .attach_context("path", path.display().to_string())
                         })?;
 
-                    self.backup_reader(r, node, p).map_err(|err| {
+                    self.backup_reader(r, node, guide, p).map_err(|err| {
                         err.prepend_guidance_line("Error while backing up `{path}`")
                             .attach_context("path", path.display().to_string())
                     })?
@@ -139,16 +139,18 @@ impl<'a, BE: DecryptWriteBackend, I: ReadGlobalIndex> FileArchiver<'a, BE, I> {
         &self,
         r: impl Read + Send + 'static,
         node: Node,
+        guide: Option<Guide>,
         p: &Progress,
     ) -> RusticResult<(Node, u64)> {
         let chunks: Vec<_> = ChunkIter::from_config(
             &self.config,
             r,
             usize::try_from(node.meta.size).unwrap_or(usize::MAX),
+            guide,
         )?
         .map(|chunk| {
-            let chunk = chunk?;
-            let id = hash(&chunk);
+            let (chunk, known_id) = chunk?;
+            let id = known_id.unwrap_or_else(|| hash(&chunk));
             let size = chunk.len() as u64;
 
             if !self.index.has_data(&DataId::from(id)) {

@@ -8,7 +8,12 @@ use log::warn;
 use crate::{
     archiver::{TreeStackEmptyError, tree::TreeType},
     backend::{decrypt::DecryptReadBackend, node::Node},
-    blob::tree::{Tree, TreeId},
+    backend::node::NodeType,
+    blob::{
+        DataId,
+        tree::{Tree, TreeId},
+    },
+    chunker::Guide,
     index::ReadGlobalIndex,
 };
 
@@ -17,7 +22,11 @@ use crate::{
 /// # Type Parameters
 ///
 /// * `O` - The type of the `TreeType`.
-pub(crate) type ItemWithParent<O> = TreeType<(O, ParentResult<()>), ParentResult<TreeId>>;
+///
+/// berth patch: a file's item also carries the parent's chunks of a file of
+/// the same name that changed, to guide the chunker (see [`Guide`]).
+pub(crate) type ItemWithParent<O> =
+    TreeType<(O, ParentResult<()>, Option<Guide>), ParentResult<TreeId>>;
 
 /// The `Parent` is responsible for finding the parent tree of a given tree.
 #[derive(Debug)]
@@ -190,6 +199,24 @@ impl Parent {
             .map_or(ParentResult::NotMatched, ParentResult::Matched)
     }
 
+    /// berth patch: the chunks the parent stored for the file `name`, with
+    /// their lengths from the index, up to the first one the index lacks.
+    fn guide(&mut self, index: &impl ReadGlobalIndex, name: &OsStr) -> Option<Guide> {
+        let content = self
+            .p_node(name)
+            .find(|p| p.node_type == NodeType::File)?
+            .content
+            .as_ref()?;
+        let chunks: Vec<(usize, crate::id::Id)> = content
+            .iter()
+            .map_while(|id: &DataId| {
+                let len = index.get_data(id)?.data_length();
+                Some((usize::try_from(len).ok()?, **id))
+            })
+            .collect();
+        (chunks.len() > 1).then(|| Guide::new(chunks))
+    }
+
     // TODO: add documentation!
     ///
     /// # Type Parameters
@@ -289,6 +316,7 @@ impl Parent {
             }
             TreeType::Other((path, mut node, open)) => {
                 let parent = self.is_parent(&node, &node.name());
+                let mut guide = None;
                 let parent = match parent {
                     ParentResult::Matched(p_node) => {
                         if p_node.content.iter().flatten().all(|id| index.has_data(id)) {
@@ -302,9 +330,15 @@ impl Parent {
                             ParentResult::NotFound
                         }
                     }
-                    parent_result => parent_result.map(|_| ()),
+                    ParentResult::NotMatched => {
+                        if node.node_type == NodeType::File {
+                            guide = self.guide(index, &node.name());
+                        }
+                        ParentResult::NotMatched
+                    }
+                    ParentResult::NotFound => ParentResult::NotFound,
                 };
-                TreeType::Other((path, node, (open, parent)))
+                TreeType::Other((path, node, (open, parent, guide)))
             }
         };
         Ok(result)
