@@ -65,6 +65,11 @@ impl Repo {
 
         let opts = BackupOptions::default().as_path(PathBuf::from(VOLUME_PATH)).parent_opts(
             ParentOptions::default()
+                // Without a snapshot of this claim, no parent at all: with
+                // an empty list rustic would pick one itself by host and
+                // path, and every claim's snapshots share the path /volume,
+                // so another claim's files would count as unchanged ones.
+                .force(parent.is_none())
                 .parents(parent.into_iter().collect::<Vec<_>>())
                 // A restored volume has new inodes and ctimes, so the
                 // first snapshot of every generation would read all its

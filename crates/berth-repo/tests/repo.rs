@@ -96,6 +96,42 @@ fn an_unchanged_volume_adds_no_data() {
 }
 
 #[test]
+fn a_changed_file_stores_only_the_chunks_around_the_change() {
+    let (_dir, repo) = new_repo();
+    let vol = tempfile::tempdir().unwrap();
+    for name in ["in-place", "inserted", "truncated"] {
+        write_random(&vol.path().join(name), 40 * MIB, name.len() as u64);
+    }
+    let first = repo.snapshot(vol.path(), &meta("db-0")).unwrap();
+
+    // One MiB rewritten in the middle, three bytes inserted, the tail cut.
+    let path = vol.path().join("in-place");
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[20 * MIB..21 * MIB].iter_mut().for_each(|b| *b = !*b);
+    fs::write(&path, &bytes).unwrap();
+    let path = vol.path().join("inserted");
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.splice(7 * MIB..7 * MIB, [1, 2, 3]);
+    fs::write(&path, &bytes).unwrap();
+    let path = vol.path().join("truncated");
+    let bytes = fs::read(&path).unwrap();
+    fs::write(&path, &bytes[..25 * MIB + 77]).unwrap();
+
+    let second = repo.snapshot(vol.path(), &meta("db-0")).unwrap();
+    assert_eq!(second.parent.as_deref(), Some(first.id.as_str()));
+    assert!(second.data_added < 12 * MIB as u64, "a few chunks per file, not the files: {second:?}");
+    let target = tempfile::tempdir().unwrap();
+    repo.restore(&second.id, target.path()).unwrap();
+    assert_eq!(digest(target.path()), digest(vol.path()));
+
+    // The same bytes chunked without a parent give the same chunks, so a
+    // snapshot of them under another claim stores no file data.
+    let third = repo.snapshot(vol.path(), &meta("db-1")).unwrap();
+    assert_eq!(third.parent, None);
+    assert!(third.data_added < 64 * 1024, "parent-guided and plain chunking agree: {third:?}");
+}
+
+#[test]
 fn consecutive_snapshots_through_one_handle_deduplicate() {
     let (dir, repo) = new_repo();
     let a = tempfile::tempdir().unwrap();
