@@ -36,6 +36,29 @@ pub(crate) struct BlobPlace {
     pub(crate) uncompressed: Option<u32>,
 }
 
+/// Bytes before a blob's plaintext in the slot [`BlobReader::read_into`]
+/// fills: room for the nonce of a blob read in place.
+pub(crate) const SLOT_FRONT: usize = NONCE;
+
+impl BlobPlace {
+    /// The blob's plaintext length (the index's, checked on read).
+    pub(crate) fn plain_len(&self) -> usize {
+        match self.uncompressed {
+            Some(n) => n as usize,
+            None => (self.length as usize).saturating_sub(NONCE + MAC),
+        }
+    }
+
+    /// The length of the slot [`BlobReader::read_into`] needs: the front,
+    /// the plaintext and, for a blob read in place, its MAC.
+    pub(crate) fn slot_len(&self) -> usize {
+        match self.uncompressed {
+            Some(n) => SLOT_FRONT + n as usize,
+            None => SLOT_FRONT - NONCE + self.length as usize,
+        }
+    }
+}
+
 /// Why a blob could not be read; the caller names the snapshot and file.
 #[derive(Debug)]
 pub(crate) enum BlobReadError {
@@ -60,13 +83,15 @@ pub(crate) struct Scratch {
     /// The sealed blob as read; its length only grows, so a read never
     /// zero-fills it again.
     sealed: Vec<u8>,
-    plain: Vec<u8>,
     zstd: zstd::bulk::Decompressor<'static>,
+    /// The pack file of a local repository read last: a file's blobs mostly
+    /// sit in the same few packs, so this saves an open per blob.
+    pack: Option<(rustic_core::Id, File)>,
 }
 
 impl Scratch {
     pub(crate) fn new() -> std::io::Result<Self> {
-        Ok(Self { sealed: Vec::new(), plain: Vec::new(), zstd: zstd::bulk::Decompressor::new()? })
+        Ok(Self { sealed: Vec::new(), zstd: zstd::bulk::Decompressor::new()?, pack: None })
     }
 }
 
@@ -83,14 +108,23 @@ impl BlobReader {
         Ok(Self { be, dir, cipher })
     }
 
-    /// Reads, decrypts, decompresses and checks the blob `id` at `place`.
-    /// The plaintext is borrowed from `scratch` until the next call.
-    pub(crate) fn read<'s>(
+    /// Reads, decrypts, decompresses and checks the blob `id` at `place`,
+    /// leaving its plaintext in `slot[SLOT_FRONT..SLOT_FRONT + n]` and
+    /// returning `n` ([`BlobPlace::plain_len`]). `slot` must be
+    /// [`BlobPlace::slot_len`] long. Its first [`SLOT_FRONT`] bytes are kept
+    /// as they were (they usually end the previous blob of the range); the
+    /// bytes after the plaintext are clobbered.
+    ///
+    /// An uncompressed blob is read straight into the slot and decrypted
+    /// there, so its bytes are never copied in user space; a compressed one
+    /// is decompressed into it.
+    pub(crate) fn read_into(
         &self,
         id: &rustic_core::Id,
         place: &BlobPlace,
-        scratch: &'s mut Scratch,
-    ) -> Result<&'s [u8], BlobReadError> {
+        scratch: &mut Scratch,
+        slot: &mut [u8],
+    ) -> Result<usize, BlobReadError> {
         let len = place.length as usize;
         if len < NONCE + MAC {
             return Err(BlobReadError::Corrupt(format!(
@@ -98,17 +132,70 @@ impl BlobReader {
                 id.to_hex().as_str()
             )));
         }
-        if scratch.sealed.len() < len {
-            scratch.sealed.resize(len, 0);
+        let n = place.plain_len();
+        debug_assert_eq!(slot.len(), place.slot_len());
+        let plain = match place.uncompressed {
+            None => {
+                let kept: [u8; SLOT_FRONT] = slot[..SLOT_FRONT].try_into().unwrap_or([0; SLOT_FRONT]);
+                // The nonce lands in the kept bytes and the MAC after the
+                // plaintext: sealed is nonce || body || MAC, exactly len.
+                let sealed = &mut slot[SLOT_FRONT - NONCE..SLOT_FRONT - NONCE + len];
+                let opened = self.fetch(place, &mut scratch.pack, sealed).and_then(|()| self.open(id, sealed));
+                slot[..SLOT_FRONT].copy_from_slice(&kept);
+                opened?;
+                &slot[SLOT_FRONT..SLOT_FRONT + n]
+            }
+            Some(_) => {
+                if scratch.sealed.len() < len {
+                    scratch.sealed.resize(len, 0);
+                }
+                let sealed = &mut scratch.sealed[..len];
+                self.fetch(place, &mut scratch.pack, sealed)?;
+                self.open(id, sealed)?;
+                let body = &sealed[NONCE..len - MAC];
+                let out = &mut slot[SLOT_FRONT..SLOT_FRONT + n];
+                let got = scratch.zstd.decompress_to_buffer(body, out).map_err(|e| {
+                    BlobReadError::Corrupt(format!("blob {} does not decompress: {e}", id.to_hex().as_str()))
+                })?;
+                if got != n {
+                    return Err(BlobReadError::Corrupt(format!(
+                        "blob {} decompresses to {got} bytes, not {n}",
+                        id.to_hex().as_str()
+                    )));
+                }
+                &slot[SLOT_FRONT..SLOT_FRONT + n]
+            }
+        };
+        let hash: [u8; 32] = Sha256::digest(plain).into();
+        if rustic_core::Id::new(hash) != *id {
+            return Err(BlobReadError::Corrupt(format!("blob {} does not match its id", id.to_hex().as_str())));
         }
-        let sealed = &mut scratch.sealed[..len];
+        Ok(n)
+    }
+
+    /// Reads the sealed blob at `place` into `sealed` (its exact length).
+    fn fetch(
+        &self,
+        place: &BlobPlace,
+        pack: &mut Option<(rustic_core::Id, File)>,
+        sealed: &mut [u8],
+    ) -> Result<(), BlobReadError> {
+        let len = sealed.len();
         match &self.dir {
             Some(dir) => {
                 // restic's layout: data/<first two hex digits>/<pack id>.
-                let hex = place.pack.to_hex();
-                let path = dir.join("data").join(&hex.as_str()[..2]).join(hex.as_str());
-                let file = File::open(&path).map_err(|e| BlobReadError::Io(path.clone(), e))?;
-                file.read_exact_at(sealed, u64::from(place.offset)).map_err(|e| BlobReadError::Io(path, e))?;
+                let path = || {
+                    let hex = place.pack.to_hex();
+                    dir.join("data").join(&hex.as_str()[..2]).join(hex.as_str())
+                };
+                let file = match pack {
+                    Some((id, file)) if *id == place.pack => file,
+                    _ => {
+                        let file = File::open(path()).map_err(|e| BlobReadError::Io(path(), e))?;
+                        &pack.insert((place.pack, file)).1
+                    }
+                };
+                file.read_exact_at(sealed, u64::from(place.offset)).map_err(|e| BlobReadError::Io(path(), e))
             }
             None => {
                 let data = self
@@ -124,8 +211,14 @@ impl BlobReader {
                     )));
                 }
                 sealed.copy_from_slice(&data);
+                Ok(())
             }
         }
+    }
+
+    /// Checks the MAC of `sealed` (nonce || body || MAC) and decrypts the
+    /// body in place.
+    fn open(&self, id: &rustic_core::Id, sealed: &mut [u8]) -> Result<(), BlobReadError> {
         let (nonce, rest) = sealed.split_at_mut(NONCE);
         let (body, mac) = rest.split_at_mut(rest.len() - MAC);
         self.cipher
@@ -135,30 +228,6 @@ impl BlobReader {
                 body,
                 aes256ctr_poly1305aes::aead::Tag::<Aes256CtrPoly1305Aes>::from_slice(mac),
             )
-            .map_err(|_| BlobReadError::Corrupt(format!("blob {} fails its MAC check", id.to_hex().as_str())))?;
-
-        let plain: &[u8] = match place.uncompressed {
-            Some(len) => {
-                let len = len as usize;
-                scratch.plain.clear();
-                scratch.plain.reserve(len);
-                let n = scratch.zstd.decompress_to_buffer(&*body, &mut scratch.plain).map_err(|e| {
-                    BlobReadError::Corrupt(format!("blob {} does not decompress: {e}", id.to_hex().as_str()))
-                })?;
-                if n != len {
-                    return Err(BlobReadError::Corrupt(format!(
-                        "blob {} decompresses to {n} bytes, not {len}",
-                        id.to_hex().as_str()
-                    )));
-                }
-                &scratch.plain
-            }
-            None => body,
-        };
-        let hash: [u8; 32] = Sha256::digest(plain).into();
-        if rustic_core::Id::new(hash) != *id {
-            return Err(BlobReadError::Corrupt(format!("blob {} does not match its id", id.to_hex().as_str())));
-        }
-        Ok(plain)
+            .map_err(|_| BlobReadError::Corrupt(format!("blob {} fails its MAC check", id.to_hex().as_str())))
     }
 }

@@ -21,6 +21,7 @@
 
 mod blob_read;
 mod copy;
+mod direct_write;
 mod durable;
 mod error;
 mod key;

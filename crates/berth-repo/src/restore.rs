@@ -9,22 +9,24 @@
 //! at 1.1 GiB of memory, restic at 135 MiB), and it `unwrap`s every read, so
 //! a damaged pack panics a worker thread instead of returning an error.
 //!
-//! Here a few workers fetch one blob at a time through a short bounded
-//! queue, so memory stays near workers × blob size (blobs are at most
-//! 8 MiB), reading it straight from its pack ([`crate::blob_read`]), and
-//! every blob is checked against its SHA-256 id before it is written: a
-//! damaged pack gives `Corrupt` naming the snapshot, never wrong bytes.
-//! Writeback of each written range is started at once, so the disk writes
-//! while the CPU decrypts the next blobs instead of after all of them. A
-//! finished file gets its mtime at once, so `rustic_core`'s pass finds it
-//! complete and only sets metadata. On any error the target is
-//! emptied again, so a failed restore never looks like a volume; on success
+//! Here a few workers (one more than cores) take a file's blobs in runs of
+//! a few MiB through a short bounded queue; each reads a run's blobs
+//! straight from their packs into its own buffer ([`crate::blob_read`]),
+//! checks every blob against its SHA-256 id before it is written (a damaged
+//! pack gives `Corrupt` naming the snapshot, never wrong bytes), and writes
+//! the run as one range, its aligned middle with `O_DIRECT`
+//! ([`crate::direct_write`]), so the data goes from that buffer to the disk
+//! without passing through the page cache. Memory stays near
+//! workers × (run + blob). Small files and ranges are written through the
+//! page cache with their writeback started at once, so the disk writes
+//! while the CPU decrypts instead of after. A finished file gets its mtime
+//! at once, so `rustic_core`'s pass finds it complete and only sets
+//! metadata. On any error the target is emptied again, so a failed restore never looks like a volume; on success
 //! the target's filesystem is synced before the restore returns.
 
 use std::{
     collections::HashSet,
     fs::{self, File},
-    os::unix::fs::FileExt,
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
@@ -40,17 +42,27 @@ use rustic_core::{
 use serde::Serialize;
 
 use crate::{
-    blob_read::{BlobPlace, BlobReadError, BlobReader, Scratch},
+    blob_read::{BlobPlace, BlobReadError, BlobReader, Scratch, SLOT_FRONT},
+    direct_write::{self, Sink, Staging},
     durable::sync_filesystem,
     error::RepoError,
     repo::{resolve_id, Repo},
     snapshot::VOLUME_PATH,
 };
 
-/// Blobs in flight per worker; with up to 8 MiB blobs this bounds memory.
+/// Runs queued per worker. A run is only a list of blob places: the bytes
+/// live in the workers' buffers, so memory is workers × (blob + run).
 const QUEUE_PER_WORKER: usize = 2;
 /// Workers fetching and writing blobs.
 const MAX_WORKERS: usize = 8;
+/// A file's blobs are handed out in runs of about this many bytes (a run
+/// ends at the first blob that reaches it): large enough that a direct
+/// write's aligned middle is most of it, small enough that the parts of a
+/// large file are restored in parallel and a worker's buffer stays small.
+const RUN_BYTES: u64 = 4 << 20;
+/// Files smaller than this are written through the page cache only: a
+/// second open costs more than the direct write saves.
+const DIRECT_MIN: u64 = 1 << 20;
 
 /// What a restore wrote.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -176,18 +188,23 @@ fn restore_volume(
 /// A regular file being written by the workers.
 struct OpenTarget {
     file: File,
+    /// The same file opened with `O_DIRECT`, for large files on filesystems
+    /// that allow it ([`crate::direct_write`]).
+    direct: Option<File>,
     path: PathBuf,
-    /// Blobs still to be written; the worker that writes the last sets the
+    /// Runs still to be written; the worker that writes the last sets the
     /// mtime, which no later write may disturb.
     remaining: AtomicUsize,
     mtime: Option<SystemTime>,
 }
 
-struct BlobJob {
+/// Consecutive blobs of one file, written by one worker, so that it can
+/// write them as one range (aligned in the middle, [`crate::direct_write`]).
+struct RunJob {
     target: Arc<OpenTarget>,
+    /// File offset of the first blob.
     offset: u64,
-    id: DataId,
-    place: BlobPlace,
+    blobs: Vec<(DataId, BlobPlace)>,
 }
 
 /// The first error of any thread, and the flag that stops the others.
@@ -223,8 +240,11 @@ fn write_contents(
     snapshot: &str,
     stats: &mut RestoreStats,
 ) -> Result<(), RepoError> {
-    let workers = std::thread::available_parallelism().map_or(2, std::num::NonZero::get).clamp(2, MAX_WORKERS);
-    let (tx, rx) = crossbeam_channel::bounded::<BlobJob>(workers * QUEUE_PER_WORKER);
+    // One more worker than cores: a worker waiting for its direct write
+    // leaves its core to the others.
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let workers = (cores + 1).clamp(3, MAX_WORKERS);
+    let (tx, rx) = crossbeam_channel::bounded::<RunJob>(workers * QUEUE_PER_WORKER);
     let failure = Failure::default();
     let bytes = AtomicU64::new(0);
 
@@ -234,17 +254,17 @@ fn write_contents(
             let (failure, bytes) = (&failure, &bytes);
             scope.spawn(move || {
                 let mut scratch = match Scratch::new() {
-                    Ok(s) => Some(s),
+                    Ok(s) => Some((s, Staging::new())),
                     Err(e) => {
                         failure.set(RepoError::Other { detail: format!("starting a zstd decoder: {e}") });
                         None
                     }
                 };
                 for job in rx {
-                    let Some(scratch) = scratch.as_mut().filter(|_| !failure.is_set()) else {
+                    let Some((scratch, staging)) = scratch.as_mut().filter(|_| !failure.is_set()) else {
                         continue; // drain so the producer never blocks
                     };
-                    match write_blob(reader, &job, snapshot, scratch) {
+                    match write_run(reader, &job, snapshot, scratch, staging) {
                         Ok(len) => {
                             bytes.fetch_add(len, Ordering::Relaxed);
                         }
@@ -275,7 +295,7 @@ fn produce(
     target: &Path,
     snapshot: &str,
     stats: &mut RestoreStats,
-    tx: &crossbeam_channel::Sender<BlobJob>,
+    tx: &crossbeam_channel::Sender<RunJob>,
     failure: &Failure,
 ) -> Result<(), RepoError> {
     let corrupt = |e: Box<RusticError>| RepoError::corrupt_from_rustic(Some(snapshot), &e);
@@ -317,7 +337,7 @@ fn queue_file(
     node: &Node,
     path: &Path,
     snapshot: &str,
-    tx: &crossbeam_channel::Sender<BlobJob>,
+    tx: &crossbeam_channel::Sender<RunJob>,
 ) -> Result<(), RepoError> {
     let file =
         File::options().write(true).create_new(true).open(path).map_err(|e| RepoError::io("create file", path, e))?;
@@ -343,40 +363,82 @@ fn queue_file(
         });
     }
     file.set_len(size).map_err(|e| RepoError::io("size file", path, e))?;
+    let runs = runs(content, places);
     let target = Arc::new(OpenTarget {
         file,
+        direct: if size >= DIRECT_MIN { direct_write::open_direct(path) } else { None },
         path: path.to_path_buf(),
-        remaining: AtomicUsize::new(content.len()),
+        remaining: AtomicUsize::new(runs.len()),
         mtime: node.meta.mtime.map(SystemTime::from),
     });
-    if content.is_empty() {
+    if runs.is_empty() {
         return finish_file(&target);
     }
-    for (id, (offset, place)) in content.iter().zip(places) {
-        let job = BlobJob { target: target.clone(), offset, id: *id, place };
-        if tx.send(job).is_err() {
+    for (offset, blobs) in runs {
+        if tx.send(RunJob { target: target.clone(), offset, blobs }).is_err() {
             break; // the workers are gone; their error is reported
         }
     }
     Ok(())
 }
 
-/// Fetches one blob, checks it hashes to its id, writes it and starts its
-/// writeback; returns its length.
-fn write_blob(reader: &BlobReader, job: &BlobJob, snapshot: &str, scratch: &mut Scratch) -> Result<u64, RepoError> {
-    let target = &job.target;
-    let data = reader.read(&job.id, &job.place, scratch).map_err(|e| blob_error(snapshot, &target.path, e))?;
-    // The file was created empty and sized, so its holes already read as
-    // zeros: skipping zero blobs keeps sparse files sparse.
-    if data.iter().any(|&b| b != 0) {
-        target.file.write_all_at(data, job.offset).map_err(|e| RepoError::io("write", &target.path, e))?;
-        start_writeback(&target.file, job.offset, data.len());
+/// Splits a file's blobs, with their file offsets, into runs of about
+/// [`RUN_BYTES`].
+fn runs(content: &[DataId], places: Vec<(u64, BlobPlace)>) -> Vec<(u64, Vec<(DataId, BlobPlace)>)> {
+    let mut runs: Vec<(u64, Vec<(DataId, BlobPlace)>)> = Vec::new();
+    for (id, (offset, place)) in content.iter().zip(places) {
+        match runs.last_mut() {
+            Some((start, blobs)) if offset - *start < RUN_BYTES => blobs.push((*id, place)),
+            _ => runs.push((offset, vec![(*id, place)])),
+        }
     }
-    let len = data.len() as u64;
+    runs
+}
+
+/// Fetches a run's blobs, checks each hashes to its id, and writes them as
+/// ranges of the file (a zero blob is a hole, never written, so sparse
+/// files stay sparse); returns the bytes the run covers.
+fn write_run(
+    reader: &BlobReader,
+    job: &RunJob,
+    snapshot: &str,
+    scratch: &mut Scratch,
+    staging: &mut Staging,
+) -> Result<u64, RepoError> {
+    let target = &job.target;
+    let sink = Sink { buffered: &target.file, direct: target.direct.as_ref() };
+    let flush = |staging: &mut Staging| -> Result<(), RepoError> {
+        let start = staging.start();
+        let written = staging.flush(&sink).map_err(|e| RepoError::io("write", &target.path, e))?;
+        if written.buffered > 0 {
+            start_writeback(&target.file, start, written.buffered + written.direct);
+        }
+        Ok(())
+    };
+    let mut offset = job.offset;
+    for (id, place) in &job.blobs {
+        let slot = staging.slot(offset, SLOT_FRONT, place.slot_len());
+        let n = match reader.read_into(id, place, scratch, slot) {
+            Ok(n) => n,
+            Err(e) => {
+                staging.clear();
+                return Err(blob_error(snapshot, &target.path, e));
+            }
+        };
+        // The file was created empty and sized, so its holes already read
+        // as zeros.
+        if slot[SLOT_FRONT..SLOT_FRONT + n].iter().any(|&b| b != 0) {
+            staging.commit(n);
+        } else {
+            flush(staging)?;
+        }
+        offset += n as u64;
+    }
+    flush(staging)?;
     if target.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
         finish_file(target)?;
     }
-    Ok(len)
+    Ok(offset - job.offset)
 }
 
 /// Asks the kernel to start writing the range to disk now, without waiting
