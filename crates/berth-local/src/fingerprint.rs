@@ -13,25 +13,74 @@ use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
+/// Names the fingerprint's layout: a seal written with another layout never
+/// matches, so the volume is restored instead of adopted, which is safe.
+const LAYOUT: &[u8] = b"berth-fingerprint-v2\0";
+
 /// The fingerprint of the tree below `root` (the root folder's own times are
 /// left out: renaming the volume into place changes them).
+///
+/// Folders are read in parallel: the `lstat`s are the whole cost, and the
+/// same-host adopt that waits for them is on a replacement's critical path.
+/// Each folder gets a digest of its own entries; the fingerprint is the
+/// digest of every folder's relative path and digest, in path order, so it
+/// does not depend on which thread read what.
 pub fn fingerprint(root: &Path) -> io::Result<String> {
+    let digests = Mutex::new(Vec::new());
+    let failure = Mutex::new(None);
+    let shared = Shared { digests: &digests, failure: &failure };
+    rayon::scope(|scope| visit(scope, shared, root.to_path_buf(), PathBuf::new()));
+    if let Some(err) = failure.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+        return Err(err);
+    }
+    let mut digests = digests.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    digests.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut hasher = Sha256::new();
-    walk(root, Path::new(""), &mut hasher)?;
+    hasher.update(LAYOUT);
+    for (rel, digest) in digests {
+        // Paths hold no NUL byte, so path and digest cannot run together.
+        hasher.update(rel.as_os_str().as_bytes());
+        hasher.update([0]);
+        hasher.update(digest);
+    }
     Ok(hex::encode(hasher.finalize()))
 }
 
-fn walk(dir: &Path, rel: &Path, hasher: &mut Sha256) -> io::Result<()> {
+/// What the folder tasks report into.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    digests: &'a Mutex<Vec<(PathBuf, [u8; 32])>>,
+    failure: &'a Mutex<Option<io::Error>>,
+}
+
+fn visit<'s>(scope: &rayon::Scope<'s>, shared: Shared<'s>, dir: PathBuf, rel: PathBuf) {
+    let digest = digest_dir(&dir, &rel, |sub, sub_rel| {
+        scope.spawn(move |scope| visit(scope, shared, sub, sub_rel));
+    });
+    match digest {
+        Ok(d) => shared.digests.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((rel, d)),
+        Err(e) => {
+            shared.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert(e);
+        }
+    }
+}
+
+/// The digest of one folder's entries (name, type, mode, size, inode,
+/// mtime, ctime, a link's target), in name order; `subdir` is called for
+/// every folder in it.
+fn digest_dir(dir: &Path, rel: &Path, mut subdir: impl FnMut(PathBuf, PathBuf)) -> io::Result<[u8; 32]> {
     let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
+    entries.sort_by_key(fs::DirEntry::file_name);
+    let mut hasher = Sha256::new();
     for entry in entries {
         let meta = entry.metadata()?; // lstat: links are not followed
-        let path = rel.join(entry.file_name());
-        hasher.update(path.as_os_str().as_bytes());
+        let name = entry.file_name();
+        hasher.update(name.as_bytes());
         hasher.update([0]);
         let fields = [
             meta.mode() as i64,
@@ -50,11 +99,10 @@ fn walk(dir: &Path, rel: &Path, hasher: &mut Sha256) -> io::Result<()> {
             hasher.update(fs::read_link(entry.path())?.as_os_str().as_bytes());
             hasher.update([0]);
         } else if kind.is_dir() {
-            walk(&entry.path(), &path, hasher)?;
-            hasher.update(b"\0end-of-dir\0");
+            subdir(entry.path(), rel.join(&name));
         }
     }
-    Ok(())
+    Ok(hasher.finalize().into())
 }
 
 #[cfg(test)]
@@ -82,6 +130,19 @@ mod tests {
         let f1 = fingerprint(&moved).unwrap();
         assert_ne!(f0, f1);
         fs::create_dir(moved.join("empty")).unwrap();
-        assert_ne!(f1, fingerprint(&moved).unwrap());
+        let f2 = fingerprint(&moved).unwrap();
+        assert_ne!(f1, f2);
+
+        // A change deep down, read by whichever thread, still shows.
+        let deep = moved.join("d1/d2/d3");
+        fs::create_dir_all(&deep).unwrap();
+        for i in 0..50 {
+            fs::create_dir(moved.join(format!("wide{i}"))).unwrap();
+        }
+        let f3 = fingerprint(&moved).unwrap();
+        assert_eq!(f3, fingerprint(&moved).unwrap(), "stable across thread schedules");
+        fs::write(deep.join("c"), "3").unwrap();
+        assert_ne!(f3, fingerprint(&moved).unwrap());
+        assert!(fingerprint(&dir.path().join("missing")).is_err());
     }
 }

@@ -1,13 +1,14 @@
 //! Restoring a snapshot's volume into an empty directory.
 //!
 //! The volume's files land directly in the target (not under
-//! `target/volume`). berth writes file contents itself and leaves the rest
-//! (directory and file modes, times, ownership, symlinks, special files,
-//! hard links, extended attributes) to `rustic_core`'s restore. Why not all
-//! of it: `rustic_core` 0.13 reads whole pack ranges with 20 threads and
+//! `target/volume`). berth writes file contents itself and gives each
+//! regular file its metadata as it finishes; directories, symlinks, special
+//! files and hard links are left to `rustic_core`'s restore pass. Why not
+//! all of it: `rustic_core` 0.13 reads whole pack ranges with 20 threads and
 //! queues their blobs for writing without a bound (a 1.2 GiB restore peaked
-//! at 1.1 GiB of memory, restic at 135 MiB), and it `unwrap`s every read, so
-//! a damaged pack panics a worker thread instead of returning an error.
+//! at 1.1 GiB of memory, restic at 135 MiB), it `unwrap`s every read, so a
+//! damaged pack panics a worker thread instead of returning an error, and
+//! its metadata pass is one thread for every entry.
 //!
 //! Here a few workers (one more than cores) take a file's blobs in runs of
 //! a few MiB through a short bounded queue; each reads a run's blobs
@@ -17,12 +18,15 @@
 //! the run as one range, its aligned middle with `O_DIRECT`
 //! ([`crate::direct_write`]), so the data goes from that buffer to the disk
 //! without passing through the page cache. Memory stays near
-//! workers × (run + blob). Small files and ranges are written through the
-//! page cache with their writeback started at once, so the disk writes
-//! while the CPU decrypts instead of after. A finished file gets its mtime
-//! at once, so `rustic_core`'s pass finds it complete and only sets
-//! metadata. On any error the target is emptied again, so a failed restore never looks like a volume; on success
-//! the target's filesystem is synced before the restore returns.
+//! workers × (run + blob). The rest of a large file is written through the
+//! page cache with its writeback started at once, so the disk writes while
+//! the CPU decrypts instead of after; small files are left to the final
+//! sync, which writes them back together. The worker that writes a file's
+//! last run sets its owner, mode, extended attributes and times
+//! (`rustic_core`'s `set_metadata`), in parallel with the other workers.
+//! On any error the target is emptied again, so a failed restore never
+//! looks like a volume; on success the target's filesystem is synced
+//! before the restore returns.
 
 use std::{
     collections::HashSet,
@@ -37,7 +41,8 @@ use std::{
 
 use rustic_core::{
     repofile::{Node, NodeType},
-    DataId, IndexedFullStatus, LocalDestination, LsOptions, Repository, RestoreOptions, RusticError,
+    set_metadata, DataId, IndexedFullStatus, LocalDestination, LsOptions, Repository, RestoreOptions, RestorePlan,
+    RusticError,
 };
 use serde::Serialize;
 
@@ -159,11 +164,6 @@ fn restore_volume(
 ) -> Result<(), RepoError> {
     let corrupt = |e: Box<RusticError>| RepoError::corrupt_from_rustic(Some(snapshot), &e);
     let ls = LsOptions::default();
-
-    write_contents(repo, reader, volume, target, snapshot, stats)?;
-
-    // Metadata, symlinks, special files and hard links. Every file is in
-    // place with its size and mtime, so rustic reads no pack here.
     let target_str = target
         .to_str()
         .ok_or_else(|| RepoError::invalid(format!("restore target {} is not valid UTF-8", target.display())))?;
@@ -172,17 +172,52 @@ fn restore_volume(
     // is called on this machine. Without root, chown fails and rustic only
     // logs it, which is what a non-root restore should do.
     let opts = RestoreOptions::default().numeric_id(true);
-    let plan = repo.prepare_restore(&opts, repo.ls(volume, &ls).map_err(corrupt)?, &dest, false).map_err(corrupt)?;
-    if plan.restore_size != 0 {
-        return Err(RepoError::Corrupt {
-            snapshot: Some(snapshot.to_string()),
-            detail: format!("{} bytes were not restored by the content pass; restore again", plan.restore_size),
-        });
+
+    let hard_links = write_contents(repo, reader, volume, target, snapshot, Finisher { dest: &dest, opts }, stats)?;
+
+    // Directories, symlinks, special files and hard links: rustic's pass,
+    // which sets a directory's metadata after its contents. The regular
+    // files the workers wrote have theirs already and are left out.
+    // rustic's plan (a walk of the whole target) is only needed to link the
+    // other paths of a file with several links; every file is in place with
+    // its size and mtime by then, so it finds nothing left to read.
+    let mut plan = RestorePlan::default();
+    if hard_links {
+        plan = repo.prepare_restore(&opts, repo.ls(volume, &ls).map_err(corrupt)?, &dest, false).map_err(corrupt)?;
+        if plan.restore_size != 0 {
+            return Err(RepoError::Corrupt {
+                snapshot: Some(snapshot.to_string()),
+                detail: format!("{} bytes were not restored by the content pass; restore again", plan.restore_size),
+            });
+        }
     }
-    repo.restore(plan, &opts, repo.ls(volume, &ls).map_err(corrupt)?, &dest).map_err(corrupt)?;
+    let rest = repo
+        .ls(volume, &ls)
+        .map_err(corrupt)?
+        .filter(|item| !matches!(item, Ok((_, node)) if finished_by_worker(node)));
+    repo.restore(plan, &opts, rest, &dest).map_err(corrupt)?;
     // The replacement task starts on this volume: it must not come back torn
     // after a power loss.
     sync_filesystem(target)
+}
+
+/// Whether a node is a regular file whose metadata the worker that
+/// finishes it sets. Files with several links are left to rustic's pass,
+/// which links their other paths.
+fn finished_by_worker(node: &Node) -> bool {
+    node.node_type == NodeType::File && !is_hard_link(node)
+}
+
+/// Same rule as rustic's for which files are hard links of one another.
+fn is_hard_link(node: &Node) -> bool {
+    node.meta.links > 1 && node.meta.device_id != 0 && node.meta.inode != 0
+}
+
+/// Where and how finished files get their metadata.
+#[derive(Clone, Copy)]
+struct Finisher<'a> {
+    dest: &'a LocalDestination,
+    opts: RestoreOptions,
 }
 
 /// A regular file being written by the workers.
@@ -192,10 +227,13 @@ struct OpenTarget {
     /// that allow it ([`crate::direct_write`]).
     direct: Option<File>,
     path: PathBuf,
+    /// The path below the target, as rustic's destination takes it.
+    rel: PathBuf,
     /// Runs still to be written; the worker that writes the last sets the
-    /// mtime, which no later write may disturb.
+    /// metadata, whose mtime no later write may disturb.
     remaining: AtomicUsize,
-    mtime: Option<SystemTime>,
+    /// The file's node, without its content list.
+    node: Node,
 }
 
 /// Consecutive blobs of one file, written by one worker, so that it can
@@ -238,8 +276,9 @@ fn write_contents(
     volume: &Node,
     target: &Path,
     snapshot: &str,
+    finisher: Finisher<'_>,
     stats: &mut RestoreStats,
-) -> Result<(), RepoError> {
+) -> Result<bool, RepoError> {
     // One more worker than cores: a worker waiting for its direct write
     // leaves its core to the others.
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
@@ -247,6 +286,7 @@ fn write_contents(
     let (tx, rx) = crossbeam_channel::bounded::<RunJob>(workers * QUEUE_PER_WORKER);
     let failure = Failure::default();
     let bytes = AtomicU64::new(0);
+    let mut hard_links = false;
 
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -264,7 +304,7 @@ fn write_contents(
                     let Some((scratch, staging)) = scratch.as_mut().filter(|_| !failure.is_set()) else {
                         continue; // drain so the producer never blocks
                     };
-                    match write_run(reader, &job, snapshot, scratch, staging) {
+                    match write_run(reader, &job, snapshot, finisher, scratch, staging) {
                         Ok(len) => {
                             bytes.fetch_add(len, Ordering::Relaxed);
                         }
@@ -274,7 +314,7 @@ fn write_contents(
             });
         }
         drop(rx);
-        if let Err(err) = produce(repo, volume, target, snapshot, stats, &tx, &failure) {
+        if let Err(err) = produce(repo, volume, target, snapshot, finisher, stats, &tx, &failure, &mut hard_links) {
             failure.set(err);
         }
         drop(tx);
@@ -284,19 +324,23 @@ fn write_contents(
         return Err(err);
     }
     stats.bytes = bytes.into_inner();
-    Ok(())
+    Ok(hard_links)
 }
 
 /// Walks the volume tree in order, creating directories and files and
-/// queueing every blob of every file.
+/// queueing every blob of every file; sets `hard_links` if a file has
+/// several links.
+#[allow(clippy::too_many_arguments)]
 fn produce(
     repo: &Repository<IndexedFullStatus>,
     volume: &Node,
     target: &Path,
     snapshot: &str,
+    finisher: Finisher<'_>,
     stats: &mut RestoreStats,
     tx: &crossbeam_channel::Sender<RunJob>,
     failure: &Failure,
+    hard_links: &mut bool,
 ) -> Result<(), RepoError> {
     let corrupt = |e: Box<RusticError>| RepoError::corrupt_from_rustic(Some(snapshot), &e);
     // Files with several links are written once, at their first path;
@@ -314,17 +358,15 @@ fn produce(
                 stats.dirs += 1;
             }
             NodeType::File => {
-                let meta = &node.meta;
-                if meta.links > 1
-                    && meta.device_id != 0
-                    && meta.inode != 0
-                    && !seen_links.insert((meta.device_id, meta.inode))
-                {
-                    stats.other += 1;
-                    continue;
+                if is_hard_link(&node) {
+                    *hard_links = true;
+                    if !seen_links.insert((node.meta.device_id, node.meta.inode)) {
+                        stats.other += 1;
+                        continue;
+                    }
                 }
                 stats.files += 1;
-                queue_file(repo, &node, &path, snapshot, tx)?;
+                queue_file(repo, node, rel, &path, snapshot, finisher, tx)?;
             }
             _ => stats.other += 1,
         }
@@ -334,14 +376,17 @@ fn produce(
 
 fn queue_file(
     repo: &Repository<IndexedFullStatus>,
-    node: &Node,
+    mut node: Node,
+    rel: PathBuf,
     path: &Path,
     snapshot: &str,
+    finisher: Finisher<'_>,
     tx: &crossbeam_channel::Sender<RunJob>,
 ) -> Result<(), RepoError> {
     let file =
         File::options().write(true).create_new(true).open(path).map_err(|e| RepoError::io("create file", path, e))?;
-    let content = node.content.as_deref().unwrap_or_default();
+    let content = node.content.take().unwrap_or_default();
+    let content = content.as_slice();
     let mut places = Vec::with_capacity(content.len());
     let mut size = 0u64;
     for id in content {
@@ -368,11 +413,12 @@ fn queue_file(
         file,
         direct: if size >= DIRECT_MIN { direct_write::open_direct(path) } else { None },
         path: path.to_path_buf(),
+        rel,
         remaining: AtomicUsize::new(runs.len()),
-        mtime: node.meta.mtime.map(SystemTime::from),
+        node,
     });
     if runs.is_empty() {
-        return finish_file(&target);
+        return finish_file(&target, finisher);
     }
     for (offset, blobs) in runs {
         if tx.send(RunJob { target: target.clone(), offset, blobs }).is_err() {
@@ -402,6 +448,7 @@ fn write_run(
     reader: &BlobReader,
     job: &RunJob,
     snapshot: &str,
+    finisher: Finisher<'_>,
     scratch: &mut Scratch,
     staging: &mut Staging,
 ) -> Result<u64, RepoError> {
@@ -410,7 +457,11 @@ fn write_run(
     let flush = |staging: &mut Staging| -> Result<(), RepoError> {
         let start = staging.start();
         let written = staging.flush(&sink).map_err(|e| RepoError::io("write", &target.path, e))?;
-        if written.buffered > 0 {
+        // Only large files: for a small one the hint is an I/O of its own
+        // (a device kick, an interrupt), which for 10,000 files of a few
+        // KiB cost more CPU than it saved; the final sync writes them back
+        // together.
+        if written.buffered > 0 && target.direct.is_some() {
             start_writeback(&target.file, start, written.buffered + written.direct);
         }
         Ok(())
@@ -436,7 +487,7 @@ fn write_run(
     }
     flush(staging)?;
     if target.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-        finish_file(target)?;
+        finish_file(target, finisher)?;
     }
     Ok(offset - job.offset)
 }
@@ -470,9 +521,16 @@ fn blob_error(snapshot: &str, path: &Path, err: BlobReadError) -> RepoError {
     }
 }
 
-fn finish_file(target: &OpenTarget) -> Result<(), RepoError> {
-    if let Some(mtime) = target.mtime {
-        target.file.set_modified(mtime).map_err(|e| RepoError::io("set mtime", &target.path, e))?;
+/// Gives a fully written file its metadata: all of it (rustic's
+/// `set_metadata`, in its order: owner, mode, extended attributes, times)
+/// here, in parallel, instead of in rustic's single-threaded pass; a hard
+/// link only its mtime, which rustic's pass checks before it links the
+/// other paths and sets the rest.
+fn finish_file(target: &OpenTarget, finisher: Finisher<'_>) -> Result<(), RepoError> {
+    if finished_by_worker(&target.node) {
+        set_metadata(finisher.dest, finisher.opts, &target.rel, &target.node);
+    } else if let Some(mtime) = target.node.meta.mtime {
+        target.file.set_modified(SystemTime::from(mtime)).map_err(|e| RepoError::io("set mtime", &target.path, e))?;
     }
     Ok(())
 }

@@ -31,6 +31,7 @@ fn restic_lists_checks_and_restores_berth_snapshots() {
     fs::create_dir(vol.path().join("sub")).unwrap();
     write_random(&vol.path().join("sub/data"), 3 << 20, 40);
     fs::write(vol.path().join("note"), "hello restic").unwrap();
+    fs::write(vol.path().join("log.txt"), "GET /files/a 200\n".repeat(4000)).unwrap();
     let meta = SnapshotMeta { generation: Some(2), ..SnapshotMeta::new("web-0", SnapshotKind::Manual) };
     let snap = repo.snapshot(vol.path(), &meta).unwrap();
 
@@ -44,6 +45,25 @@ fn restic_lists_checks_and_restores_berth_snapshots() {
     assert_eq!(tags, snap.tags);
 
     restic(dir.path(), &["check", "--read-data"]);
+
+    // The random file's blobs did not shrink and are stored as they are,
+    // the text's compressed: restic's index says which is which.
+    let (mut plain, mut compressed) = (0, 0);
+    for index in restic(dir.path(), &["list", "index"]).lines() {
+        let index: serde_json::Value = serde_json::from_str(&restic(dir.path(), &["cat", "index", index])).unwrap();
+        for blob in index["packs"].as_array().unwrap().iter().flat_map(|p| p["blobs"].as_array().unwrap()) {
+            if blob["type"] == "data" {
+                // rustic writes `null` where restic leaves the field out.
+                if blob["uncompressed_length"].is_null() {
+                    plain += 1;
+                } else {
+                    compressed += 1;
+                }
+            }
+        }
+    }
+    assert!(plain >= 2, "the 3 MiB of random data should be stored uncompressed ({plain} plain, {compressed} compressed)");
+    assert!(compressed >= 1, "the text should be stored compressed ({plain} plain, {compressed} compressed)");
 
     let target = tempfile::tempdir().unwrap();
     restic(dir.path(), &["restore", &snap.id, "--target", target.path().to_str().unwrap()]);

@@ -161,7 +161,9 @@ pub use crate::{
         prune::{LimitOption, PruneOptions, PrunePlan, PruneStats},
         repair::{index::RepairIndexOptions, snapshots::RepairSnapshotsOptions},
         repoinfo::{BlobInfo, IndexInfos, PackInfo, RepoFileInfo, RepoFileInfos},
-        restore::{FileDirStats, RestoreOptions, RestorePlan, RestoreStats},
+        // berth patch: `set_metadata` too, so a caller that writes file
+        // contents itself can set each file's metadata as it finishes.
+        restore::{FileDirStats, RestoreOptions, RestorePlan, RestoreStats, set_metadata},
         rewrite::RewriteOptions,
     },
     error::{ErrorKind, RusticError, RusticResult, Severity, Status},

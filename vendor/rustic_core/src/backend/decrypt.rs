@@ -489,18 +489,25 @@ impl<C: CryptoKey> DecryptBackend<C> {
         let (data_encrypted, uncompressed_length) = match self.zstd {
             None => (self.key.encrypt_data(data)?, None),
             // compress if requested
-            Some(level) => (
-                self.key
-                    .encrypt_data(&encode_all(data, level).map_err(|err| {
-                        RusticError::with_source(
-                            ErrorKind::Internal,
-                            "Failed to encode zstd compressed data. The data may be corrupted.",
-                            err,
-                        )
-                        .attach_context("compression_level", level.to_string())
-                    })?)?,
-                NonZeroU32::new(data_len),
-            ),
+            Some(level) => {
+                let compressed = encode_all(data, level).map_err(|err| {
+                    RusticError::with_source(
+                        ErrorKind::Internal,
+                        "Failed to encode zstd compressed data. The data may be corrupted.",
+                        err,
+                    )
+                    .attach_context("compression_level", level.to_string())
+                })?;
+                // berth patch: a blob that does not shrink is stored as it
+                // is (the format allows either per blob), so reading it back
+                // decrypts it where it lands instead of copying it out of
+                // zstd's raw blocks.
+                if compressed.len() >= data.len() {
+                    (self.key.encrypt_data(data)?, None)
+                } else {
+                    (self.key.encrypt_data(&compressed)?, NonZeroU32::new(data_len))
+                }
+            }
         };
         Ok((data_encrypted, data_len, uncompressed_length))
     }

@@ -451,7 +451,8 @@ fn hardlink_key(node: &Node) -> Option<HardlinkKey> {
 ///
 /// If the metadata could not be set.
 // TODO: Return a result here, introduce errors and get rid of logging.
-pub(crate) fn set_metadata(
+// berth patch: public (re-exported at the crate root).
+pub fn set_metadata(
     dest: &LocalDestination,
     opts: RestoreOptions,
     path: &PathBuf,
