@@ -62,7 +62,10 @@ fn restic_lists_checks_and_restores_berth_snapshots() {
             }
         }
     }
-    assert!(plain >= 2, "the 3 MiB of random data should be stored uncompressed ({plain} plain, {compressed} compressed)");
+    assert!(
+        plain >= 2,
+        "the 3 MiB of random data should be stored uncompressed ({plain} plain, {compressed} compressed)"
+    );
     assert!(compressed >= 1, "the text should be stored compressed ({plain} plain, {compressed} compressed)");
 
     let target = tempfile::tempdir().unwrap();

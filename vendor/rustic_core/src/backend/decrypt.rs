@@ -1,9 +1,9 @@
-use std::{num::NonZeroU32, sync::Arc};
+use std::{cell::RefCell, num::NonZeroU32, sync::Arc};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, bounded};
 use rayon::{prelude::*, spawn};
-use zstd::stream::{copy_encode, decode_all, encode_all};
+use zstd::stream::{copy_encode, decode_all};
 
 pub use zstd::compression_level_range;
 
@@ -16,6 +16,33 @@ use crate::{
     id::Id,
     repofile::{RepoFile, RepoId},
 };
+
+thread_local! {
+    /// berth patch: each thread's zstd context, kept with its level. A new
+    /// context per blob (`encode_all`) allocated its tables afresh every
+    /// time, and above level 3 those allocations were fresh pages the
+    /// kernel zeroed for every blob: more system time than compressing.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    /// berth patch: each thread's buffer for a compressed blob.
+    static COMPRESSED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// berth patch: compresses `data` at `level` into this thread's buffer with
+/// this thread's context, and hands the result to `f`.
+fn with_compressed<R>(data: &[u8], level: i32, f: impl FnOnce(&[u8]) -> R) -> std::io::Result<R> {
+    COMPRESSOR.with_borrow_mut(|slot| {
+        let compressor = match slot {
+            Some((l, compressor)) if *l == level => compressor,
+            _ => &mut slot.insert((level, zstd::bulk::Compressor::new(level)?)).1,
+        };
+        COMPRESSED.with_borrow_mut(|buf| {
+            buf.clear();
+            buf.reserve(zstd::zstd_safe::compress_bound(data.len()));
+            let _ = compressor.compress_to_buffer(data, buf)?;
+            Ok(f(buf))
+        })
+    })
+}
 
 /// The maximum compression level allowed by zstd
 #[must_use]
@@ -489,25 +516,25 @@ impl<C: CryptoKey> DecryptBackend<C> {
         let (data_encrypted, uncompressed_length) = match self.zstd {
             None => (self.key.encrypt_data(data)?, None),
             // compress if requested
-            Some(level) => {
-                let compressed = encode_all(data, level).map_err(|err| {
-                    RusticError::with_source(
-                        ErrorKind::Internal,
-                        "Failed to encode zstd compressed data. The data may be corrupted.",
-                        err,
-                    )
-                    .attach_context("compression_level", level.to_string())
-                })?;
+            Some(level) => with_compressed(data, level, |compressed| -> RusticResult<_> {
                 // berth patch: a blob that does not shrink is stored as it
                 // is (the format allows either per blob), so reading it back
                 // decrypts it where it lands instead of copying it out of
                 // zstd's raw blocks.
-                if compressed.len() >= data.len() {
+                Ok(if compressed.len() >= data.len() {
                     (self.key.encrypt_data(data)?, None)
                 } else {
-                    (self.key.encrypt_data(&compressed)?, NonZeroU32::new(data_len))
-                }
-            }
+                    (self.key.encrypt_data(compressed)?, NonZeroU32::new(data_len))
+                })
+            })
+            .map_err(|err| {
+                RusticError::with_source(
+                    ErrorKind::Internal,
+                    "Failed to encode zstd compressed data. The data may be corrupted.",
+                    err,
+                )
+                .attach_context("compression_level", level.to_string())
+            })??,
         };
         Ok((data_encrypted, data_len, uncompressed_length))
     }
