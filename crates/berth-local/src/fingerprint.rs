@@ -14,8 +14,8 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 /// Names the fingerprint's layout: a seal written with another layout never
@@ -31,18 +31,9 @@ const LAYOUT: &[u8] = b"berth-fingerprint-v2\0";
 /// digest of every folder's relative path and digest, in path order, so it
 /// does not depend on which thread read what.
 pub fn fingerprint(root: &Path) -> io::Result<String> {
-    let digests = Mutex::new(Vec::new());
-    let failure = Mutex::new(None);
-    let shared = Shared { digests: &digests, failure: &failure };
-    rayon::scope(|scope| visit(scope, shared, root.to_path_buf(), PathBuf::new()));
-    if let Some(err) = failure.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
-        return Err(err);
-    }
-    let mut digests = digests.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-    digests.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut hasher = Sha256::new();
     hasher.update(LAYOUT);
-    for (rel, digest) in digests {
+    for (rel, digest) in digests(root, PathBuf::new())? {
         // Paths hold no NUL byte, so path and digest cannot run together.
         hasher.update(rel.as_os_str().as_bytes());
         hasher.update([0]);
@@ -51,23 +42,17 @@ pub fn fingerprint(root: &Path) -> io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// What the folder tasks report into.
-#[derive(Clone, Copy)]
-struct Shared<'a> {
-    digests: &'a Mutex<Vec<(PathBuf, [u8; 32])>>,
-    failure: &'a Mutex<Option<io::Error>>,
-}
-
-fn visit<'s>(scope: &rayon::Scope<'s>, shared: Shared<'s>, dir: PathBuf, rel: PathBuf) {
-    let digest = digest_dir(&dir, &rel, |sub, sub_rel| {
-        scope.spawn(move |scope| visit(scope, shared, sub, sub_rel));
-    });
-    match digest {
-        Ok(d) => shared.digests.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((rel, d)),
-        Err(e) => {
-            shared.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert(e);
-        }
-    }
+/// The digests of `dir` and of every folder below it, with their paths
+/// relative to the volume, in path order: a folder before its subfolders,
+/// which come in name order, whichever thread read them.
+fn digests(dir: &Path, rel: PathBuf) -> io::Result<Vec<(PathBuf, [u8; 32])>> {
+    let mut subdirs = Vec::new();
+    let digest = digest_dir(dir, &rel, |sub, sub_rel| subdirs.push((sub, sub_rel)))?;
+    let below: Vec<_> =
+        subdirs.into_par_iter().map(|(sub, sub_rel)| digests(&sub, sub_rel)).collect::<io::Result<_>>()?;
+    let mut all = vec![(rel, digest)];
+    all.extend(below.into_iter().flatten());
+    Ok(all)
 }
 
 /// The digest of one folder's entries (name, type, mode, size, inode,

@@ -181,16 +181,19 @@ fn restore_volume(
     // rustic's plan (a walk of the whole target) is only needed to link the
     // other paths of a file with several links; every file is in place with
     // its size and mtime by then, so it finds nothing left to read.
-    let mut plan = RestorePlan::default();
-    if hard_links {
-        plan = repo.prepare_restore(&opts, repo.ls(volume, &ls).map_err(corrupt)?, &dest, false).map_err(corrupt)?;
+    let plan = if hard_links {
+        let plan =
+            repo.prepare_restore(&opts, repo.ls(volume, &ls).map_err(corrupt)?, &dest, false).map_err(corrupt)?;
         if plan.restore_size != 0 {
             return Err(RepoError::Corrupt {
                 snapshot: Some(snapshot.to_string()),
                 detail: format!("{} bytes were not restored by the content pass; restore again", plan.restore_size),
             });
         }
-    }
+        plan
+    } else {
+        RestorePlan::default()
+    };
     let rest = repo
         .ls(volume, &ls)
         .map_err(corrupt)?
@@ -314,8 +317,9 @@ fn write_contents(
             });
         }
         drop(rx);
-        if let Err(err) = produce(repo, volume, target, snapshot, finisher, stats, &tx, &failure, &mut hard_links) {
-            failure.set(err);
+        match produce(repo, volume, target, snapshot, finisher, stats, &tx, &failure) {
+            Ok(links) => hard_links = links,
+            Err(err) => failure.set(err),
         }
         drop(tx);
     });
@@ -328,8 +332,8 @@ fn write_contents(
 }
 
 /// Walks the volume tree in order, creating directories and files and
-/// queueing every blob of every file; sets `hard_links` if a file has
-/// several links.
+/// queueing every blob of every file; returns whether a file has several
+/// links.
 #[allow(clippy::too_many_arguments)]
 fn produce(
     repo: &Repository<IndexedFullStatus>,
@@ -340,15 +344,14 @@ fn produce(
     stats: &mut RestoreStats,
     tx: &crossbeam_channel::Sender<RunJob>,
     failure: &Failure,
-    hard_links: &mut bool,
-) -> Result<(), RepoError> {
+) -> Result<bool, RepoError> {
     let corrupt = |e: Box<RusticError>| RepoError::corrupt_from_rustic(Some(snapshot), &e);
     // Files with several links are written once, at their first path;
     // rustic links the others in its pass. Same rule as rustic's.
     let mut seen_links = HashSet::new();
     for item in repo.ls(volume, &LsOptions::default()).map_err(corrupt)? {
         if failure.is_set() {
-            return Ok(());
+            return Ok(false); // the error that stopped the workers is reported
         }
         let (rel, node) = item.map_err(corrupt)?;
         let path = target.join(&rel);
@@ -358,12 +361,9 @@ fn produce(
                 stats.dirs += 1;
             }
             NodeType::File => {
-                if is_hard_link(&node) {
-                    *hard_links = true;
-                    if !seen_links.insert((node.meta.device_id, node.meta.inode)) {
-                        stats.other += 1;
-                        continue;
-                    }
+                if is_hard_link(&node) && !seen_links.insert((node.meta.device_id, node.meta.inode)) {
+                    stats.other += 1;
+                    continue;
                 }
                 stats.files += 1;
                 queue_file(repo, node, rel, &path, snapshot, finisher, tx)?;
@@ -371,7 +371,7 @@ fn produce(
             _ => stats.other += 1,
         }
     }
-    Ok(())
+    Ok(!seen_links.is_empty())
 }
 
 fn queue_file(
