@@ -26,6 +26,21 @@ pub const SCOPE_HEADER: &str = "x-berth-scope";
 
 /// How long a fetched member list is reused.
 const REFRESH_EVERY: Duration = Duration::from_secs(2);
+/// How long a list known to be off is reused: one that lacks members the
+/// service should have (a member is being started or replaced, and until the
+/// list names it, reads of its files answer 503), or one whose member stopped
+/// answering. Asking again this soon ends a 503 within a quarter second of the
+/// platform listing the replacement, rather than up to [`REFRESH_EVERY`]
+/// later, while a storm of failing requests still costs one fetch per period.
+const REFRESH_SOON: Duration = Duration::from_millis(250);
+
+/// A member list as fetched from the peer-list URL.
+struct Fetched {
+    at: Instant,
+    list: Vec<String>,
+    /// How long it may be reused.
+    fresh_for: Duration,
+}
 
 /// This task's view of its cluster.
 pub struct Cluster {
@@ -34,7 +49,7 @@ pub struct Cluster {
     client: reqwest::Client,
     token: Option<String>,
     timeout: Duration,
-    fetched: Mutex<Option<(Instant, Vec<String>)>>,
+    fetched: Mutex<Option<Fetched>>,
     /// How many members the peer-list URL says the service should have
     /// (its `expected` field; 0: not said).
     expected: std::sync::atomic::AtomicUsize,
@@ -96,7 +111,7 @@ impl Cluster {
             return false;
         }
         let mut fetched = self.fetched.lock().await;
-        let stale = fetched.as_ref().is_some_and(|(at, _)| at.elapsed() >= Duration::from_millis(250));
+        let stale = fetched.as_ref().is_some_and(|f| f.at.elapsed() >= REFRESH_SOON);
         if stale {
             *fetched = None;
         }
@@ -131,9 +146,9 @@ impl Cluster {
 
     async fn fetch_members(&self, url: &str) -> Vec<String> {
         let mut fetched = self.fetched.lock().await;
-        if let Some((at, list)) = &*fetched {
-            if at.elapsed() < REFRESH_EVERY {
-                return list.clone();
+        if let Some(f) = &*fetched {
+            if f.at.elapsed() < f.fresh_for {
+                return f.list.clone();
             }
         }
         let result = async {
@@ -158,14 +173,17 @@ impl Cluster {
                         n
                     })
                     .collect();
-                *fetched = Some((Instant::now(), list.clone()));
+                // This task is a member whether or not the list names it yet.
+                let named = list.len() + usize::from(!list.contains(&self.me));
+                let fresh_for = if named < expected { REFRESH_SOON } else { REFRESH_EVERY };
+                *fetched = Some(Fetched { at: Instant::now(), list: list.clone(), fresh_for });
                 list
             }
             Err(e) => {
                 // Keep serving with the last known members: a flapping peer
                 // service must not split the namespace.
                 tracing::warn!(url, error = %e, "could not fetch the peer list");
-                fetched.as_ref().map(|(_, list)| list.clone()).unwrap_or_default()
+                fetched.as_ref().map(|f| f.list.clone()).unwrap_or_default()
             }
         }
     }

@@ -3,6 +3,8 @@
 
 use std::io::Write;
 use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -88,14 +90,19 @@ fn three_tasks_present_one_namespace() {
 /// A tiny peer-list endpoint answering `body`, as the local platform serves
 /// one; returns its URL. Answers at most 200 requests.
 fn serve_peer_list(body: Value) -> String {
+    serve_changing_peer_list(Arc::new(Mutex::new(body)))
+}
+
+/// [`serve_peer_list`] answering whatever `body` holds at each request.
+fn serve_changing_peer_list(body: Arc<Mutex<Value>>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/peers", listener.local_addr().unwrap());
-    let body = body.to_string();
     std::thread::spawn(move || {
         for stream in listener.incoming().take(200) {
             let Ok(mut s) = stream else { continue };
             let mut buf = [0u8; 2048];
             let _ = std::io::Read::read(&mut s, &mut buf);
+            let body = body.lock().unwrap().to_string();
             let _ = write!(
                 s,
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
@@ -125,6 +132,30 @@ fn a_missing_file_while_a_member_is_being_replaced_is_503_not_404() {
     let complete = serve_peer_list(serde_json::json!({ "peers": [me], "expected": 1 }));
     let task = Server::start_with(Opts::default().port(port).arg("--peers-url").arg(complete));
     assert_eq!(client().get(task.url("/download/elsewhere.bin")).send().unwrap().status(), 404);
+}
+
+#[test]
+fn a_replacement_is_found_soon_after_the_peer_list_names_it() {
+    // The member being replaced holds a file; its replacement is already up,
+    // but the platform does not list it yet.
+    let holder = Server::start();
+    let r = client().put(holder.url("/files/kept.bin")).body("kept").send().unwrap();
+    assert!(r.status().is_success());
+    let port = free_port();
+    let me = format!("http://127.0.0.1:{port}");
+    let list = Arc::new(Mutex::new(serde_json::json!({ "peers": [me], "expected": 2 })));
+    let task =
+        Server::start_with(Opts::default().port(port).arg("--peers-url").arg(serve_changing_peer_list(list.clone())));
+    assert_eq!(client().get(task.url("/download/kept.bin")).send().unwrap().status(), 503);
+
+    // The platform lists the replacement. A list known to lack a member is
+    // asked again within a quarter second, not at the usual two seconds, so
+    // the file is served well before those two seconds are up.
+    *list.lock().unwrap() = serde_json::json!({ "peers": [me, holder.base()], "expected": 2 });
+    std::thread::sleep(Duration::from_millis(600));
+    let r = client().get(task.url("/download/kept.bin")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().unwrap(), "kept");
 }
 
 #[test]

@@ -239,7 +239,14 @@ fn under_load_with_tasks_stopped_every_few_seconds_no_acknowledged_upload_is_los
                         Ok(r) if r.status().is_success() => {
                             acked.lock().unwrap().insert(name, data);
                         }
-                        Ok(r) => failures.lock().unwrap().push((Instant::now(), format!("PUT {name}: {}", r.status()))),
+                        Ok(r) => {
+                            let status = r.status();
+                            let body = r.text().unwrap_or_default();
+                            failures.lock().unwrap().push((
+                                Instant::now(),
+                                format!("PUT {name}: {status} {}", body.chars().take(300).collect::<String>()),
+                            ))
+                        }
                         Err(e) => failures.lock().unwrap().push((Instant::now(), format!("PUT {name}: {e}"))),
                     }
                     let pick = {
@@ -257,7 +264,11 @@ fn under_load_with_tasks_stopped_every_few_seconds_no_acknowledged_upload_is_los
                             Ok((s, body)) if s == 200 => {
                                 assert_eq!(sha256(&body), sha256(&want), "{name} downloaded with other content")
                             }
-                            Ok((s, _)) => failures.lock().unwrap().push((Instant::now(), format!("GET {name}: {s}"))),
+                            // The body says who answered (the load balancer or a task) and why.
+                            Ok((s, body)) => failures.lock().unwrap().push((
+                                Instant::now(),
+                                format!("GET {name}: {s} {}", String::from_utf8_lossy(&body[..body.len().min(300)])),
+                            )),
                             Err(e) => failures.lock().unwrap().push((Instant::now(), format!("GET {name}: {e}"))),
                         }
                     }
