@@ -52,6 +52,8 @@ pub enum ControllerError {
     UnknownService(ClaimName, String),
     #[error("claim {0} did not settle after {1} steps; giving up this pass")]
     NoProgress(ClaimName, usize),
+    #[error("scaling lost {0} compare-and-swaps in a row to other writers of the claims; try again")]
+    ScaleContended(usize),
 }
 
 impl ControllerError {
@@ -61,7 +63,7 @@ impl ControllerError {
             Self::Ledger(e) => !matches!(e, LedgerError::Corrupt(_)),
             Self::Port(e) => e.retryable,
             Self::UnknownService(..) => false,
-            Self::NoProgress(..) => true,
+            Self::NoProgress(..) | Self::ScaleContended(_) => true,
         }
     }
 }
@@ -455,9 +457,24 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
 
     /// Brings each service's claims in line with its desired count. Called
     /// at start and when a count changes, not on every resync: a claim a
-    /// user parked by stopping its task stays parked until then.
+    /// user parked by stopping its task stays parked until then. So a change
+    /// that loses its compare-and-swap (a handoff wrote the claim meanwhile)
+    /// is decided again at once from what the ledger now holds: no later
+    /// pass would make it, and the service would run above or below its count.
     pub async fn scale_services(&self) -> Result<(), ControllerError> {
+        for _ in 0..MAX_STEPS {
+            if !self.scale_pass().await? {
+                return Ok(());
+            }
+        }
+        Err(ControllerError::ScaleContended(MAX_STEPS))
+    }
+
+    /// One pass of [`Self::scale_services`]; returns whether a change lost
+    /// its compare-and-swap.
+    async fn scale_pass(&self) -> Result<bool, ControllerError> {
         let claims = self.ledger.claims().await?;
+        let mut lost = false;
         for service in self.services() {
             let now = self.now();
             let changes = scale(&service, &claims, now).map_err(|e| PortError::permanent(e.to_string()))?;
@@ -480,12 +497,12 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
                             format!("claim {what} (service {} wants {})", service.name, service.desired_count);
                         self.log(EventRecord::new(now, Some(&record.name), "claim-scaled", message)).await;
                     }
-                    Err(e) if e.is_conflict() => {} // someone else scaled it; the next pass sees theirs
+                    Err(e) if e.is_conflict() => lost = true,
                     Err(e) => return Err(e.into()),
                 }
             }
         }
-        Ok(())
+        Ok(lost)
     }
 
     /// Reconciles one claim until it settles; returns when to look again.

@@ -176,6 +176,23 @@ async fn a_user_stop_parks_and_scale_to_zero_is_never_resurrected() {
 }
 
 #[tokio::test]
+async fn a_scale_change_that_loses_its_compare_and_swap_is_made_again() {
+    let world = World::new();
+    let ctl = up(&world, 2).await;
+    // The scale-in's park of files-1 races another writer of that claim (a
+    // handoff step): nothing else would scale again until the count changes.
+    world.faults.clear();
+    world.faults.race_write_at.store(1, Ordering::SeqCst);
+    ctl.set_service(fake::service(1));
+    ctl.scale_services().await.unwrap();
+    assert_eq!(world.claim("files-1").await.desired, DesiredState::Parked);
+    assert_eq!(world.claim("files-0").await.desired, DesiredState::Running);
+    ctl.resync().await.unwrap();
+    invariants(&world).await;
+    assert_eq!(world.runtime.running().len(), 1);
+}
+
+#[tokio::test]
 async fn crash_loop_backs_off_doubling_and_resets_after_healthy() {
     let world = World::new();
     let ctl = up(&world, 1).await;

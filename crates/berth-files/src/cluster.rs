@@ -88,7 +88,11 @@ impl Cluster {
             .ok_or_else(|| format!("advertise URL '{advertise}' is not an http(s) URL such as http://10.0.0.5:5000"))?;
         let client = reqwest::Client::builder()
             .connect_timeout(config.peer_timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
+            // A member closes a connection that has waited its header
+            // timeout for the next request; reusing one it is closing fails
+            // the lookup (a 503 for a file it holds), so idle connections are
+            // dropped here first (members share the service's settings).
+            .pool_idle_timeout(config.header_timeout / 2)
             .build()
             .map_err(|e| format!("cannot build the HTTP client for peers: {e}"))?;
         Ok(Some(Self {

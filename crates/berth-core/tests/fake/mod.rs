@@ -55,6 +55,9 @@ pub struct Faults {
     pub fail_create_at: AtomicU32,
     pub fail_run_at: AtomicU32,
     pub fail_write_at: AtomicU32,
+    /// The `n`-th claim write finds the claim written by someone else just
+    /// before it (its version moved on), so its compare-and-swap is lost.
+    pub race_write_at: AtomicU32,
     calls: Mutex<BTreeMap<&'static str, u32>>,
 }
 
@@ -69,7 +72,9 @@ impl Faults {
         Ok(())
     }
     pub fn clear(&self) {
-        for a in [&self.fail_snapshot_at, &self.fail_create_at, &self.fail_run_at, &self.fail_write_at] {
+        for a in
+            [&self.fail_snapshot_at, &self.fail_create_at, &self.fail_run_at, &self.fail_write_at, &self.race_write_at]
+        {
             a.store(0, Ordering::SeqCst);
         }
         self.calls.lock().unwrap().clear();
@@ -433,6 +438,11 @@ impl Ledger for FakeLedger {
     async fn put_claim(&self, record: &ClaimRecord, expect: Expect) -> Result<ClaimRecord, LedgerError> {
         self.faults.hit("write", &self.faults.fail_write_at).map_err(|e| LedgerError::Unavailable(e.message))?;
         let mut s = self.state.lock().unwrap();
+        if self.faults.hit("claim write", &self.faults.race_write_at).is_err() {
+            if let Some(stored) = s.claims.get_mut(&record.name) {
+                stored.version += 1;
+            }
+        }
         compare_and_swap(&mut s.claims, record.name.clone(), record, expect, |r| r.version, |r, v| r.version = v)
     }
     async fn service(&self, name: &str) -> Result<Option<ServiceRecord>, LedgerError> {

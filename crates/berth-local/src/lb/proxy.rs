@@ -47,6 +47,9 @@ const HOP_BY_HOP: [&str; 8] = [
     "transfer-encoding",
 ];
 
+/// How long an idle connection to a target is kept for the next request.
+const TARGET_IDLE: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// How much the proxy reads from a target at once.
 const READ_BUFFER: usize = 256 * 1024;
 
@@ -65,8 +68,13 @@ impl Proxy {
         connector.set_nodelay(true);
         // Large fixed reads from the target: a body passes in fewer, bigger
         // frames (hyper's adaptive buffer starts at 8 KiB).
+        // Idle connections to targets are dropped well before `berth
+        // serve` closes them (after its 10 s header timeout): a request sent
+        // on a connection the target is closing fails with a 502.
         let client = Client::builder(hyper_util::rt::TokioExecutor::new())
             .http1_read_buf_exact_size(READ_BUFFER)
+            .pool_idle_timeout(TARGET_IDLE)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
             .build(connector);
         Self { pool, client, port, proto }
     }

@@ -11,7 +11,8 @@ use berth_repo::{Progress, Repo, RepoError};
 /// Where the repository is and how to open it.
 #[derive(Debug, clap::Args)]
 pub struct RepoArgs {
-    /// Repository: a folder (created on first use). Default: <state>/repository.
+    /// Repository: a folder, or s3://BUCKET/PREFIX?region=…[&endpoint=URL] with AWS_*
+    /// credentials from the environment; created on first use. Default: <state>/repository.
     #[arg(long, global = true, env = "BERTH_REPOSITORY", value_name = "LOCATION", help_heading = "Repository")]
     repo: Option<String>,
 
