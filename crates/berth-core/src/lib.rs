@@ -19,6 +19,7 @@ pub mod ecs_task;
 pub mod event;
 pub mod intent;
 pub mod ledger;
+pub mod membership;
 pub mod ports;
 pub mod reconcile;
 pub mod retention;

@@ -38,6 +38,8 @@ const REFRESH_SOON: Duration = Duration::from_millis(250);
 struct Fetched {
     at: Instant,
     list: Vec<String>,
+    /// The members that take no new files (being parked or replaced).
+    leaving: Vec<String>,
     /// How long it may be reused.
     fresh_for: Duration,
 }
@@ -62,6 +64,8 @@ enum PeerList {
         peers: Vec<String>,
         #[serde(default)]
         expected: Option<usize>,
+        #[serde(default)]
+        leaving: Vec<String>,
     },
     List(Vec<String>),
 }
@@ -162,9 +166,9 @@ impl Cluster {
         .await;
         match result {
             Ok(list) => {
-                let (peers, expected) = match list {
-                    PeerList::Object { peers, expected } => (peers, expected.unwrap_or(0)),
-                    PeerList::List(peers) => (peers, 0),
+                let (peers, expected, leaving) = match list {
+                    PeerList::Object { peers, expected, leaving } => (peers, expected.unwrap_or(0), leaving),
+                    PeerList::List(peers) => (peers, 0, Vec::new()),
                 };
                 self.expected.store(expected, std::sync::atomic::Ordering::Relaxed);
                 let list: Vec<String> = peers
@@ -177,10 +181,11 @@ impl Cluster {
                         n
                     })
                     .collect();
+                let leaving = leaving.iter().filter_map(|u| normalize(u)).collect();
                 // This task is a member whether or not the list names it yet.
                 let named = list.len() + usize::from(!list.contains(&self.me));
                 let fresh_for = if named < expected { REFRESH_SOON } else { REFRESH_EVERY };
-                *fetched = Some(Fetched { at: Instant::now(), list: list.clone(), fresh_for });
+                *fetched = Some(Fetched { at: Instant::now(), list: list.clone(), leaving, fresh_for });
                 list
             }
             Err(e) => {
@@ -189,6 +194,20 @@ impl Cluster {
                 tracing::warn!(url, error = %e, "could not fetch the peer list");
                 fetched.as_ref().map(|f| f.list.clone()).unwrap_or_default()
             }
+        }
+    }
+
+    /// Of `reachable`, the members a new file may be placed on: all but
+    /// those the peer list says are leaving (a file placed on a claim being
+    /// parked would go offline with it), unless that leaves none.
+    pub async fn placeable(&self, reachable: &[String]) -> Vec<String> {
+        let fetched = self.fetched.lock().await;
+        let leaving = fetched.as_ref().map(|f| f.leaving.as_slice()).unwrap_or_default();
+        let staying: Vec<String> = reachable.iter().filter(|m| !leaving.contains(m)).cloned().collect();
+        if staying.is_empty() {
+            reachable.to_vec()
+        } else {
+            staying
         }
     }
 

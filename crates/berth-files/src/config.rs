@@ -13,8 +13,9 @@ pub enum PeerSource {
     None,
     /// A fixed list of member base URLs (this task's own URL included or not).
     Static(Vec<String>),
-    /// A URL answering `{"peers": [...]}` or `[...]`, fetched every few seconds,
-    /// so members can come and go (the local platform serves one).
+    /// A URL answering `{"peers": [...], "expected": N, "leaving": [...]}` or
+    /// `[...]`, fetched every few seconds, so members can come and go (the
+    /// local platform serves one).
     Url(String),
 }
 

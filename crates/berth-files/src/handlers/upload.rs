@@ -354,9 +354,11 @@ async fn remote_placement(state: &Shared, headers: &HeaderMap, name: &FileName) 
     if let Some(holder) = found.holder {
         return Ok(Some(holder));
     }
-    // Placed among the members that answer: while one is being replaced,
-    // new names go to the others rather than fail.
-    let chosen = owner(name, &found.reachable);
+    // Placed among the members that answer and are staying: while one is
+    // being replaced, new names go to the others rather than fail, and none
+    // goes to a claim being parked.
+    let candidates = cluster.placeable(&found.reachable).await;
+    let chosen = owner(name, &candidates);
     Ok((chosen != cluster.me()).then(|| chosen.to_owned()))
 }
 

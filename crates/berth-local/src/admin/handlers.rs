@@ -46,27 +46,14 @@ pub async fn tasks(State(app): State<AppState>) -> Answer {
     Ok(Json(serde_json::to_value(tasks).map_err(ApiError::internal)?))
 }
 
-/// The running tasks of a service as `berth serve` reads a peer list.
+/// The running tasks of a service as `berth serve` reads a peer list
+/// (core's [`berth_core::membership`]).
 pub async fn peers(State(app): State<AppState>, Path(service): Path<String>) -> Answer {
     let tasks = app.platform.runtime.tasks().await.map_err(ApiError::internal)?;
     let claims = app.platform.ledger.claims().await.map_err(ApiError::internal)?;
-    // A fork is a copy on the side: it neither joins nor serves the
-    // service's file namespace.
-    let forks: Vec<&ClaimName> = claims.iter().filter(|c| c.fork_of.is_some()).map(|c| &c.name).collect();
-    let mut peers: Vec<String> = tasks
-        .iter()
-        .filter(|t| t.service.as_deref() == Some(service.as_str()) && t.last_status == berth_core::TaskStatus::Running)
-        .filter(|t| t.claim.as_ref().is_none_or(|c| !forks.contains(&c)))
-        .filter_map(|t| t.endpoint.as_ref().map(|e| format!("http://{e}")))
-        .collect();
-    peers.sort();
-    // How many tasks the service should have: a member missing from the
-    // list is being started or replaced, and its files are not gone.
-    let expected = claims
-        .iter()
-        .filter(|c| c.service == service && c.desired == DesiredState::Running && c.fork_of.is_none())
-        .count();
-    Ok(Json(json!({ "peers": peers, "expected": expected })))
+    let m = berth_core::membership::membership(&service, &claims, &tasks);
+    let urls = |endpoints: Vec<String>| endpoints.into_iter().map(|e| format!("http://{e}")).collect::<Vec<_>>();
+    Ok(Json(json!({ "peers": urls(m.members), "leaving": urls(m.leaving), "expected": m.expected })))
 }
 
 pub async fn claims(State(app): State<AppState>) -> Answer {

@@ -45,7 +45,9 @@ pub struct Args {
     #[arg(long, env = "BERTH_PEERS", value_delimiter = ',', value_name = "URL,...", conflicts_with = "peers_url")]
     peers: Vec<String>,
 
-    /// URL answering the member list as JSON (`{"peers": [...]}`), polled every 2 s.
+    /// URL answering the member list as JSON, polled every 2 s: `{"peers": [URL...],
+    /// "expected": N, "leaving": [URL...]}` (members that should run, and members that take no new
+    /// files; both optional) or a plain array of URLs.
     #[arg(long, env = "BERTH_PEERS_URL", value_name = "URL")]
     peers_url: Option<String>,
 

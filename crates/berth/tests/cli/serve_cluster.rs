@@ -159,6 +159,35 @@ fn a_replacement_is_found_soon_after_the_peer_list_names_it() {
 }
 
 #[test]
+fn no_new_file_is_placed_on_a_member_that_is_leaving() {
+    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let urls: Vec<String> = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
+    // The second member's claim is being parked: it still serves reads.
+    let list = serve_peer_list(serde_json::json!({ "peers": urls, "expected": 1, "leaving": [urls[1]] }));
+    let tasks: Vec<Server> = ports
+        .iter()
+        .map(|&p| Server::start_with(Opts::default().port(p).arg("--peers-url").arg(list.clone())))
+        .collect();
+    let c = client();
+    // Written before it was leaving (straight onto its volume, as a local write).
+    let r = c.put(tasks[1].url("/files/old.txt")).header("x-berth-scope", "local").body("old").send().unwrap();
+    assert!(r.status().is_success());
+    for i in 0..20 {
+        let r = c.put(tasks[i % 2].url(&format!("/files/n{i}"))).body(format!("{i}")).send().unwrap();
+        assert!(r.status().is_success(), "{}", r.text().unwrap());
+    }
+    assert_eq!(tasks[0].disk_names().len(), 20, "every new name on the member that stays");
+    assert_eq!(tasks[1].disk_names(), vec!["old.txt".to_string()]);
+    // Reads reach both, and a name that lives on the leaving member is
+    // rewritten there, not copied.
+    assert_eq!(c.get(tasks[1].url("/download/n3")).send().unwrap().text().unwrap(), "3");
+    assert_eq!(c.get(tasks[0].url("/download/old.txt")).send().unwrap().text().unwrap(), "old");
+    let r = c.put(tasks[0].url("/files/old.txt")).body("v2").send().unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(std::fs::read_to_string(tasks[1].storage.join("old.txt")).unwrap(), "v2");
+}
+
+#[test]
 fn members_come_from_a_peer_list_url() {
     // A tiny peer-list endpoint, as the local platform will serve.
     let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
