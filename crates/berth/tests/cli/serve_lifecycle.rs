@@ -64,11 +64,19 @@ fn sigterm_finishes_in_flight_uploads_then_exits_0() {
     for _ in 0..4 {
         s.write_all(&chunk).unwrap();
     }
-    std::thread::sleep(Duration::from_millis(200));
+    // The request is in flight once its body streams into a temporary file.
+    let storage = server.storage.clone();
+    assert!(
+        wait_for(|| std::fs::read_dir(&storage).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".berth-tmp-"))),
+        "the upload streams into a temporary file"
+    );
     server.signal(libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(300));
     // New connections are refused once draining started.
-    assert!(TcpStream::connect(server.addr).is_err(), "listener closed on SIGTERM");
+    assert!(wait_for(|| TcpStream::connect(server.addr).is_err()), "listener closed on SIGTERM");
     for _ in 0..4 {
         s.write_all(&chunk).unwrap();
     }

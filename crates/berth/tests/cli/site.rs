@@ -222,20 +222,7 @@ impl Site {
     /// given).
     pub(crate) fn serving(&self, claim: &str, generation: Option<u64>) -> Option<Value> {
         let claims = self.try_json(&["claims"])?;
-        let c = claims.as_array()?.iter().find(|c| c["name"] == claim)?.clone();
-        if c["desired"] != "running" || !c["handoff"].is_null() || c["task"].is_null() {
-            return None;
-        }
-        if generation.is_some_and(|g| c["generation"] != g) {
-            return None;
-        }
-        let tasks = self.try_json(&["ps"])?;
-        let t = tasks.as_array()?.iter().find(|t| t["arn"] == c["task"])?.clone();
-        let ok = t["claim"] == claim
-            && t["generation"] == c["generation"]
-            && t["last_status"] == "RUNNING"
-            && t["health"] == "HEALTHY";
-        ok.then_some(t)
+        serving_in(&claims, &self.try_json(&["ps"])?, claim, generation)
     }
 
     pub(crate) fn wait_serving(&self, claim: &str, generation: Option<u64>) -> Value {
@@ -423,4 +410,22 @@ pub(crate) fn assert_redirects_to_https(http: &str) {
         .unwrap();
     let redirect = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(redirect.starts_with("308 https://"), "{redirect}");
+}
+
+/// [`Site::serving`] judged from one reading of `berth claims` and one of
+/// `berth ps`, so several claims can be judged at one moment.
+pub(crate) fn serving_in(claims: &Value, tasks: &Value, claim: &str, generation: Option<u64>) -> Option<Value> {
+    let c = claims.as_array()?.iter().find(|c| c["name"] == claim)?;
+    if c["desired"] != "running" || !c["handoff"].is_null() || c["task"].is_null() {
+        return None;
+    }
+    if generation.is_some_and(|g| c["generation"] != g) {
+        return None;
+    }
+    let t = tasks.as_array()?.iter().find(|t| t["arn"] == c["task"])?;
+    let ok = t["claim"] == claim
+        && t["generation"] == c["generation"]
+        && t["last_status"] == "RUNNING"
+        && t["health"] == "HEALTHY";
+    ok.then(|| t.clone())
 }

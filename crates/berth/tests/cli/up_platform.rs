@@ -18,10 +18,14 @@ fn task_revision(task: &Value) -> u64 {
 }
 
 /// The claims of `files` that serve a healthy task now.
+/// How many claims serve, judged from one reading of claims and tasks (one
+/// reading per claim could see a claim before and the next after a step and
+/// count both down).
 fn serving_count(site: &Site) -> Option<usize> {
     let claims = site.try_json(&["claims"])?;
-    let names: Vec<String> = claims.as_array()?.iter().filter_map(|c| c["name"].as_str().map(str::to_owned)).collect();
-    Some(names.iter().filter(|n| site.serving(n, None).is_some()).count())
+    let tasks = site.try_json(&["ps"])?;
+    let names = claims.as_array()?.iter().filter_map(|c| c["name"].as_str());
+    Some(names.filter(|n| serving_in(&claims, &tasks, n, None).is_some()).count())
 }
 
 fn events_of_kind(site: &Site, kind: &str) -> Vec<Value> {
