@@ -52,61 +52,40 @@ pub fn membership(service: &str, claims: &[ClaimRecord], tasks: &[TaskInfo]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claim::{ClaimName, Generation};
-    use crate::task::{Health, TaskArn};
-    use chrono::Utc;
+    use crate::claim::ClaimName;
+    use crate::targets::tests::{claim, task};
 
-    fn task(arn: &str, claim: &str, port: u16, desired: TaskStatus) -> TaskInfo {
-        TaskInfo {
-            arn: TaskArn(arn.into()),
-            service: Some("files".into()),
-            claim: Some(ClaimName::parse(claim).unwrap()),
-            generation: Some(Generation(1)),
-            last_status: TaskStatus::Running,
-            desired_status: desired,
-            health: Health::Healthy,
-            has_health_check: true,
-            stop_code: None,
-            stopped_reason: None,
-            created_at: Utc::now(),
-            started_at: None,
-            stopped_at: None,
-            version: 1,
-            endpoint: Some(format!("127.0.0.1:{port}")),
-            pid: None,
-            definition: None,
-        }
-    }
-
-    fn claim(name: &str, task: Option<&str>, desired: DesiredState) -> ClaimRecord {
-        let mut c = ClaimRecord::new(ClaimName::parse(name).unwrap(), "files", 0, 1, Utc::now());
-        c.task = task.map(|t| TaskArn(t.into()));
-        c.desired = desired;
-        c
+    /// A running task of `claim` at `ip`, asked to run or to stop.
+    fn member(arn: &str, claim: &str, ip: &str, desired: TaskStatus) -> TaskInfo {
+        let mut t = task(arn, ip, TaskStatus::Running, desired);
+        t.claim = Some(ClaimName::parse(claim).unwrap());
+        t
     }
 
     #[test]
     fn parking_and_stopping_members_serve_reads_but_take_no_new_files() {
-        let mut fork = claim("files-9", Some("t-fork"), DesiredState::Running);
+        let mut fork = claim("files-9", "t-fork", DesiredState::Running);
         fork.fork_of = Some(ClaimName::parse("files-0").unwrap());
+        let mut starting = claim("files-3", "", DesiredState::Running);
+        starting.task = None;
         let claims = [
-            claim("files-0", Some("t0"), DesiredState::Running),
-            claim("files-1", Some("t1"), DesiredState::Parked),
-            claim("files-2", Some("t2-new"), DesiredState::Running),
-            claim("files-3", None, DesiredState::Running),
+            claim("files-0", "t0", DesiredState::Running),
+            claim("files-1", "t1", DesiredState::Parked),
+            claim("files-2", "t2-new", DesiredState::Running),
+            starting,
             fork,
         ];
         let tasks = [
-            task("t0", "files-0", 5000, TaskStatus::Running),
-            task("t1", "files-1", 5001, TaskStatus::Running),
-            task("t2-old", "files-2", 5002, TaskStatus::Stopped),
-            task("t2-new", "files-2", 5003, TaskStatus::Running),
-            task("t-fork", "files-9", 5009, TaskStatus::Running),
+            member("t0", "files-0", "10.0.0.1", TaskStatus::Running),
+            member("t1", "files-1", "10.0.0.2", TaskStatus::Running),
+            member("t2-old", "files-2", "10.0.0.3", TaskStatus::Stopped),
+            member("t2-new", "files-2", "10.0.0.4", TaskStatus::Running),
+            member("t-fork", "files-9", "10.0.0.9", TaskStatus::Running),
         ];
         let m = membership("files", &claims, &tasks);
-        let eps = |ports: &[u16]| ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>();
-        assert_eq!(m.members, eps(&[5000, 5001, 5002, 5003]), "the fork is not a member");
-        assert_eq!(m.leaving, eps(&[5001, 5002]), "the parking claim's task and the old generation's");
+        let eps = |ips: &[u8]| ips.iter().map(|i| format!("10.0.0.{i}:5000")).collect::<Vec<_>>();
+        assert_eq!(m.members, eps(&[1, 2, 3, 4]), "the fork is not a member");
+        assert_eq!(m.leaving, eps(&[2, 3]), "the parking claim's task and the old generation's");
         assert_eq!(m.expected, 3, "files-0, files-2 and files-3 (being started); not the parked one or the fork");
         assert_eq!(membership("other", &claims, &tasks), Membership::default());
     }

@@ -48,13 +48,13 @@ pub fn plan(claims: &[ClaimRecord], tasks: &[TaskInfo], registered: &BTreeSet<St
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::claim::{ClaimName, Generation};
     use crate::task::{Health, TaskArn};
     use chrono::Utc;
 
-    fn task(arn: &str, ip: &str, last: TaskStatus, desired: TaskStatus) -> TaskInfo {
+    pub(crate) fn task(arn: &str, ip: &str, last: TaskStatus, desired: TaskStatus) -> TaskInfo {
         TaskInfo {
             arn: TaskArn(arn.into()),
             service: Some("files".into()),
@@ -76,7 +76,7 @@ mod tests {
         }
     }
 
-    fn claim(name: &str, task: &str, desired: DesiredState) -> ClaimRecord {
+    pub(crate) fn claim(name: &str, task: &str, desired: DesiredState) -> ClaimRecord {
         let mut c = ClaimRecord::new(ClaimName::parse(name).unwrap(), "files", 0, 1, Utc::now());
         c.task = Some(TaskArn(task.into()));
         c.desired = desired;
