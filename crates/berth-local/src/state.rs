@@ -51,6 +51,11 @@ impl StateDir {
         self.root.join("logs")
     }
 
+    /// The process groups of running tasks (see `supervisor::leftovers`).
+    pub fn task_groups(&self) -> PathBuf {
+        self.root.join("task-groups")
+    }
+
     pub fn admin(&self) -> PathBuf {
         self.root.join("admin.json")
     }

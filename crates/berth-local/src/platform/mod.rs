@@ -42,7 +42,7 @@ use queue::Queue;
 
 use crate::ledger::SqliteLedger;
 use crate::state::StateDir;
-use crate::supervisor::{LocalRuntime, SupervisorConfig};
+use crate::supervisor::{leftovers, LocalRuntime, SupervisorConfig};
 use crate::volumes::LocalVolumes;
 
 /// The outcome of [`Platform::update_claim`].
@@ -125,9 +125,17 @@ impl Platform {
         let lock = StateLock::acquire(&state)?;
         remove_staging(&state);
         let ledger = Arc::new(SqliteLedger::open(&state.ledger())?);
+        // Held the state lock: no other supervisor of this state is running,
+        // so whatever its recorded task groups still hold was left behind.
+        match leftovers::reap(&state.task_groups()) {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(killed = n, "killed processes the tasks of a previous run left behind"),
+            Err(e) => tracing::warn!(error = %e, "cannot check for processes a previous run left behind"),
+        }
         let mut supervisor = SupervisorConfig::new(program, state.logs());
         supervisor.cluster = config.cluster.clone();
         supervisor.admin_url = admin_url;
+        supervisor.groups = Some(state.task_groups());
         let runtime = Arc::new(LocalRuntime::new(supervisor));
         let mut services = config.specs();
         for s in &mut services {

@@ -39,6 +39,10 @@ pub struct SupervisorConfig {
     /// their peers. Set at launch, not in the definition, because the
     /// admin port changes between starts and the definition must not.
     pub admin_url: Option<String>,
+    /// Where each running task's process group is recorded, so that the
+    /// next supervisor kills what a killed one's tasks left running (see
+    /// `leftovers`). None: not recorded.
+    pub groups: Option<PathBuf>,
 }
 
 impl SupervisorConfig {
@@ -58,6 +62,7 @@ impl SupervisorConfig {
                 .collect(),
             event_capacity: 1024,
             admin_url: None,
+            groups: None,
         }
     }
 }

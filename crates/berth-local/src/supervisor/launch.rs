@@ -18,7 +18,7 @@ use berth_core::{HealthCheck, PortError, TaskArn, TaskInfo, TaskStatus};
 use chrono::Utc;
 
 use super::table::Shared;
-use super::{health, lifecycle, process};
+use super::{health, leftovers, lifecycle, process};
 
 /// What a launch needs beyond the task's record.
 pub(crate) struct Launch {
@@ -52,6 +52,11 @@ pub(crate) fn launch(shared: &Arc<Shared>, launch: Launch) -> Result<TaskInfo, P
             return shared.fail_to_start(&arn, format!("CannotStartContainerError: {reason}")).ok_or_else(vanished)
         }
     };
+    if let (Some(dir), Some(pgid)) = (&shared.config.groups, child.id()) {
+        if let Err(e) = leftovers::record(dir, pgid, &arn) {
+            tracing::warn!(task = %arn, error = %e, "cannot record the task's process group");
+        }
+    }
     let leaving = shared.lock().tasks.get(&arn).map(|r| r.leaving.subscribe());
     let info = shared.started(&arn, child.id());
     let (Some(info), Some(leaving)) = (info, leaving) else {

@@ -15,8 +15,8 @@ use berth_core::TaskArn;
 use tokio::process::Child;
 use tokio::sync::watch;
 
-use super::process;
 use super::table::Shared;
+use super::{leftovers, process};
 
 /// Watches `child`, the process of task `arn`, until it exits.
 pub(crate) async fn watch(
@@ -39,6 +39,9 @@ pub(crate) async fn watch(
         },
     };
     process::signal_group(pgid, libc::SIGKILL);
+    if let (Some(dir), Some(pgid)) = (&shared.config.groups, pgid) {
+        leftovers::forget(dir, pgid);
+    }
     let exit_code = match status {
         Ok(status) => Some(process::exit_code(status)),
         Err(e) => {

@@ -20,6 +20,7 @@ mod config;
 mod events;
 mod health;
 mod launch;
+pub(crate) mod leftovers;
 mod lifecycle;
 mod names;
 mod probe;

@@ -7,9 +7,9 @@
 //! supervisor must not leave tasks writing to volumes that a replacement
 //! will be restored onto. The kernel ties that signal to the thread that
 //! forked the child, hence the spawner thread (see `spawner`). It reaches
-//! the task's own process only: a task that daemonizes children of its own
-//! leaves them behind if the supervisor is killed (a stop or an exit of the
-//! task kills its whole group).
+//! the task's own process only: what the task started outlives a killed
+//! supervisor until the next one starts and kills it (see `leftovers`); a
+//! stop or an exit of the task kills its whole group at once.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::site::*;
+use crate::util::BERTH;
 
 #[test]
 fn up_survives_kill_spot_and_health_failures_and_down_up() {
@@ -276,4 +277,49 @@ fn the_blogs_validation_sequence_passes_through_the_load_balancer() {
             .then_some(())
     });
     check(&files);
+}
+
+/// The processes whose environment names task `arn`, from `/proc`.
+fn processes_of_task(arn: &str) -> Vec<u32> {
+    let marker = format!("BERTH_TASK_ARN={arn}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == marker.as_bytes()))
+        })
+        .collect()
+}
+
+#[test]
+fn what_a_task_started_outlives_a_killed_berth_up_only_until_the_next_start() {
+    // ONE_CLAIM, its task a shell that starts the server.
+    let toml = ONE_CLAIM.replace(
+        "stop_timeout = \"5s\"\n",
+        &format!("stop_timeout = \"5s\"\ncommand = [\"sh\", \"-c\", '\"{BERTH}\" serve & wait']\n"),
+    );
+    assert!(toml.contains("command"), "{toml}");
+    let site = Site::new(&toml);
+    let mut up = site.up(&[]);
+    let t = site.wait_serving("files-0", Some(1));
+    let arn = t["arn"].as_str().unwrap().to_owned();
+    let shell = t["pid"].as_u64().unwrap() as u32;
+    assert!(processes_of_task(&arn).len() >= 2, "the shell and the server it started");
+
+    // The shell dies with berth up; the server it started does not.
+    up.kill9();
+    let left = site.wait_until("the task's shell to die with berth up", || {
+        let left = processes_of_task(&arn);
+        (!left.contains(&shell)).then_some(left)
+    });
+    assert!(!left.is_empty(), "the server the shell started outlives berth up");
+
+    // The next start kills it before the claim starts again on that volume.
+    let _up = site.up(&[]);
+    site.wait_until("the left-behind server to be killed", || processes_of_task(&arn).is_empty().then_some(()));
+    let t2 = site.wait_serving("files-0", Some(2));
+    let groups: Vec<_> = std::fs::read_dir(site.state.join("task-groups")).unwrap().collect();
+    assert_eq!(groups.len(), 1, "only the running task's group is recorded: {groups:?}");
+    assert_ne!(t2["arn"], t["arn"]);
 }
