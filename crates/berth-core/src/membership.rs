@@ -32,8 +32,6 @@ pub struct Membership {
 /// The peer list of `service`. A fork is a copy on the side: it neither
 /// joins nor serves the service's namespace.
 pub fn membership(service: &str, claims: &[ClaimRecord], tasks: &[TaskInfo]) -> Membership {
-    let own: Vec<ClaimRecord> =
-        claims.iter().filter(|c| c.service == service && c.fork_of.is_none()).cloned().collect();
     let forks: BTreeSet<_> = claims.iter().filter(|c| c.fork_of.is_some()).map(|c| &c.name).collect();
     let members: BTreeSet<String> = tasks
         .iter()
@@ -41,11 +39,15 @@ pub fn membership(service: &str, claims: &[ClaimRecord], tasks: &[TaskInfo]) -> 
         .filter(|t| t.claim.as_ref().is_none_or(|c| !forks.contains(c)))
         .filter_map(|t| t.endpoint.clone())
         .collect();
-    let staying = crate::targets::wanted(&own, tasks);
+    // Other services' targets are no members, so every claim can be asked.
+    let staying = crate::targets::wanted(claims, tasks);
     Membership {
         leaving: members.difference(&staying).cloned().collect(),
         members: members.into_iter().collect(),
-        expected: own.iter().filter(|c| c.desired == DesiredState::Running).count(),
+        expected: claims
+            .iter()
+            .filter(|c| c.service == service && c.fork_of.is_none() && c.desired == DesiredState::Running)
+            .count(),
     }
 }
 

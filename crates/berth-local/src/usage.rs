@@ -38,6 +38,8 @@ pub struct ProcessTreeSample {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Stat {
     ppid: u32,
+    /// The process group.
+    pgrp: u32,
     /// utime + stime + cutime + cstime, in ticks.
     ticks: u64,
     /// Resident pages.
@@ -92,6 +94,11 @@ pub fn usage(prev: &ProcessTreeSample, next: &ProcessTreeSample, cpu_units: u32,
     TaskUsage { cpu_percent_of_reservation: cpu, memory_percent_of_reservation: memory }
 }
 
+/// The process group of process `pid`; `None` when it is gone or unreadable.
+pub(crate) fn process_group(pid: u32) -> Option<u32> {
+    read_stat(pid).ok().map(|s| s.pgrp)
+}
+
 fn read_stat(pid: u32) -> io::Result<Stat> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat"))?;
     parse_stat(&text).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("unreadable /proc/{pid}/stat")))
@@ -106,7 +113,8 @@ fn parse_stat(text: &str) -> Option<Stat> {
     let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
     let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
     let ticks = [14, 15, 16, 17].into_iter().map(field).sum::<Option<u64>>()?;
-    Some(Stat { ppid: u32::try_from(field(4)?).ok()?, ticks, rss_pages: field(24)? })
+    let id = |n: usize| u32::try_from(field(n)?).ok();
+    Some(Stat { ppid: id(4)?, pgrp: id(5)?, ticks, rss_pages: field(24)? })
 }
 
 /// Clock ticks a second (`sysconf(_SC_CLK_TCK)`, 100 on Linux in practice).
@@ -134,8 +142,15 @@ mod tests {
         // utime stime cutime cstime priority nice threads itrealvalue starttime vsize rss …
         let line =
             "42 (a) b (c)) S 7 42 42 0 -1 4194560 100 0 0 0 11 22 33 44 20 0 1 0 5 1000 256 18446744073709551615";
-        assert_eq!(parse_stat(line), Some(Stat { ppid: 7, ticks: 110, rss_pages: 256 }));
+        assert_eq!(parse_stat(line), Some(Stat { ppid: 7, pgrp: 42, ticks: 110, rss_pages: 256 }));
         assert_eq!(parse_stat("42 (x) S"), None);
+    }
+
+    #[test]
+    fn this_process_group_is_read_from_proc() {
+        // SAFETY: getpgrp has no preconditions.
+        let own = unsafe { libc::getpgrp() } as u32;
+        assert_eq!(process_group(std::process::id()), Some(own));
     }
 
     #[test]

@@ -12,11 +12,14 @@
 //! the task's `BERTH_TASK_ARN`: after a reboot, or once the group emptied,
 //! the id may belong to something else.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use berth_core::TaskArn;
+
+use crate::usage;
 
 /// Records that the process group `pgid` runs task `arn`.
 pub(crate) fn record(dir: &Path, pgid: u32, arn: &TaskArn) -> io::Result<()> {
@@ -41,72 +44,57 @@ pub(crate) fn forget(dir: &Path, pgid: u32) {
 /// Kills every process a previous supervisor's tasks left running, and
 /// forgets their records; returns how many processes were killed.
 pub fn reap(dir: &Path) -> io::Result<usize> {
-    let records = match fs::read_dir(dir) {
+    let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
     };
-    let mut killed = 0;
-    for entry in records {
+    // The recorded groups, each with the marker its processes carry.
+    let mut groups: HashMap<u32, String> = HashMap::new();
+    let mut files = Vec::new();
+    for entry in entries {
         let path = entry?.path();
-        let Some(pgid) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<u32>().ok()) else {
-            // A staging file of a record that was never renamed.
-            let _ = fs::remove_file(&path);
-            continue;
-        };
-        let arn = fs::read_to_string(&path)?;
-        for pid in group_members(pgid, arn.trim())? {
-            // SAFETY: kill(2) has no memory-safety preconditions.
-            if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
-                tracing::warn!(pid, pgid, task = arn.trim(), "killed a process a previous run's task left behind");
-                killed += 1;
-            }
+        // A staging file of a record that was never renamed has no group.
+        if let Some(pgid) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<u32>().ok()) {
+            groups.insert(pgid, format!("BERTH_TASK_ARN={}", fs::read_to_string(&path)?.trim()));
         }
+        files.push(path);
+    }
+    let killed = if groups.is_empty() { 0 } else { kill_recorded(&groups)? };
+    // Forgotten only once their processes are gone: a failed scan keeps them
+    // for the next start.
+    for path in files {
         fs::remove_file(&path)?;
     }
     Ok(killed)
 }
 
-/// The processes in group `pgid` whose environment names task `arn`.
-fn group_members(pgid: u32, arn: &str) -> io::Result<Vec<libc::pid_t>> {
-    let marker = format!("BERTH_TASK_ARN={arn}");
-    let mut pids = Vec::new();
+/// Kills the processes of the recorded `groups` (group id → the variable
+/// its task's processes carry); returns how many.
+fn kill_recorded(groups: &HashMap<u32, String>) -> io::Result<usize> {
+    let mut killed = 0;
     for entry in fs::read_dir("/proc")? {
-        let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse::<libc::pid_t>().ok()) else {
+        let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
-        let proc = PathBuf::from(format!("/proc/{pid}"));
-        // A process may exit while it is read: skip it.
-        if process_group(&proc) != Some(pgid) {
+        // A process may exit while it is read: it is skipped.
+        let Some(marker) = usage::process_group(pid).and_then(|g| groups.get(&g)) else { continue };
+        let Ok(environ) = fs::read(format!("/proc/{pid}/environ")) else { continue };
+        if !environ.split(|b| *b == 0).any(|var| var == marker.as_bytes()) {
             continue;
         }
-        let Ok(environ) = fs::read(proc.join("environ")) else { continue };
-        if environ.split(|b| *b == 0).any(|var| var == marker.as_bytes()) {
-            pids.push(pid);
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        if libc::pid_t::try_from(pid).is_ok_and(|p| unsafe { libc::kill(p, libc::SIGKILL) } == 0) {
+            tracing::warn!(pid, task = marker, "killed a process a previous run's task left behind");
+            killed += 1;
         }
     }
-    Ok(pids)
-}
-
-/// The process group of the process at `proc` (`/proc/PID`), from its
-/// `stat`: the fifth field, counted after the command name, which is in
-/// parentheses and may itself hold spaces and parentheses.
-fn process_group(proc: &Path) -> Option<u32> {
-    let stat = fs::read_to_string(proc.join("stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(2)?.parse().ok()
+    Ok(killed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn this_process_group_is_read_from_proc() {
-        // SAFETY: getpgrp has no preconditions.
-        let own = unsafe { libc::getpgrp() } as u32;
-        assert_eq!(process_group(Path::new("/proc/self")), Some(own));
-    }
 
     #[test]
     fn a_record_names_its_task_and_reaping_an_empty_group_forgets_it() {

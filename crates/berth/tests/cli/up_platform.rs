@@ -17,8 +17,7 @@ fn task_revision(task: &Value) -> u64 {
     task["definition"].as_str().and_then(|d| d.rsplit(':').next()).and_then(|r| r.parse().ok()).unwrap_or(0)
 }
 
-/// The claims of `files` that serve a healthy task now.
-/// How many claims serve, judged from one reading of claims and tasks (one
+/// How many claims serve a healthy task now, judged from one reading of claims and tasks (one
 /// reading per claim could see a claim before and the next after a step and
 /// count both down).
 fn serving_count(site: &Site) -> Option<usize> {
