@@ -121,6 +121,7 @@ pub fn snapshot_record(s: &Snapshot) -> Option<SnapshotRecord> {
         // berth's own lock tag; EBS's LockSnapshot is not used yet (README).
         lock: tags::lock(&tags),
         consistency: tags::consistency(&tags),
+        volume: s.volume_id().filter(|v| !v.is_empty()).map(|v| VolumeId(v.to_owned())),
     })
 }
 
@@ -203,6 +204,7 @@ impl Volumes for EbsVolumes {
             pending: answer.state() != Some(&SnapshotState::Completed),
             lock: request.lock.clone(),
             consistency: request.consistency,
+            volume: Some(volume.clone()),
         })
     }
 

@@ -293,6 +293,7 @@ mod tests {
             pending: false,
             lock: None,
             consistency: None,
+            volume: None,
         }
     }
 

@@ -54,6 +54,8 @@ pub enum ControllerError {
     NoProgress(ClaimName, usize),
     #[error("scaling lost {0} compare-and-swaps in a row to other writers of the claims; try again")]
     ScaleContended(usize),
+    #[error(transparent)]
+    LedgerBehind(#[from] crate::continuity::LedgerBehind),
 }
 
 impl ControllerError {
@@ -62,7 +64,7 @@ impl ControllerError {
         match self {
             Self::Ledger(e) => !matches!(e, LedgerError::Corrupt(_)),
             Self::Port(e) => e.retryable,
-            Self::UnknownService(..) => false,
+            Self::UnknownService(..) | Self::LedgerBehind(_) => false,
             Self::NoProgress(..) | Self::ScaleContended(_) => true,
         }
     }
@@ -664,11 +666,27 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
 
     /// Removes volumes no claim references and snapshots of deleted
     /// claims, older than the grace period; returns how many went.
+    /// Refuses a ledger that is behind the volumes and snapshots (deleted,
+    /// emptied, or an older copy): acting on it would start its claims
+    /// again from nothing. Run before anything is launched or swept; the
+    /// snapshot cache must have been refreshed.
+    pub async fn check_continuity(&self) -> Result<(), ControllerError> {
+        let claims = self.ledger.claims().await?;
+        let volumes = self.volumes.list().await?;
+        let snapshots: Vec<SnapshotRecord> =
+            self.snapshots.lock().expect("snapshot cache lock").values().flatten().cloned().collect();
+        crate::continuity::check(&claims, &volumes, &snapshots)?;
+        Ok(())
+    }
+
+    /// Deletes the orphans [`sweep`] finds; nothing at all while the
+    /// ledger is behind the stores (what it does not know it cannot judge).
     pub async fn sweep(&self) -> Result<(usize, usize), ControllerError> {
         let claims = self.ledger.claims().await?;
         let volumes = self.volumes.list().await?;
         let snapshots: Vec<SnapshotRecord> =
             self.snapshots.lock().expect("snapshot cache lock").values().flatten().cloned().collect();
+        crate::continuity::check(&claims, &volumes, &snapshots)?;
         let found = sweep(&claims, &volumes, &snapshots, self.now(), self.grace);
         for v in &found.volumes {
             self.volumes.delete(v).await?;

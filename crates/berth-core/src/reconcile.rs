@@ -50,10 +50,16 @@ impl World {
         self.volumes.iter().find(|v| &v.id == id)
     }
 
-    fn stop_snapshot(&self, generation: Generation) -> Option<&SnapshotRecord> {
+    /// The stop snapshot of the generation a handoff is for: taken of its
+    /// very volume. A generation number alone can repeat (a lost ledger
+    /// starts again at 1), and taking another incarnation's snapshot as
+    /// this one's would launch the replacement without this one's data.
+    fn stop_snapshot(&self, h: &Handoff) -> Option<&SnapshotRecord> {
+        let volume = h.old_volume.as_ref()?;
         self.snapshots
             .iter()
-            .filter(|s| s.generation == Some(generation) && s.kind == Some(SnapshotKind::OnStop))
+            .filter(|s| s.generation == Some(h.from) && s.kind == Some(SnapshotKind::OnStop))
+            .filter(|s| s.volume.as_ref() == Some(volume))
             .max_by_key(|s| s.time)
     }
 }
@@ -491,7 +497,7 @@ fn with_step(claim: &ClaimRecord, step: HandoffStep, edit: impl FnOnce(&mut Clai
 /// no volume to take it of.
 fn claimed(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -> Decision {
     let volume_there = h.old_volume.as_ref().is_some_and(|v| world.volume(v).is_some());
-    if !volume_there && world.stop_snapshot(h.from).is_none() {
+    if !volume_there && world.stop_snapshot(h).is_none() {
         let next = with_step(claim, HandoffStep::Snapshotted, |c| {
             let handoff = c.handoff.as_mut().expect("in a handoff");
             handoff.snapshot = claim.head_snapshot.clone();
@@ -548,7 +554,7 @@ pub fn protect<'a>(
 /// Snapshotting: record the stop snapshot if it exists, else (holding the
 /// lease) clean up by retention and take it.
 fn snapshotting(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -> Decision {
-    if let Some(snap) = world.stop_snapshot(h.from) {
+    if let Some(snap) = world.stop_snapshot(h) {
         if snap.pending {
             // Nothing to do but wait, so no lease is needed: whoever looks
             // next finds the same snapshot, completed or not.
@@ -780,7 +786,7 @@ fn launched(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -> De
     // back was never snapshotted: it stays, and the event log says so).
     if let Some(old) = h.old_volume.as_ref().filter(|v| world.volume(v).is_some() && h.new_volume.as_ref() != Some(*v))
     {
-        if world.stop_snapshot(h.from).is_some_and(|s| !s.pending) {
+        if world.stop_snapshot(h).is_some_and(|s| !s.pending) {
             actions.push(Action::DeleteVolume(old.clone()));
         } else {
             actions.push(log(cx, &claim.name, "volume-kept", format!("volume {old} has no stop snapshot: kept")));

@@ -169,6 +169,7 @@ mod tests {
             pending: false,
             lock: None,
             consistency: None,
+            volume: None,
         }
     }
 

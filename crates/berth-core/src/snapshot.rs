@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::claim::{ClaimName, Generation};
+use crate::ports::VolumeId;
 
 /// A snapshot's id in its store (a restic snapshot id, an EBS `snap-…`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -22,6 +23,11 @@ impl fmt::Display for SnapshotId {
         f.write_str(&self.0)
     }
 }
+
+/// Names no snapshot of a volume keeps: the file service's temporary
+/// files (`berth_files::name::TEMP_PREFIX`), half-written uploads that a
+/// restore must not bring back (issue 20, defect 6). Gitignore-style globs.
+pub const LEFT_OUT: &[&str] = &[".berth-tmp-*"];
 
 /// Why a snapshot was taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -112,6 +118,11 @@ pub struct SnapshotRecord {
     /// For a snapshot of a running volume: whether the task quiesced for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistency: Option<Consistency>,
+    /// The volume it copies. Volume ids never repeat, so this is what tells
+    /// one incarnation's stop snapshot from another's of the same claim and
+    /// generation number (a ledger rebuilt or lost starts numbering again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<VolumeId>,
 }
 
 /// How consistent a snapshot of a running volume is. A stop snapshot is

@@ -5,6 +5,14 @@
 //! its compare-and-swap, a volume of a deleted claim) and the snapshots of
 //! deleted claims. Nothing younger than the grace period is touched, so a
 //! volume being made right now by another controller is safe.
+//!
+//! The sweep never deletes a volume the ledger has not seen die. A volume
+//! goes only if the ledger knows its claim from before the volume was made
+//! (a ledger that was lost and started afresh knows nothing of the volumes
+//! its predecessor left, whatever their generation numbers say), and its
+//! data is either safe in a stop snapshot taken of that very volume or no
+//! longer wanted (its claim is deleted). Any other unreferenced volume is
+//! kept, and named in [`Sweep::kept`] so an operator can look at it.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -14,13 +22,16 @@ use chrono::{DateTime, Utc};
 use crate::intent::DesiredState;
 use crate::ledger::ClaimRecord;
 use crate::ports::{VolumeId, VolumeInfo};
-use crate::snapshot::{SnapshotId, SnapshotRecord};
+use crate::snapshot::{SnapshotId, SnapshotKind, SnapshotRecord};
 
-/// What the sweep removes.
+/// What the sweep removes, and what it leaves for want of proof.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sweep {
     pub volumes: Vec<VolumeId>,
     pub snapshots: Vec<SnapshotId>,
+    /// Unreferenced volumes past the grace period that the ledger has not
+    /// seen die: no stop snapshot of them, or a claim it does not know.
+    pub kept: Vec<VolumeId>,
 }
 
 /// Finds orphans among `volumes` and `snapshots` (of the services berth
@@ -44,11 +55,22 @@ pub fn sweep(
         // A volume of the generation being launched is about to be referenced.
         claims.iter().any(|c| c.name == v.claim && c.handoff.is_some() && v.generation == Some(c.generation))
     };
-    let volumes = volumes
+    // Its data is in a completed stop snapshot of this very volume.
+    let saved = |v: &VolumeInfo| {
+        snapshots.iter().any(|s| s.volume.as_ref() == Some(&v.id) && s.kind == Some(SnapshotKind::OnStop) && !s.pending)
+    };
+    let seen_die = |v: &VolumeInfo| {
+        claims
+            .iter()
+            .find(|c| c.name == v.claim)
+            .is_some_and(|c| v.created >= c.created_at && (c.desired == DesiredState::Deleted || saved(v)))
+    };
+    let (gone, kept): (Vec<&VolumeInfo>, Vec<&VolumeInfo>) = volumes
         .iter()
         .filter(|v| v.created < cutoff && !referenced.contains(&v.id) && !in_flight(v))
-        .map(|v| v.id.clone())
-        .collect();
+        .partition(|v| seen_die(v));
+    let volumes = gone.into_iter().map(|v| v.id.clone()).collect();
+    let kept = kept.into_iter().map(|v| v.id.clone()).collect();
     let deleted: HashSet<_> = claims.iter().filter(|c| c.desired == DesiredState::Deleted).map(|c| &c.name).collect();
     let snapshots = snapshots
         .iter()
@@ -56,7 +78,7 @@ pub fn sweep(
         .filter(|s| s.locked_at(now).is_none())
         .map(|s| s.id.clone())
         .collect();
-    Sweep { volumes, snapshots }
+    Sweep { volumes, snapshots, kept }
 }
 
 #[cfg(test)]
@@ -82,11 +104,78 @@ mod tests {
             pending: false,
             lock,
             consistency: None,
+            volume: None,
         };
         let locked = SnapshotLock { mode: LockMode::Governance, until: now + chrono::Duration::hours(1) };
         let expired = SnapshotLock { mode: LockMode::Compliance, until: now - chrono::Duration::minutes(1) };
         let snaps = [snap("free", None), snap("locked", Some(locked)), snap("expired", Some(expired))];
         let s = sweep(&[claim], &[], &snaps, now, Duration::from_secs(60));
         assert_eq!(s.snapshots, [SnapshotId("free".into()), SnapshotId("expired".into())]);
+    }
+
+    fn volume(id: &str, claim: &str, created: DateTime<Utc>) -> VolumeInfo {
+        VolumeInfo {
+            id: VolumeId(id.into()),
+            claim: ClaimName::parse(claim).unwrap(),
+            generation: Some(crate::Generation(1)),
+            created,
+            source_snapshot: None,
+            adopted_from: None,
+            location: String::new(),
+        }
+    }
+
+    fn stop_snapshot_of(volume: &str, time: DateTime<Utc>) -> SnapshotRecord {
+        SnapshotRecord {
+            id: SnapshotId(format!("snap-of-{volume}")),
+            time,
+            claim: None,
+            generation: Some(crate::Generation(1)),
+            kind: Some(SnapshotKind::OnStop),
+            pinned: false,
+            pending: false,
+            lock: None,
+            consistency: None,
+            volume: Some(VolumeId(volume.into())),
+        }
+    }
+
+    /// Issue 20, defect 1: after the ledger was deleted, a fresh one
+    /// started the claims again and its sweep deleted the volumes that held
+    /// the old data. Only a volume the ledger knew from its making, with
+    /// its data in a stop snapshot of it or its claim deleted, may go.
+    #[test]
+    fn the_sweep_never_deletes_a_volume_the_ledger_has_not_seen_die() {
+        let now = Utc::now();
+        let before_ledger = now - chrono::Duration::hours(3);
+        let ledger_born = now - chrono::Duration::hours(2);
+        let after = now - chrono::Duration::hours(1);
+        let claim = ClaimRecord::new(ClaimName::parse("files-0").unwrap(), "files", 0, 1, ledger_born);
+        let mut deleted = ClaimRecord::new(ClaimName::parse("files-1").unwrap(), "files", 1, 1, ledger_born);
+        deleted.desired = DesiredState::Deleted;
+        let volumes = [
+            volume("vol-older-than-the-ledger", "files-0", before_ledger),
+            volume("vol-never-snapshotted", "files-0", after),
+            volume("vol-saved", "files-0", after),
+            volume("vol-of-an-unknown-claim", "files-9", after),
+            volume("vol-of-a-deleted-claim", "files-1", after),
+        ];
+        let snapshots = [stop_snapshot_of("vol-older-than-the-ledger", after), stop_snapshot_of("vol-saved", after)];
+        let s = sweep(&[claim, deleted], &volumes, &snapshots, now, Duration::from_secs(60));
+        let ids = |v: &[VolumeId]| v.iter().map(|v| v.0.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&s.volumes), ["vol-saved", "vol-of-a-deleted-claim"]);
+        assert_eq!(ids(&s.kept), ["vol-older-than-the-ledger", "vol-never-snapshotted", "vol-of-an-unknown-claim"]);
+    }
+
+    #[test]
+    fn a_pending_stop_snapshot_does_not_make_its_volume_deletable() {
+        let now = Utc::now();
+        let born = now - chrono::Duration::hours(2);
+        let claim = ClaimRecord::new(ClaimName::parse("files-0").unwrap(), "files", 0, 1, born);
+        let mut snap = stop_snapshot_of("vol-a", born);
+        snap.pending = true;
+        let s = sweep(&[claim], &[volume("vol-a", "files-0", born)], &[snap], now, Duration::from_secs(60));
+        assert!(s.volumes.is_empty(), "{s:?}");
+        assert_eq!(s.kept, [VolumeId("vol-a".into())]);
     }
 }

@@ -90,6 +90,42 @@ async fn every_replacing_stop_cause_snapshots_once_and_replaces_once() {
     }
 }
 
+/// Issue 20, defect 1: with a new ledger numbering generations from 1
+/// again, a Spot stop "found" the old ledger's stop snapshot tagged with
+/// the same claim and generation, and the replacement was restored from it
+/// without the uploads of the generation that stopped. A stop snapshot
+/// counts only if it was taken of the stopped generation's own volume.
+#[tokio::test]
+async fn a_stop_snapshot_of_another_incarnation_is_not_taken_as_this_generations() {
+    let world = World::new();
+    let ctl = up(&world, 1).await;
+    let old = world.runtime.current("files-0");
+    let planted = berth_core::SnapshotRecord {
+        id: berth_core::SnapshotId("f".repeat(64)),
+        time: berth_core::controller::Clock::now(&world.clock) - chrono::Duration::days(1),
+        claim: Some(World::name("files-0")),
+        generation: Some(Generation(1)),
+        kind: Some(berth_core::SnapshotKind::OnStop),
+        pinned: false,
+        pending: false,
+        lock: None,
+        consistency: None,
+        volume: Some(berth_core::VolumeId("vol-of-a-lost-ledger".into())),
+    };
+    world.volumes.snapshots.lock().unwrap().push(planted.clone());
+    ctl.refresh_snapshots().await.unwrap();
+    let event = world.runtime.stop_by_world(&old.arn, StopCode::SpotInterruption, "spot");
+    ctl.on_event(&event).await.unwrap();
+    invariants(&world).await;
+    assert_eq!(world.volumes.snapshots_taken.load(Ordering::SeqCst), 1, "this generation's own stop snapshot");
+    let c = world.claim("files-0").await;
+    assert_eq!(c.generation, Generation(2));
+    assert_ne!(c.head_snapshot, Some(planted.id.clone()));
+    let g = world.generations("files-0").await;
+    assert_eq!(g[0].stop_snapshot, c.head_snapshot);
+    assert_eq!(g[1].source_snapshot, c.head_snapshot);
+}
+
 #[tokio::test]
 async fn duplicate_and_reordered_events_change_nothing() {
     let world = World::new();
@@ -386,13 +422,24 @@ async fn a_runtime_that_lost_its_tasks_gets_them_back_from_the_head() {
 async fn the_sweep_removes_orphaned_volumes_after_the_grace_period() {
     let world = World::new();
     let ctl = up(&world, 1).await;
-    // A volume left by a controller that lost its race.
-    world.volumes.create(&World::name("files-0"), Some(Generation(7)), &berth_core::VolumeSource::Empty).await.unwrap();
+    let name = World::name("files-0");
+    // A volume whose stop snapshot was taken, left by a crash before its
+    // handoff deleted it: its data is safe, so it goes.
+    let saved = world.volumes.create(&name, Some(Generation(1)), &berth_core::VolumeSource::Empty).await.unwrap();
+    let request = berth_core::SnapshotRequest::new(name.clone(), Some(Generation(1)), berth_core::SnapshotKind::OnStop);
+    world.volumes.snapshot(&saved.id, &request).await.unwrap();
+    // A volume left by a controller that lost its race: no stop snapshot
+    // holds its data, so the sweep keeps it (issue 20: never delete a
+    // volume the ledger has not seen die).
+    let unproven = world.volumes.create(&name, Some(Generation(1)), &berth_core::VolumeSource::Empty).await.unwrap();
+    ctl.refresh_snapshots().await.unwrap();
     assert_eq!(ctl.sweep().await.unwrap(), (0, 0), "young volumes are left alone");
     world.clock.advance(Duration::from_secs(601));
     assert_eq!(ctl.sweep().await.unwrap(), (1, 0));
     invariants(&world).await;
-    assert_eq!(world.volumes.volumes.lock().unwrap().len(), 1);
+    let left: Vec<_> = world.volumes.volumes.lock().unwrap().iter().map(|v| v.id.clone()).collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.contains(&unproven.id) && !left.contains(&saved.id), "{left:?}");
 }
 
 #[tokio::test]

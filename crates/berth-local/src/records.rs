@@ -1,7 +1,7 @@
 //! Translation between the repository's snapshot descriptions and core's
 //! snapshot records: the adapter translates, core decides.
 
-use berth_core::{ClaimName, Generation, SnapshotId, SnapshotKind, SnapshotRecord};
+use berth_core::{ClaimName, Generation, SnapshotId, SnapshotKind, SnapshotRecord, VolumeId};
 use berth_repo::SnapshotInfo;
 use chrono::{DateTime, Utc};
 
@@ -18,6 +18,7 @@ pub fn to_record(s: &SnapshotInfo) -> SnapshotRecord {
         pending: false,
         lock: s.lock.clone(),
         consistency: s.consistency,
+        volume: s.volume.as_ref().map(|v| VolumeId(v.clone())),
     }
 }
 

@@ -31,6 +31,12 @@ pub enum SecretError {
     },
     #[error("the password is empty; set BERTH_PASSWORD or fill {0}")]
     Empty(String),
+    #[error(
+        "the repository {repository} exists, but its key file {key} is missing: put the key file back, or set \
+         BERTH_PASSWORD or BERTH_PASSWORD_FILE to the repository's password (no new key is made for a repository \
+         that exists: it could not open it)"
+    )]
+    MissingKey { key: PathBuf, repository: PathBuf },
     #[error("cannot create the key file {path}: {source}")]
     CreateKey {
         path: PathBuf,
@@ -64,6 +70,11 @@ pub fn resolve_password(
         Ok(text) => {
             let p = non_empty(first_line(&text), &key.display().to_string())?;
             Ok((p, PasswordSource::KeyFile(key)))
+        }
+        // A new key for a repository that exists would lock the repository
+        // away behind a password it was never made with (issue 20, defect 5).
+        Err(e) if e.kind() == io::ErrorKind::NotFound && state.repository().join("config").exists() => {
+            Err(SecretError::MissingKey { key, repository: state.repository() })
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
             let password = generate();
@@ -143,5 +154,25 @@ mod tests {
         assert_eq!(p1, p2);
         assert!(matches!(src, PasswordSource::KeyFile(_)));
         assert!(matches!(resolve_password(Some(String::new()), None, &state, true), Err(SecretError::Empty(_))));
+    }
+
+    /// Issue 20, defect 5: `rm repository.key; berth up` wrote a new random
+    /// key beside the existing repository, and every command after it
+    /// failed with "wrong password".
+    #[test]
+    fn a_missing_key_file_of_an_existing_repository_is_reported_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        std::fs::create_dir_all(state.repository()).unwrap();
+        std::fs::write(state.repository().join("config"), b"a repository's config").unwrap();
+        for create in [true, false] {
+            let err = resolve_password(None, None, &state, create).unwrap_err();
+            assert!(matches!(err, SecretError::MissingKey { .. }), "{err}");
+            let line = err.to_string();
+            assert!(line.contains("repository.key") && line.contains("BERTH_PASSWORD"), "{line}");
+        }
+        assert!(!state.key_file().exists(), "no key may be written");
+        // A password from the environment still opens it.
+        assert!(resolve_password(Some("pw".into()), None, &state, true).is_ok());
     }
 }

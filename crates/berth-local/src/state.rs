@@ -68,8 +68,17 @@ impl StateDir {
         self.root.join("up.lock")
     }
 
-    /// Creates the folders that must exist.
+    /// Creates the folders that must exist, and makes the state folder
+    /// private (0700): it holds every claim's data, the ledger and the
+    /// logs, which no other user of the machine may read (issue 20,
+    /// defect 2). A folder made by an older berth is made private too.
     pub fn ensure(&self) -> io::Result<()> {
-        std::fs::create_dir_all(self.volumes())
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(self.volumes())?;
+        let mode = std::fs::metadata(&self.root)?.permissions().mode() & 0o777;
+        if mode != 0o700 {
+            std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
     }
 }

@@ -267,6 +267,8 @@ impl LocalVolumes {
                 generation: request.generation.map(|g| g.0),
                 lock: request.lock.clone(),
                 consistency: request.consistency,
+                volume: Some(id.0.clone()),
+                exclude: left_out(),
                 ..SnapshotMeta::new(request.claim.to_string(), request.kind)
             };
             return Ok(to_record(&self.repo()?.snapshot(&path, &meta)?));
@@ -277,6 +279,8 @@ impl LocalVolumes {
             pinned: request.pinned,
             lock: request.lock.clone(),
             consistency: request.consistency,
+            volume: Some(id.0.clone()),
+            exclude: left_out(),
             ..SnapshotMeta::new(request.claim.to_string(), request.kind)
         };
         let info = self.repo()?.snapshot(&path, &meta)?;
@@ -368,4 +372,9 @@ impl Volumes for LocalVolumes {
         let ids: Vec<String> = ids.iter().map(|i| i.0.clone()).collect();
         self.run(move |v| Ok(v.repo()?.forget(&ids)?)).await
     }
+}
+
+/// What no snapshot of a volume keeps (core's rule).
+fn left_out() -> Vec<String> {
+    berth_core::snapshot::LEFT_OUT.iter().map(|g| (*g).to_owned()).collect()
 }

@@ -97,3 +97,33 @@ async fn a_file_that_is_not_a_database_is_refused() {
     let err = SqliteLedger::open(&path).expect_err("garbage must be refused");
     assert!(matches!(err, LedgerError::Corrupt(_)), "{err:?}");
 }
+
+/// Issue 20, defect 3: random bytes over pages 3-6 of the ledger
+/// (`dd if=/dev/urandom of=ledger.sqlite bs=4096 seek=3 count=4
+/// conv=notrunc`) and `berth up` started anyway, recorded nothing and
+/// retried forever. The damage is found when the file is opened.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ledger_with_damaged_pages_is_refused_at_open() {
+    let (_dir, path) = setup();
+    {
+        let ledger = open(&path);
+        for i in 0..400 {
+            let event = EventRecord::new(Utc::now(), None, "filler", format!("event {i}: {}", "x".repeat(200)));
+            ledger.append_event(&event).await.unwrap();
+        }
+    }
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(size > 8 * 4096, "the ledger spans the damaged pages: {size} bytes");
+    let mut junk = vec![0u8; 4 * 4096];
+    fastrand::Rng::with_seed(20).fill(&mut junk);
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(SeekFrom::Start(3 * 4096)).unwrap();
+        f.write_all(&junk).unwrap();
+    }
+    let err = SqliteLedger::open(&path).unwrap_err();
+    assert!(matches!(err, LedgerError::Corrupt(_)), "{err}");
+    let line = err.to_string();
+    assert!(line.contains("ledger.db") && line.contains("berth ledger rebuild"), "{line}");
+}

@@ -98,3 +98,24 @@ async fn restore_delete_list_and_snapshots() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Issue 20, defect 6: after a `kill -9` mid-upload, the stop snapshot held
+/// the file service's half-written `.berth-tmp-…` file, and a restore
+/// brought it back. Temporary files are left out of every snapshot.
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_snapshots_leave_out_half_written_uploads() {
+    let (_dir, volumes) = setup();
+    let claim = ClaimName::parse("files-0").unwrap();
+    let v1 = volumes.create(&claim, Some(Generation(1)), &VolumeSource::Empty).await.unwrap();
+    let root = Path::new(&v1.location);
+    fill(root);
+    fs::write(root.join(".berth-tmp-4f2a"), vec![1u8; 64 * 1024]).unwrap();
+    fs::write(root.join("sub/.berth-tmp-77"), b"half").unwrap();
+    let s1 = volumes.snapshot(&v1.id, &request(&claim, 1)).await.unwrap();
+    let v2 = volumes.create(&claim, Some(Generation(2)), &VolumeSource::Snapshot(s1.id.clone())).await.unwrap();
+    let restored = Path::new(&v2.location);
+    assert_eq!(fs::read_to_string(restored.join("a.txt")).unwrap(), "alpha");
+    assert_eq!(fs::read(restored.join("sub/b.bin")).unwrap(), vec![7u8; 100_000]);
+    assert!(!restored.join(".berth-tmp-4f2a").exists(), "a temporary file came back");
+    assert!(!restored.join("sub/.berth-tmp-77").exists(), "a temporary file came back");
+}

@@ -79,9 +79,12 @@ impl Repo {
                 .ignore_ctime(true),
         );
 
+        // An override glob prefixed with `!` leaves its matches out; with no
+        // other glob, everything else stays in.
+        let excludes = Excludes::default().globs(meta.exclude.iter().map(|g| format!("!{g}")).collect::<Vec<_>>());
         let local = LocalSource::new(
             LocalSourceSaveOptions::default(),
-            &Excludes::default(),
+            &excludes,
             &LocalSourceFilterOptions::default(),
             &[&source],
         )

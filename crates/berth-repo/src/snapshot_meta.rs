@@ -5,8 +5,10 @@
 //! when a snapshot is copied: `claim=NAME`, `generation=N` (when known),
 //! `kind=on-stop|scheduled|manual`, `pin` when pinned, `lock=governance|
 //! compliance` with `lock-until=<RFC 3339>` for a retention lock,
-//! `consistency=application|crash` for scheduled snapshots, then the
-//! caller's extra tags. A lock is written when the snapshot is made and
+//! `consistency=application|crash` for scheduled snapshots, `volume=ID` for
+//! the volume it copies (what tells apart two snapshots of one claim and
+//! generation number made under different ledgers), then the caller's
+//! extra tags. A lock is written when the snapshot is made and
 //! never changed: rewriting a snapshot file would change its id, which the
 //! ledger refers to. [`SnapshotInfo`] is the parsed view of a stored snapshot.
 
@@ -22,6 +24,7 @@ const PIN: &str = "pin";
 const LOCK: &str = "lock=";
 const LOCK_UNTIL: &str = "lock-until=";
 const CONSISTENCY: &str = "consistency=";
+const VOLUME: &str = "volume=";
 
 // The kind and the lock are core's: one vocabulary from the ledger to the tags.
 pub use berth_core::{Consistency, LockMode, SnapshotKind, SnapshotLock};
@@ -42,6 +45,12 @@ pub struct SnapshotMeta {
     /// For scheduled snapshots: whether the workload was quiesced
     /// (`application`) or not (`crash`: as after a power cut).
     pub consistency: Option<Consistency>,
+    /// The volume the snapshot copies (`vol-…`), when it is one.
+    pub volume: Option<String>,
+    /// Names left out of the snapshot, as gitignore-style globs (a glob
+    /// without `/` matches a name in any folder): a workload's temporary
+    /// files, which a restore must not bring back.
+    pub exclude: Vec<String>,
     /// More tags, stored as given.
     pub extra_tags: Vec<String>,
 }
@@ -57,6 +66,8 @@ impl SnapshotMeta {
             pinned: false,
             lock: None,
             consistency: None,
+            volume: None,
+            exclude: Vec::new(),
             extra_tags: Vec::new(),
         }
     }
@@ -81,13 +92,20 @@ impl SnapshotMeta {
         if let Some(c) = self.consistency {
             tags.add(format!("{CONSISTENCY}{}", c.as_str()));
         }
+        if let Some(volume) = &self.volume {
+            if volume.is_empty() || volume.contains(',') || volume.chars().any(char::is_control) {
+                return Err(RepoError::invalid(format!("volume id {volume:?} must be non-empty without commas")));
+            }
+            tags.add(format!("{VOLUME}{volume}"));
+        }
         for tag in &self.extra_tags {
             if tag.is_empty() || tag.contains(',') || tag.chars().any(char::is_control) {
                 return Err(RepoError::invalid(format!(
                     "tag {tag:?} must be non-empty without commas or control characters"
                 )));
             }
-            if tag == PIN || [CLAIM, GENERATION, KIND, LOCK, LOCK_UNTIL, CONSISTENCY].iter().any(|p| tag.starts_with(p))
+            if tag == PIN
+                || [CLAIM, GENERATION, KIND, LOCK, LOCK_UNTIL, CONSISTENCY, VOLUME].iter().any(|p| tag.starts_with(p))
             {
                 return Err(RepoError::invalid(format!(
                     "tag {tag:?} is reserved for berth; set the field of SnapshotMeta instead"
@@ -138,6 +156,8 @@ pub struct SnapshotInfo {
     pub lock: Option<SnapshotLock>,
     /// From the `consistency=` tag.
     pub consistency: Option<Consistency>,
+    /// From the `volume=` tag: the volume it copies.
+    pub volume: Option<String>,
     /// Every tag, sorted (berth's own included).
     pub tags: Vec<String>,
     /// The paths stored (`/volume` for berth's snapshots).
@@ -165,6 +185,7 @@ impl SnapshotInfo {
         let mut lock_mode = None;
         let mut lock_until = None;
         let mut consistency = None;
+        let mut volume = None;
         for tag in &snap.tags {
             if let Some(value) = tag.strip_prefix(CLAIM) {
                 claim = Some(value.to_string());
@@ -183,6 +204,8 @@ impl SnapshotInfo {
                     "application" => Some(Consistency::Application),
                     _ => Some(Consistency::Crash),
                 };
+            } else if let Some(value) = tag.strip_prefix(VOLUME) {
+                volume = Some(value.to_string());
             }
         }
         let lock = lock_mode.map(|mode| match lock_until.as_deref().map(chrono::DateTime::parse_from_rfc3339) {
@@ -201,6 +224,7 @@ impl SnapshotInfo {
             pinned,
             lock,
             consistency,
+            volume,
             tags: snap.tags.iter().cloned().collect(),
             paths: snap.paths.iter().cloned().collect(),
             parent: snap.parent.map(|p| p.to_hex().to_string()),
@@ -229,6 +253,8 @@ mod tests {
                 until: chrono::DateTime::parse_from_rfc3339("2030-01-02T03:04:05Z").unwrap().into(),
             }),
             consistency: Some(Consistency::Application),
+            volume: Some("vol-00000000000000ab".into()),
+            exclude: Vec::new(),
             extra_tags: vec!["reason=spot".into()],
         };
         let snap = SnapshotFile { tags: meta.to_tags().unwrap(), ..SnapshotFile::default() };
@@ -242,6 +268,7 @@ mod tests {
             Some((LockMode::Governance, "2030-01-02T03:04:05+00:00".into()))
         );
         assert_eq!(info.consistency, Some(Consistency::Application));
+        assert_eq!(info.volume.as_deref(), Some("vol-00000000000000ab"));
         assert_eq!(
             info.tags,
             [
@@ -252,7 +279,8 @@ mod tests {
                 "lock-until=2030-01-02T03:04:05Z",
                 "lock=governance",
                 "pin",
-                "reason=spot"
+                "reason=spot",
+                "volume=vol-00000000000000ab"
             ]
         );
         assert!(info.time.ends_with('Z'), "{}", info.time);
@@ -271,9 +299,18 @@ mod tests {
             let meta = SnapshotMeta::new(claim, SnapshotKind::Manual);
             assert!(meta.to_tags().is_err(), "{claim:?} accepted");
         }
-        for tag in
-            ["", "a,b", "claim=other", "pin", "generation=1", "kind=manual", "a\nb", "lock=governance", "lock-until=x"]
-        {
+        for tag in [
+            "",
+            "a,b",
+            "claim=other",
+            "pin",
+            "generation=1",
+            "kind=manual",
+            "a\nb",
+            "lock=governance",
+            "lock-until=x",
+            "volume=vol-1",
+        ] {
             let mut meta = SnapshotMeta::new("web-0", SnapshotKind::Manual);
             meta.extra_tags.push(tag.into());
             assert!(meta.to_tags().is_err(), "{tag:?} accepted");

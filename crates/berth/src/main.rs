@@ -71,6 +71,8 @@ enum Command {
     Dr(cmd::dr::Args),
     /// Report claims whose backups, replicas or restore verifications need attention; exits 1 if any.
     Doctor(cmd::doctor::Args),
+    /// Check the ledger against the volumes and snapshots, or rebuild a lost one from them (no `berth up` running).
+    Ledger(cmd::ledger::Args),
     /// Print the output of a task (read from the state folder).
     Logs(cmd::logs::Args),
     /// What a deployment on AWS costs a month (the blog's estimate, recomputed from a dated price table).
@@ -107,6 +109,7 @@ fn main() -> ExitCode {
         Command::Fork(args) => cmd::fork::run(args),
         Command::Dr(args) => cmd::dr::run(args),
         Command::Doctor(args) => cmd::doctor::run(args),
+        Command::Ledger(args) => cmd::ledger::run(args),
         Command::Logs(args) => cmd::logs::run(args),
         Command::Cost(args) => cmd::cost::run(args),
         Command::Lambda(args) => cmd::lambda::run(args),

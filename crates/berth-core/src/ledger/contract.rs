@@ -498,6 +498,7 @@ fn snapshot(id: &str, time: DateTime<Utc>, claim: Option<&ClaimName>, generation
         pending: false,
         lock: None,
         consistency: None,
+        volume: None,
     }
 }
 

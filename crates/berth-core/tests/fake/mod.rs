@@ -345,6 +345,7 @@ impl Volumes for FakeVolumes {
             pending: self.pending_for.lock().unwrap().is_some(),
             lock: r.lock.clone(),
             consistency: r.consistency,
+            volume: Some(volume.clone()),
         };
         self.snapshots.lock().unwrap().push(s.clone());
         Ok(s)

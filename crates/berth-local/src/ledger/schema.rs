@@ -94,6 +94,7 @@ pub fn prepare(conn: &mut Connection) -> Result<(), Fail> {
     // First, so every statement below waits out another process's lock.
     conn.busy_timeout(BUSY_TIMEOUT)?;
     check_known(user_version(conn)?)?;
+    check_intact(conn)?;
 
     // WAL: readers do not block the writer, and a commit is one append.
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
@@ -108,6 +109,24 @@ pub fn prepare(conn: &mut Connection) -> Result<(), Fail> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
     migrate(conn)
+}
+
+/// Refuses a damaged file before anything reads or writes it: a ledger
+/// with damaged pages answers some reads and fails others, and a
+/// controller on it records nothing while it retries forever (issue 20,
+/// defect 3). SQLite's `quick_check` reads every page, in milliseconds
+/// for a ledger's size.
+fn check_intact(conn: &Connection) -> Result<(), Fail> {
+    let mut stmt = conn.prepare("PRAGMA quick_check(5)")?;
+    let found: Vec<String> = stmt.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
+    if found.len() == 1 && found[0] == "ok" {
+        return Ok(());
+    }
+    Err(Fail::Ledger(LedgerError::Corrupt(format!(
+        "SQLite's quick_check found damage ({}); move the file aside and rebuild the ledger from the volumes and \
+         snapshots (berth ledger rebuild)",
+        found.join("; ")
+    ))))
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), Fail> {

@@ -18,6 +18,7 @@ mod deploy;
 pub mod drill;
 mod lock;
 pub mod logs;
+pub mod offline;
 mod queue;
 mod scale_file;
 
@@ -347,11 +348,20 @@ impl Platform {
         Ok(Update::Contended)
     }
 
+    /// Checks, before anything starts, that the ledger is in step with the
+    /// volumes and snapshots: a deleted, emptied or older ledger is refused
+    /// (see `berth_core::continuity`), so no claim restarts from nothing.
+    pub async fn preflight(&self) -> Result<(), PlatformError> {
+        self.controller.refresh_snapshots().await?;
+        self.controller.check_continuity().await?;
+        Ok(())
+    }
+
     /// Runs until down is requested, then parks every claim and returns.
     pub async fn run(self: &Arc<Self>) -> Result<(), PlatformError> {
         let mut events = self.runtime.subscribe();
+        self.preflight().await?;
         self.load_services().await?;
-        self.controller.refresh_snapshots().await?;
         self.controller.scale_services().await?;
         let n = self.wake_all().await?;
         self.log("berth-up", format!("started with {n} claim(s); state folder {}", self.state.root().display())).await;
@@ -497,7 +507,7 @@ fn crash_point() -> Option<berth_core::controller::ActionHook> {
 /// Removes volume staging folders (`.creating-*`) a crash left behind: with
 /// the state lock held, no volume is being made. Their data is in the
 /// snapshot they were restored from, or in the volume they were adopting.
-fn remove_staging(state: &StateDir) {
+pub(crate) fn remove_staging(state: &StateDir) {
     let Ok(entries) = std::fs::read_dir(state.volumes()) else { return };
     for entry in entries.flatten() {
         if entry.file_name().to_string_lossy().starts_with(".creating-") {

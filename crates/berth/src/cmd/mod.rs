@@ -13,6 +13,7 @@ pub mod dr;
 pub mod events;
 pub mod fork;
 pub mod lambda;
+pub mod ledger;
 pub mod logs;
 pub mod ps;
 pub mod repo;

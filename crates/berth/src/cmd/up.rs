@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use berth_core::controller::ControllerError;
 use berth_local::admin::{self, AdminInfo, Discovery};
 use berth_local::lb::LoadBalancer;
-use berth_local::platform::{Config, Platform};
+use berth_local::platform::{Config, Platform, PlatformError};
 use berth_local::{LocalVolumes, StateDir};
 use berth_repo::{Progress, Repo};
 use chrono::Utc;
@@ -31,6 +32,10 @@ pub fn run(args: Args) -> Result<()> {
     let explicit =
         args.config.as_path() != std::path::Path::new("berth.toml") || std::env::var_os("BERTH_CONFIG").is_some();
     let config = Config::load(&args.config, explicit)?;
+    // Everything berth up and its tasks write (volumes, uploads, the
+    // ledger, logs) is readable by this user alone.
+    // SAFETY: umask(2) only sets this process's file mode mask.
+    unsafe { libc::umask(0o077) };
     let root = std::path::absolute(&args.state).with_context(|| format!("state folder {}", args.state.display()))?;
     let state = StateDir::new(root);
     state.ensure().with_context(|| format!("cannot create the state folder {}", state.root().display()))?;
@@ -48,6 +53,7 @@ pub fn run(args: Args) -> Result<()> {
             .with_context(|| format!("admin API: cannot listen on {}", config.controller.admin_listen))?;
         let url = format!("http://{}", listener.local_addr()?);
         let platform = Platform::assemble(state.clone(), config, volumes, program, Some(url.clone()))?;
+        platform.preflight().await.map_err(refusal)?;
         let lb = match platform.config.lb.enabled {
             true => {
                 let lb = LoadBalancer::start(platform.config.lb.lb_config(), state.root(), platform.lb_targets())
@@ -96,6 +102,16 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("berth up: every claim parked with a snapshot; `berth up` brings them back");
         Ok(())
     })
+}
+
+/// Says what to do about a ledger that is behind its volumes and snapshots.
+fn refusal(e: PlatformError) -> anyhow::Error {
+    match e {
+        PlatformError::Controller(ControllerError::LedgerBehind(behind)) => anyhow::anyhow!(
+            "{behind}. Nothing was started. `berth ledger rebuild` rebuilds it from them (`--dry-run` shows the plan)"
+        ),
+        e => e.into(),
+    }
 }
 
 async fn wait_for_signal() {

@@ -7,6 +7,7 @@ mod admin_client;
 mod backup;
 mod cost;
 mod lambda;
+mod ledger;
 mod serve_api;
 mod serve_cluster;
 mod serve_lifecycle;

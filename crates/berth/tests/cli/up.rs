@@ -323,3 +323,22 @@ fn what_a_task_started_outlives_a_killed_berth_up_only_until_the_next_start() {
     assert_eq!(groups.len(), 1, "only the running task's group is recorded: {groups:?}");
     assert_ne!(t2["arn"], t["arn"]);
 }
+
+/// Issue 20, defect 2: volume folders were 0755, uploads and the ledger
+/// 0644, so user `nobody` read every file past the token. The state
+/// folder is private, and what berth up and its tasks write is too.
+#[test]
+fn other_users_cannot_read_the_state_folder_or_the_uploads() {
+    use std::os::unix::fs::PermissionsExt;
+    let site = Site::new(ONE_CLAIM);
+    let _up = site.up(&[]);
+    let t = site.wait_serving("files-0", Some(1));
+    upload(&endpoint(&t), &random_files("private", &[1000]));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&site.state), 0o700, "the state folder");
+    assert_eq!(mode(&site.state.join("ledger.sqlite")), 0o600, "the ledger");
+    let claim = site.claim("files-0");
+    let volume = site.state.join("volumes").join(claim["volume"].as_str().unwrap());
+    assert_eq!(mode(&volume), 0o700, "the volume folder");
+    assert_eq!(mode(&volume.join("private-0.bin")), 0o600, "an uploaded file");
+}
