@@ -158,7 +158,22 @@ impl EcsRuntime {
 }
 
 impl Runtime for EcsRuntime {
+    // ECS's task state changes reach the Lambda through EventBridge and
+    // SQS, and its readings through Container Insights (`insights`).
+    type Events = berth_core::NoEvents;
+
+    fn subscribe(&self) -> Self::Events {
+        berth_core::NoEvents
+    }
+
+    async fn usage(&self, _task: &TaskArn) -> Result<Option<berth_core::autoscale::UsageSample>, PortError> {
+        Ok(None)
+    }
+
     async fn run_task(&self, request: &LaunchRequest) -> Result<TaskInfo, PortError> {
+        if request.canary {
+            return Err(PortError::permanent("canaries (restore verification, drills) run under berth up only"));
+        }
         let LaunchVolume::Create(source) = &request.volume else {
             return Err(PortError::permanent(
                 "a Fargate task cannot attach an existing volume; ECS makes it at launch",
@@ -322,6 +337,7 @@ mod tests {
                 stop_timeout: std::time::Duration::from_secs(30),
             },
             client_token: LaunchRequest::token_for(&claim, Generation(7)),
+            canary: false,
         };
         let LaunchVolume::Create(source) = &request.volume else { unreachable!() };
         let c = volume_configuration(&settings, &request, source).unwrap();

@@ -181,6 +181,19 @@ impl Handler {
     /// Creates missing claims, reconciles every claim, sweeps orphans.
     pub async fn resync(&self) -> ResyncReport {
         let mut report = ResyncReport::default();
+        // A ledger behind its volumes and snapshots (a table deleted, or
+        // restored from an older backup) would start its claims again from
+        // nothing: no claim is created, launched or swept until it is
+        // rebuilt (issue 20, defect 1).
+        let guard = match self.controller.refresh_snapshots().await {
+            Ok(()) => self.controller.check_continuity().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = guard {
+            tracing::error!(error = %e, "resync refused: the ledger is behind the volumes and snapshots");
+            report.failed.push(format!("resync refused: {e}"));
+            return report;
+        }
         self.autoscale(&mut report).await;
         if let Err(e) = self.scale_once().await {
             report.failed.push(format!("scaling: {e}"));

@@ -143,6 +143,43 @@ pub struct TaskUsage {
     pub memory_percent_of_reservation: f64,
 }
 
+/// A task's cumulative CPU time and current memory at one instant, as its
+/// runtime reads them (`Runtime::usage`): two samples of one task give its
+/// [`TaskUsage`] ([`UsageSample::usage_since`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageSample {
+    /// CPU time the task has used since it started (user and system).
+    pub cpu_time: Duration,
+    /// Memory the task holds now.
+    pub memory_bytes: u64,
+    /// When it was read, on the runtime's own monotonic clock: only the
+    /// difference between two samples of one runtime means anything.
+    pub at: Duration,
+}
+
+impl UsageSample {
+    /// The usage of a task with `cpu_units` (1024 a core) and `memory_mib`
+    /// from `prev` to this sample: CPU over the interval, memory now, in
+    /// percent of the reservation, as ECS's `CPUUtilization` and
+    /// `MemoryUtilization`. A zero reservation, an empty interval or a
+    /// counter gone backwards reads as 0 %, never a panic or infinity.
+    pub fn usage_since(&self, prev: &UsageSample, cpu_units: u32, memory_mib: u32) -> TaskUsage {
+        let seconds = self.at.saturating_sub(prev.at).as_secs_f64();
+        let cpu_seconds = self.cpu_time.saturating_sub(prev.cpu_time).as_secs_f64();
+        let cpu = if seconds > 0.0 && cpu_units > 0 {
+            cpu_seconds / seconds / (f64::from(cpu_units) / 1024.0) * 100.0
+        } else {
+            0.0
+        };
+        let memory = if memory_mib > 0 {
+            self.memory_bytes as f64 / (f64::from(memory_mib) * 1024.0 * 1024.0) * 100.0
+        } else {
+            0.0
+        };
+        TaskUsage { cpu_percent_of_reservation: cpu, memory_percent_of_reservation: memory }
+    }
+}
+
 /// The last scaling activities of a service, kept between decisions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScalingState {

@@ -664,8 +664,6 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
         Ok((soonest, failed))
     }
 
-    /// Removes volumes no claim references and snapshots of deleted
-    /// claims, older than the grace period; returns how many went.
     /// Refuses a ledger that is behind the volumes and snapshots (deleted,
     /// emptied, or an older copy): acting on it would start its claims
     /// again from nothing. Run before anything is launched or swept; the
@@ -679,8 +677,10 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
         Ok(())
     }
 
-    /// Deletes the orphans [`sweep`] finds; nothing at all while the
-    /// ledger is behind the stores (what it does not know it cannot judge).
+    /// Removes volumes the ledger saw die and snapshots of deleted claims,
+    /// older than the grace period (see [`sweep`]); returns how many went.
+    /// Removes nothing while the ledger is behind the stores: what it does
+    /// not know it cannot judge.
     pub async fn sweep(&self) -> Result<(usize, usize), ControllerError> {
         let claims = self.ledger.claims().await?;
         let volumes = self.volumes.list().await?;

@@ -72,7 +72,6 @@ pub fn task_info(detail: &TaskDetail, port: u16, observed: DateTime<Utc>) -> Tas
         stopped_at: detail.stopped_at,
         version: detail.version.unwrap_or(0),
         endpoint: ip.map(|ip| format!("{ip}:{port}")),
-        pid: None,
         definition: detail.task_definition_arn.clone(),
     }
 }

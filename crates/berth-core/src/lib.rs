@@ -41,4 +41,7 @@ pub use ledger::{ClaimRecord, EventRecord, Expect, GenerationRecord, Handoff, Ha
 pub use ports::{PortError, VolumeId, VolumeInfo, VolumeSource, Volumes};
 pub use retention::{KeepPolicy, Verdict};
 pub use snapshot::{Consistency, LockMode, SnapshotId, SnapshotKind, SnapshotLock, SnapshotRecord, SnapshotRequest};
-pub use task::{Health, HealthCheck, LaunchRequest, LaunchVolume, Probe, Runtime, TaskArn, TaskDefinition, TaskInfo};
+pub use task::{
+    Health, HealthCheck, LaunchRequest, LaunchVolume, NoEvents, Probe, Runtime, TaskArn, TaskDefinition, TaskEvents,
+    TaskInfo,
+};

@@ -729,6 +729,7 @@ fn launching(claim: &ClaimRecord, h: &Handoff, world: &World, cx: &Context) -> D
             volume,
             definition: cx.definition.clone(),
             client_token: LaunchRequest::token_for(&claim.name, generation),
+            canary: false,
         }))])
     };
     // A restore must not adopt: the old volume holds newer data; nor can a

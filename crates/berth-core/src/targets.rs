@@ -71,7 +71,6 @@ pub(crate) mod tests {
             stopped_at: None,
             version: 1,
             endpoint: Some(format!("{ip}:5000")),
-            pid: None,
             definition: None,
         }
     }

@@ -13,8 +13,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::autoscale::UsageSample;
 use crate::claim::{ClaimName, Generation};
-use crate::event::{StopCode, TaskStatus};
+use crate::event::{StopCode, TaskStateChange, TaskStatus};
 use crate::ports::{PortError, VolumeInfo, VolumeSource};
 
 /// A task's ARN, in ECS's format everywhere
@@ -91,6 +92,13 @@ pub struct LaunchRequest {
     /// Derived from (claim, generation): launching twice with one token
     /// starts one task (ECS RunTask's `clientToken`).
     pub client_token: String,
+    /// A canary: the claim's task run on a scratch volume to prove a
+    /// restored snapshot serves (restore verification, DR drills). Its task
+    /// names no service or claim, so no controller, load balancer or peer
+    /// list takes it for one of the claim's; the runtime runs its health
+    /// check as for any task.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub canary: bool,
 }
 
 /// The volume a task starts on.
@@ -119,6 +127,26 @@ impl LaunchRequest {
     /// The client token for a generation of a claim.
     pub fn token_for(claim: &ClaimName, generation: Generation) -> String {
         format!("berth-{claim}-{generation}")
+    }
+
+    /// A canary of `claim` on the volume `scratch` (see [`Self::canary`]);
+    /// `nonce` makes its client token one of its own.
+    pub fn canary_of(
+        service: &str,
+        claim: &ClaimName,
+        definition: TaskDefinition,
+        scratch: VolumeInfo,
+        nonce: &str,
+    ) -> Self {
+        Self {
+            service: service.to_owned(),
+            claim: claim.clone(),
+            generation: Generation(0),
+            volume: LaunchVolume::Attach(scratch),
+            definition,
+            client_token: format!("berth-canary-{claim}-{nonce}"),
+            canary: true,
+        }
     }
 }
 
@@ -153,8 +181,6 @@ pub struct TaskInfo {
     pub version: u64,
     /// Where it serves (`127.0.0.1:PORT` locally; the task IP on AWS).
     pub endpoint: Option<String>,
-    /// Process id locally.
-    pub pid: Option<u32>,
     pub definition: Option<String>,
 }
 
@@ -175,8 +201,29 @@ impl TaskInfo {
     }
 }
 
-/// Starts, stops and describes tasks.
+/// A runtime's task state changes, as ECS `Task State Change` events.
+pub trait TaskEvents: Send {
+    /// The next change, in version order per task. `Some(Err(n))`: `n`
+    /// changes were lost because the reader fell behind (a resync finds
+    /// what they said, rule 2). `None`: no more will come.
+    fn next(&mut self) -> impl Future<Output = Option<Result<TaskStateChange, u64>>> + Send;
+}
+
+/// The events of a runtime whose changes reach the controller another way
+/// (ECS: EventBridge → SQS → the Lambda): none, at once.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoEvents;
+
+impl TaskEvents for NoEvents {
+    async fn next(&mut self) -> Option<Result<TaskStateChange, u64>> {
+        None
+    }
+}
+
+/// Starts, stops and describes tasks, and says what they do.
 pub trait Runtime: Send + Sync {
+    /// Its stream of task state changes.
+    type Events: TaskEvents + 'static;
     /// Starts a task; a second call with the same client token returns the
     /// task of the first.
     fn run_task(&self, request: &LaunchRequest) -> impl Future<Output = Result<TaskInfo, PortError>> + Send;
@@ -194,9 +241,27 @@ pub trait Runtime: Send + Sync {
     /// Every task the runtime knows, stopped ones included for as long as
     /// it keeps them (ECS: about an hour).
     fn tasks(&self) -> impl Future<Output = Result<Vec<TaskInfo>, PortError>> + Send;
+
+    /// Task state changes from now on.
+    fn subscribe(&self) -> Self::Events;
+
+    /// The CPU and memory a running task uses now; `None` for a task that
+    /// is not running, or a runtime whose readings come another way (ECS:
+    /// Container Insights).
+    fn usage(&self, task: &TaskArn) -> impl Future<Output = Result<Option<UsageSample>, PortError>> + Send;
 }
 
 impl<T: Runtime> Runtime for std::sync::Arc<T> {
+    type Events = T::Events;
+
+    fn subscribe(&self) -> Self::Events {
+        (**self).subscribe()
+    }
+
+    fn usage(&self, task: &TaskArn) -> impl Future<Output = Result<Option<UsageSample>, PortError>> + Send {
+        (**self).usage(task)
+    }
+
     fn run_task(&self, request: &LaunchRequest) -> impl Future<Output = Result<TaskInfo, PortError>> + Send {
         (**self).run_task(request)
     }

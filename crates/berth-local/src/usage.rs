@@ -19,9 +19,10 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io;
-use std::time::Instant;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
-use berth_core::autoscale::TaskUsage;
+use berth_core::autoscale::{TaskUsage, UsageSample};
 
 /// CPU time and resident memory of a process tree at one instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +50,7 @@ struct Stat {
 /// Samples the process `pid` and all its descendants. Fails (`NotFound`)
 /// when `pid` does not exist; descendants that exit meanwhile are skipped.
 pub fn sample(pid: u32) -> io::Result<ProcessTreeSample> {
+    epoch();
     let at = Instant::now();
     let root = read_stat(pid)?;
     let mut stats = HashMap::from([(pid, root)]);
@@ -81,17 +83,28 @@ pub fn sample(pid: u32) -> io::Result<ProcessTreeSample> {
 /// samples of its tree: CPU over the interval, memory at `next`. A zero
 /// reservation reads as 0 %, as does CPU over an empty interval.
 pub fn usage(prev: &ProcessTreeSample, next: &ProcessTreeSample, cpu_units: u32, memory_mib: u32) -> TaskUsage {
-    let seconds = next.at.saturating_duration_since(prev.at).as_secs_f64();
-    let ticks = next.cpu_ticks.saturating_sub(prev.cpu_ticks) as f64;
-    let cpu = if seconds > 0.0 && cpu_units > 0 {
-        let cores = ticks / clock_ticks() as f64 / seconds;
-        cores / (f64::from(cpu_units) / 1024.0) * 100.0
-    } else {
-        0.0
-    };
-    let memory =
-        if memory_mib > 0 { next.rss_bytes as f64 / (f64::from(memory_mib) * 1024.0 * 1024.0) * 100.0 } else { 0.0 };
-    TaskUsage { cpu_percent_of_reservation: cpu, memory_percent_of_reservation: memory }
+    // The interval straight from the two instants, whenever they were read.
+    let (mut from, mut to) = (prev.reading(), next.reading());
+    (from.at, to.at) = (Duration::ZERO, next.at.saturating_duration_since(prev.at));
+    to.usage_since(&from, cpu_units, memory_mib)
+}
+
+impl ProcessTreeSample {
+    /// Core's view of this sample: CPU time from clock ticks, and the
+    /// instant on this process's monotonic clock.
+    pub fn reading(&self) -> UsageSample {
+        let hz = clock_ticks();
+        let cpu_time =
+            Duration::from_secs(self.cpu_ticks / hz) + Duration::from_nanos((self.cpu_ticks % hz) * 1_000_000_000 / hz);
+        UsageSample { cpu_time, memory_bytes: self.rss_bytes, at: self.at.saturating_duration_since(epoch()) }
+    }
+}
+
+/// The origin of [`UsageSample::at`] readings: set before the first sample
+/// is read, so every sample's instant is after it.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 /// The process group of process `pid`; `None` when it is gone or unreadable.

@@ -7,12 +7,11 @@ use std::time::{Duration, Instant};
 
 use berth_core::{
     ClaimName, Generation, Health, HealthCheck, LaunchRequest, LaunchVolume, Probe, Runtime, StopCode, TaskArn,
-    TaskDefinition, TaskInfo, TaskStateChange, TaskStatus, VolumeId, VolumeInfo,
+    TaskDefinition, TaskEvents, TaskInfo, TaskStateChange, TaskStatus, VolumeId, VolumeInfo,
 };
 use berth_local::{LocalRuntime, SupervisorConfig};
 use chrono::Utc;
 use tempfile::TempDir;
-use tokio::sync::broadcast;
 
 /// Generous bound for anything the tests wait for.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -21,7 +20,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 struct Setup {
     dir: TempDir,
     runtime: LocalRuntime,
-    events: broadcast::Receiver<TaskStateChange>,
+    events: berth_local::supervisor::Events,
 }
 
 fn setup() -> Setup {
@@ -61,6 +60,7 @@ impl Setup {
                 stop_timeout: Duration::from_secs(10),
             },
             client_token: LaunchRequest::token_for(&claim, Generation(1)),
+            canary: false,
         }
     }
 
@@ -70,7 +70,7 @@ impl Setup {
         let mut seen = Vec::new();
         let collect = async {
             loop {
-                let event = self.events.recv().await.expect("the event stream lags or closed");
+                let event = self.events.next().await.expect("the event stream closed").expect("the event stream lags");
                 let event = TaskStateChange::parse(&serde_json::to_string(&event).unwrap()).unwrap();
                 if event.detail.task_arn == arn.0 {
                     let finished = done(&event);
@@ -143,7 +143,7 @@ async fn a_task_walks_to_running_with_one_event_per_state() {
     assert_eq!(task.last_status, TaskStatus::Running);
     assert_eq!(task.desired_status, TaskStatus::Running);
     assert_eq!(task.version, 4);
-    assert!(task.pid.is_some() && task.started_at.is_some());
+    assert!(s.runtime.pid(&task.arn).is_some() && task.started_at.is_some());
     let id = task.arn.short();
     assert_eq!(task.arn.0, format!("arn:aws:ecs:local:000000000000:task/berth/{id}"));
     assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{id}");
@@ -285,7 +285,7 @@ async fn a_process_exiting_on_its_own_is_an_essential_container_exit() {
 async fn kill_9_from_outside_is_exit_code_137() {
     let mut s = setup();
     let task = s.runtime.run_task(&s.request("web-0", &["sleep", "30"])).await.unwrap();
-    let pid = task.pid.unwrap();
+    let pid = s.runtime.pid(&task.arn).unwrap();
     let killed = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
     assert!(killed.success());
     let stopped = s.until_stopped(&task.arn).await.pop().unwrap();

@@ -174,6 +174,17 @@ pub fn event_of(t: &TaskInfo) -> TaskStateChange {
 }
 
 impl Runtime for FakeRuntime {
+    // The fake world's events are handed to the controller by each test.
+    type Events = berth_core::NoEvents;
+
+    fn subscribe(&self) -> Self::Events {
+        berth_core::NoEvents
+    }
+
+    async fn usage(&self, _task: &TaskArn) -> Result<Option<berth_core::autoscale::UsageSample>, PortError> {
+        Ok(None)
+    }
+
     async fn run_task(&self, r: &LaunchRequest) -> Result<TaskInfo, PortError> {
         if let Some(arn) = self.tokens.lock().unwrap().get(&r.client_token) {
             return Ok(self.tasks.lock().unwrap().iter().find(|t| &t.arn == arn).unwrap().clone());
@@ -204,7 +215,6 @@ impl Runtime for FakeRuntime {
             stopped_at: None,
             version: 4,
             endpoint: None,
-            pid: None,
             definition: Some(format!(
                 "arn:aws:ecs:local:000000000000:task-definition/{}:{}",
                 r.definition.family, r.definition.revision

@@ -42,8 +42,11 @@ pub async fn status(State(app): State<AppState>) -> Answer {
 }
 
 pub async fn tasks(State(app): State<AppState>) -> Answer {
-    let tasks = app.platform.runtime.tasks().await.map_err(ApiError::internal)?;
-    Ok(Json(serde_json::to_value(tasks).map_err(ApiError::internal)?))
+    let runtime = &app.platform.runtime;
+    let tasks = runtime.tasks().await.map_err(ApiError::internal)?;
+    let views: Vec<super::TaskView> =
+        tasks.into_iter().map(|task| super::TaskView { pid: runtime.pid(&task.arn), task }).collect();
+    Ok(Json(serde_json::to_value(views).map_err(ApiError::internal)?))
 }
 
 /// The running tasks of a service as `berth serve` reads a peer list

@@ -8,6 +8,7 @@
 mod backups;
 mod discovery;
 mod handlers;
+mod task_view;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use axum::{Json, Router};
 use subtle::ConstantTimeEq;
 
 pub use discovery::{AdminInfo, Discovery};
+pub use task_view::TaskView;
 
 use crate::platform::Platform;
 

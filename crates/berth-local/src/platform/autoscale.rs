@@ -1,9 +1,10 @@
 //! Auto scaling under `berth up`: samples each task's CPU and memory and
 //! applies core's target-tracking decision to the service's desired count.
 //!
-//! Every `sample_interval` the loop reads the process tree of each running
-//! task of an auto-scaled service from `/proc` (`crate::usage`), turns two
-//! consecutive samples into a usage reading, and asks
+//! Every `sample_interval` the loop asks the runtime for a usage sample of
+//! each running task of an auto-scaled service (`Runtime::usage`: the
+//! process tree from `/proc` for processes), turns two consecutive samples
+//! into a usage reading, and asks
 //! `berth_core::autoscale::decide` for the desired count. A change goes
 //! through [`Platform::scale`], as `berth scale` does (scale-out resumes
 //! parked claims first, scale-in parks the highest with a snapshot), and is
@@ -14,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use berth_core::autoscale::{decide, ScalingState, TaskUsage};
+use berth_core::autoscale::{decide, ScalingState, TaskUsage, UsageSample};
 use berth_core::ledger::EventRecord;
 use berth_core::task::Runtime;
 use berth_core::TaskStatus;
@@ -22,7 +23,6 @@ use chrono::Utc;
 
 use super::config::ServiceConfig;
 use super::Platform;
-use crate::usage::{self, ProcessTreeSample};
 
 impl Platform {
     /// Runs the autoscaler of one service until the platform stops.
@@ -30,7 +30,7 @@ impl Platform {
         let policy = service.autoscaling.policy();
         let mut every = tokio::time::interval(service.autoscaling.sample_interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut samples: BTreeMap<String, ProcessTreeSample> = BTreeMap::new();
+        let mut samples: BTreeMap<String, UsageSample> = BTreeMap::new();
         let mut state = ScalingState::default();
         loop {
             every.tick().await;
@@ -38,11 +38,13 @@ impl Platform {
             let mut readings: Vec<TaskUsage> = Vec::new();
             let mut next_samples = BTreeMap::new();
             for t in tasks.iter().filter(|t| t.service.as_deref() == Some(service.name.as_str())) {
-                let (Some(pid), TaskStatus::Running) = (t.pid, &t.last_status) else { continue };
+                if t.last_status != TaskStatus::Running {
+                    continue;
+                }
                 // A task gone between the listing and the read has no reading.
-                let Ok(now) = usage::sample(pid) else { continue };
+                let Ok(Some(now)) = self.runtime.usage(&t.arn).await else { continue };
                 if let Some(prev) = samples.get(&t.arn.0) {
-                    readings.push(usage::usage(prev, &now, service.cpu, service.memory));
+                    readings.push(now.usage_since(prev, service.cpu, service.memory));
                 }
                 next_samples.insert(t.arn.0.clone(), now);
             }

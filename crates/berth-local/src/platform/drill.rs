@@ -255,21 +255,6 @@ impl Platform {
         .await
         .map_err(|e| (None, format!("the restore task failed: {e}")))?
     }
-
-    /// Starts the service's task on `scratch` and waits for its health check.
-    async fn canary(&self, claim: &ClaimName, service: &ServiceConfig, scratch: &Path) -> Result<(), String> {
-        let definition = service.definition();
-        let log = self.state.logs().join(format!("canary-{claim}.log"));
-        let mut canary = self.runtime.start_canary(&service.name, claim, &definition, scratch, &log)?;
-        let within = definition.health_check.as_ref().map_or(Duration::from_secs(30), |h| {
-            h.start_period.max(Duration::from_secs(10)) + h.interval * h.retries + h.timeout
-        });
-        canary
-            .wait_healthy(within.min(Duration::from_secs(300)))
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("canary on the restored volume: {e} (log: {})", log.display()))
-    }
 }
 
 fn missed(objectives: &Objectives, rpo: Duration, rto: Duration) -> String {

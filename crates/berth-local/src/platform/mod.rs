@@ -13,6 +13,7 @@ mod autoscale;
 mod backup;
 pub mod backup_book;
 pub mod backup_report;
+mod canary;
 pub mod config;
 mod deploy;
 pub mod drill;
@@ -31,10 +32,10 @@ use berth_core::intent::DesiredState;
 use berth_core::ledger::{ClaimRecord, EventRecord, Expect, Ledger};
 use berth_core::scope::Scope;
 use berth_core::snapshot::SnapshotId;
-use berth_core::task::Runtime;
+use berth_core::task::{Runtime, TaskEvents};
 use berth_core::ClaimName;
 use chrono::{DateTime, Utc};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 pub use config::{Config, ConfigError};
 pub use deploy::DeployRequest;
@@ -377,17 +378,17 @@ impl Platform {
         loop {
             tokio::select! {
                 _ = down.wait_for(|d| *d) => break,
-                event = events.recv() => match event {
-                    Ok(event) => {
+                event = events.next() => match event {
+                    Some(Ok(event)) => {
                         self.route(event).await;
                         self.refresh_targets().await;
                     }
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    Some(Err(missed)) => {
                         // Level-triggered: a resync finds whatever the lost events said.
                         tracing::warn!(missed, "event stream lagged; resyncing every claim");
                         let _ = self.wake_all().await;
                     }
-                    Err(broadcast::error::RecvError::Closed) => break,
+                    None => break,
                 },
             }
         }
@@ -460,7 +461,7 @@ impl Platform {
                 break;
             }
             tokio::select! {
-                Ok(event) = events.recv() => {
+                Some(Ok(event)) = events.next() => {
                     self.route(event).await;
                     self.refresh_targets().await;
                 }

@@ -15,7 +15,6 @@
 //! definition says and are reported, never acted on. Tasks die with the
 //! supervisor (see `process` and `spawner`).
 
-mod canary;
 mod config;
 mod events;
 mod health;
@@ -33,8 +32,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use berth_core::autoscale::UsageSample;
 use berth_core::ports::VolumeInfo;
-use berth_core::{Health, LaunchRequest, PortError, Runtime, StopCode, TaskArn, TaskInfo, TaskStateChange, TaskStatus};
+use berth_core::{
+    Health, LaunchRequest, PortError, Runtime, StopCode, TaskArn, TaskEvents, TaskInfo, TaskStateChange, TaskStatus,
+};
 use chrono::Utc;
 use tokio::sync::{broadcast, oneshot, watch};
 
@@ -52,9 +54,10 @@ impl LocalRuntime {
         Self { shared: Arc::new(Shared::new(config)) }
     }
 
-    /// Task state change events from now on, in version order per task.
-    pub fn subscribe(&self) -> broadcast::Receiver<TaskStateChange> {
-        self.shared.subscribe()
+    /// The process id of a task that has started (its process group's
+    /// leader): what `berth ps` shows and `kill` takes.
+    pub fn pid(&self, arn: &TaskArn) -> Option<u32> {
+        self.shared.lock().tasks.get(arn).and_then(|r| r.pid)
     }
 
     pub fn config(&self) -> &SupervisorConfig {
@@ -90,8 +93,9 @@ impl LocalRuntime {
         TaskRecord {
             info: TaskInfo {
                 arn,
-                service: Some(request.service.clone()),
-                claim: Some(request.claim.clone()),
+                // A canary is no task of its service or claim (see LaunchRequest::canary).
+                service: (!request.canary).then(|| request.service.clone()),
+                claim: (!request.canary).then(|| request.claim.clone()),
                 generation: Some(request.generation),
                 last_status: TaskStatus::Provisioning,
                 desired_status: TaskStatus::Running,
@@ -104,11 +108,13 @@ impl LocalRuntime {
                 stopped_at: None,
                 version: 0,
                 endpoint: Some(SocketAddr::new(config.listen_host, port).to_string()),
-                pid: None,
                 definition: Some(definition_arn.clone()),
             },
             client_token: request.client_token.clone(),
-            group: format!("service:{}", request.service),
+            group: match request.canary {
+                true => format!("canary:{}", request.claim),
+                false => format!("service:{}", request.service),
+            },
             started_by: format!("berth/{}", request.claim),
             definition_arn,
             container: definition.family.clone(),
@@ -117,6 +123,7 @@ impl LocalRuntime {
             env,
             port,
             log_path: config.logs.join(format!("{id}.log")),
+            pid: None,
             pull_started_at: None,
             pull_stopped_at: None,
             stopping_at: None,
@@ -197,5 +204,41 @@ impl Runtime for LocalRuntime {
         let mut tasks: Vec<TaskInfo> = self.shared.lock().tasks.values().map(|r| r.info.clone()).collect();
         tasks.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.arn.cmp(&b.arn)));
         Ok(tasks)
+    }
+
+    type Events = Events;
+
+    /// Task state change events from now on, in version order per task.
+    fn subscribe(&self) -> Events {
+        Events(self.shared.subscribe())
+    }
+
+    /// The CPU time and resident memory of the task's process tree, read
+    /// from `/proc` ([`crate::usage`]); `None` once it is not running.
+    async fn usage(&self, task: &TaskArn) -> Result<Option<UsageSample>, PortError> {
+        let pid = {
+            let table = self.shared.lock();
+            match table.tasks.get(task) {
+                Some(r) if r.info.last_status == TaskStatus::Running && !r.exited => r.pid,
+                _ => None,
+            }
+        };
+        let Some(pid) = pid else { return Ok(None) };
+        // A task gone between the lookup and the read has no reading.
+        let read = tokio::task::spawn_blocking(move || crate::usage::sample(pid).ok().map(|s| s.reading()));
+        read.await.map_err(|e| PortError::retryable(format!("reading the usage of task {task}: {e}")))
+    }
+}
+
+/// The supervisor's events, as core's [`TaskEvents`].
+pub struct Events(broadcast::Receiver<TaskStateChange>);
+
+impl TaskEvents for Events {
+    async fn next(&mut self) -> Option<Result<TaskStateChange, u64>> {
+        match self.0.recv().await {
+            Ok(event) => Some(Ok(event)),
+            Err(broadcast::error::RecvError::Lagged(missed)) => Some(Err(missed)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
     }
 }

@@ -40,6 +40,8 @@ pub(crate) struct TaskRecord {
     pub env: BTreeMap<String, String>,
     pub port: u16,
     pub log_path: PathBuf,
+    /// The task's process (and process group) once it runs.
+    pub pid: Option<u32>,
     pub pull_started_at: Option<DateTime<Utc>>,
     pub pull_stopped_at: Option<DateTime<Utc>>,
     pub stopping_at: Option<DateTime<Utc>>,
@@ -184,7 +186,7 @@ impl Shared {
     pub fn started(&self, arn: &TaskArn, pid: Option<u32>) -> Option<TaskInfo> {
         let mut table = self.lock();
         let record = table.tasks.get_mut(arn)?;
-        record.info.pid = pid;
+        record.pid = pid;
         record.info.started_at = Some(Utc::now());
         self.advance(record, TaskStatus::Running);
         let info = record.info.clone();
@@ -221,7 +223,7 @@ impl Shared {
         self.advance(record, TaskStatus::Deactivating);
         self.advance(record, TaskStatus::Stopping);
         if !record.exited {
-            process::signal_group(record.info.pid, libc::SIGTERM);
+            process::signal_group(record.pid, libc::SIGTERM);
         }
         record.leaving.send_replace(true);
     }

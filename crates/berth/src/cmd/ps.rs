@@ -7,6 +7,7 @@
 
 use anyhow::Result;
 use berth_core::{Health, TaskInfo};
+use berth_local::admin::TaskView;
 use chrono::Utc;
 
 use super::admin::{self, AdminArgs, Client};
@@ -23,15 +24,19 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let client = Client::connect(&args.admin)?;
-    let mut tasks: Vec<TaskInfo> = client.get("/v1/tasks")?;
-    tasks.retain(|t| args.all || !t.is_stopped());
-    tasks.sort_by(|a, b| (&a.claim, a.generation, a.created_at).cmp(&(&b.claim, b.generation, b.created_at)));
+    let mut views: Vec<TaskView> = client.get("/v1/tasks")?;
+    views.retain(|v| args.all || !v.task.is_stopped());
+    views.sort_by(|a, b| {
+        let key = |v: &TaskView| (v.task.claim.clone(), v.task.generation, v.task.created_at);
+        key(a).cmp(&key(b))
+    });
     if args.admin.json {
-        return print_json(&tasks);
+        return print_json(&views);
     }
     let now = Utc::now();
     let mut table = Table::new(["TASK", "CLAIM", "GEN", "STATUS", "HEALTH", "ENDPOINT", "PID", "AGE"]);
-    for t in &tasks {
+    for v in &views {
+        let t = &v.task;
         table.row([
             admin::short_id(&t.arn.0).to_owned(),
             admin::or_dash(t.claim.as_ref()),
@@ -39,7 +44,7 @@ pub fn run(args: Args) -> Result<()> {
             status(t),
             health(t).to_owned(),
             admin::or_dash(t.endpoint.as_ref()),
-            admin::or_dash(t.pid),
+            admin::or_dash(v.pid),
             admin::age(now, t.started_at.unwrap_or(t.created_at)),
         ]);
     }
