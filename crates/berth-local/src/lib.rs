@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod backup;
 pub mod fingerprint;
+pub mod host;
 pub mod lb;
 pub mod ledger;
 pub mod platform;
@@ -18,6 +19,7 @@ pub mod supervisor;
 pub mod usage;
 pub mod volumes;
 
+pub use host::HostRuntime;
 pub use ledger::SqliteLedger;
 pub use records::{snapshot_time, to_record};
 pub use secrets::{resolve_password, PasswordSource};

@@ -9,7 +9,7 @@ use berth_core::{
     ClaimName, Generation, Health, HealthCheck, LaunchRequest, LaunchVolume, Probe, Runtime, StopCode, TaskArn,
     TaskDefinition, TaskEvents, TaskInfo, TaskStateChange, TaskStatus, VolumeId, VolumeInfo,
 };
-use berth_local::{LocalRuntime, SupervisorConfig};
+use berth_local::{HostRuntime, LocalRuntime, SupervisorConfig};
 use chrono::Utc;
 use tempfile::TempDir;
 

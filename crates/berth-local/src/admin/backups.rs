@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ApiError, AppState};
+use crate::host::HostRuntime;
 use crate::platform::drill::CheckKind;
 use crate::platform::PlatformError;
 
@@ -33,17 +34,17 @@ pub(super) fn platform_error(e: PlatformError) -> ApiError {
     }
 }
 
-pub async fn report(State(app): State<AppState>) -> Answer {
+pub async fn report<R: HostRuntime>(State(app): State<AppState<R>>) -> Answer {
     let report = app.platform.backup_report().await.map_err(platform_error)?;
     Ok(Json(serde_json::to_value(report).map_err(ApiError::internal)?))
 }
 
-pub async fn metrics(State(app): State<AppState>) -> Result<Response, ApiError> {
+pub async fn metrics<R: HostRuntime>(State(app): State<AppState<R>>) -> Result<Response, ApiError> {
     let text = app.platform.backup_metrics().await.map_err(platform_error)?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
-pub async fn backup_now(State(app): State<AppState>, Path(name): Path<String>) -> Answer {
+pub async fn backup_now<R: HostRuntime>(State(app): State<AppState<R>>, Path(name): Path<String>) -> Answer {
     let name = claim_name(&name)?;
     let outcome = app.platform.backup_now(&name).await.map_err(platform_error)?;
     Ok(Json(serde_json::to_value(outcome).map_err(ApiError::internal)?))
@@ -56,15 +57,28 @@ pub struct CheckBody {
     from: Option<String>,
 }
 
-pub async fn verify(State(app): State<AppState>, Path(name): Path<String>, body: Option<Json<CheckBody>>) -> Answer {
+pub async fn verify<R: HostRuntime>(
+    State(app): State<AppState<R>>,
+    Path(name): Path<String>,
+    body: Option<Json<CheckBody>>,
+) -> Answer {
     check(app, name, body, CheckKind::Verify).await
 }
 
-pub async fn drill(State(app): State<AppState>, Path(name): Path<String>, body: Option<Json<CheckBody>>) -> Answer {
+pub async fn drill<R: HostRuntime>(
+    State(app): State<AppState<R>>,
+    Path(name): Path<String>,
+    body: Option<Json<CheckBody>>,
+) -> Answer {
     check(app, name, body, CheckKind::Drill).await
 }
 
-async fn check(app: AppState, name: String, body: Option<Json<CheckBody>>, kind: CheckKind) -> Answer {
+async fn check<R: HostRuntime>(
+    app: AppState<R>,
+    name: String,
+    body: Option<Json<CheckBody>>,
+    kind: CheckKind,
+) -> Answer {
     let name = claim_name(&name)?;
     let mut from = body.and_then(|b| b.0.from);
     if from.is_none() && kind == CheckKind::Drill {

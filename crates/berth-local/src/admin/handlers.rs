@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ApiError, AppState};
+use crate::host::HostRuntime;
 
 type Answer = Result<Json<Value>, ApiError>;
 
@@ -19,7 +20,7 @@ fn claim_name(raw: &str) -> Result<ClaimName, ApiError> {
     ClaimName::parse(raw).map_err(|e| ApiError::bad_request(format!("claim {raw:?}: {e}")))
 }
 
-pub async fn status(State(app): State<AppState>) -> Answer {
+pub async fn status<R: HostRuntime>(State(app): State<AppState<R>>) -> Answer {
     let p = &app.platform;
     let claims = p.ledger.claims().await.map_err(ApiError::internal)?;
     let services: Vec<Value> = p
@@ -41,7 +42,7 @@ pub async fn status(State(app): State<AppState>) -> Answer {
     })))
 }
 
-pub async fn tasks(State(app): State<AppState>) -> Answer {
+pub async fn tasks<R: HostRuntime>(State(app): State<AppState<R>>) -> Answer {
     let runtime = &app.platform.runtime;
     let tasks = runtime.tasks().await.map_err(ApiError::internal)?;
     let views: Vec<super::TaskView> =
@@ -51,7 +52,7 @@ pub async fn tasks(State(app): State<AppState>) -> Answer {
 
 /// The running tasks of a service as `berth serve` reads a peer list
 /// (core's [`berth_core::membership`]).
-pub async fn peers(State(app): State<AppState>, Path(service): Path<String>) -> Answer {
+pub async fn peers<R: HostRuntime>(State(app): State<AppState<R>>, Path(service): Path<String>) -> Answer {
     let tasks = app.platform.runtime.tasks().await.map_err(ApiError::internal)?;
     let claims = app.platform.ledger.claims().await.map_err(ApiError::internal)?;
     let m = berth_core::membership::membership(&service, &claims, &tasks);
@@ -59,12 +60,12 @@ pub async fn peers(State(app): State<AppState>, Path(service): Path<String>) -> 
     Ok(Json(json!({ "peers": urls(m.members), "leaving": urls(m.leaving), "expected": m.expected })))
 }
 
-pub async fn claims(State(app): State<AppState>) -> Answer {
+pub async fn claims<R: HostRuntime>(State(app): State<AppState<R>>) -> Answer {
     let claims = app.platform.ledger.claims().await.map_err(ApiError::internal)?;
     Ok(Json(serde_json::to_value(claims).map_err(ApiError::internal)?))
 }
 
-pub async fn claim(State(app): State<AppState>, Path(name): Path<String>) -> Answer {
+pub async fn claim<R: HostRuntime>(State(app): State<AppState<R>>, Path(name): Path<String>) -> Answer {
     let name = claim_name(&name)?;
     let ledger = &app.platform.ledger;
     let claim = ledger
@@ -85,7 +86,7 @@ pub struct EventQuery {
     limit: Option<usize>,
 }
 
-pub async fn events(State(app): State<AppState>, Query(q): Query<EventQuery>) -> Answer {
+pub async fn events<R: HostRuntime>(State(app): State<AppState<R>>, Query(q): Query<EventQuery>) -> Answer {
     let claim = q.claim.as_deref().map(claim_name).transpose()?;
     let limit = q.limit.unwrap_or(1000).min(10_000);
     let events = app.platform.ledger.events(q.after, claim.as_ref(), limit).await.map_err(ApiError::internal)?;
@@ -104,7 +105,11 @@ fn default_reason() -> String {
 
 /// Stops a task the way ECS would for the cause named, so each path of the
 /// controller can be exercised on one machine.
-pub async fn stop_task(State(app): State<AppState>, Path(task): Path<String>, Json(body): Json<StopBody>) -> Answer {
+pub async fn stop_task<R: HostRuntime>(
+    State(app): State<AppState<R>>,
+    Path(task): Path<String>,
+    Json(body): Json<StopBody>,
+) -> Answer {
     let (code, reason) = match body.reason.as_str() {
         "spot" => (StopCode::SpotInterruption, "Your Spot Task was interrupted."),
         "health" => (StopCode::ServiceSchedulerInitiated, "Task failed container health checks"),
@@ -130,7 +135,11 @@ pub struct ScaleBody {
     count: u32,
 }
 
-pub async fn scale(State(app): State<AppState>, Path(service): Path<String>, Json(body): Json<ScaleBody>) -> Answer {
+pub async fn scale<R: HostRuntime>(
+    State(app): State<AppState<R>>,
+    Path(service): Path<String>,
+    Json(body): Json<ScaleBody>,
+) -> Answer {
     if body.count > 1000 {
         return Err(ApiError::bad_request("count above 1000: berth up runs on one machine"));
     }
@@ -152,7 +161,11 @@ pub struct RestoreBody {
     from: Option<String>,
 }
 
-pub async fn restore(State(app): State<AppState>, Path(name): Path<String>, Json(body): Json<RestoreBody>) -> Answer {
+pub async fn restore<R: HostRuntime>(
+    State(app): State<AppState<R>>,
+    Path(name): Path<String>,
+    Json(body): Json<RestoreBody>,
+) -> Answer {
     let name = claim_name(&name)?;
     if let Some(from) = &body.from {
         let at = body.at.ok_or_else(|| ApiError::bad_request("a restore from a replica takes at, not snapshot"))?;
@@ -184,7 +197,11 @@ pub struct ForkBody {
 
 /// `berth fork`: a new claim from the source claim's newest snapshot at or
 /// before `at` (from a replica too); the source is left running.
-pub async fn fork(State(app): State<AppState>, Path(name): Path<String>, Json(body): Json<ForkBody>) -> Answer {
+pub async fn fork<R: HostRuntime>(
+    State(app): State<AppState<R>>,
+    Path(name): Path<String>,
+    Json(body): Json<ForkBody>,
+) -> Answer {
     let name = claim_name(&name)?;
     let new = claim_name(&body.new)?;
     let id = match &body.from {
@@ -200,7 +217,7 @@ pub async fn fork(State(app): State<AppState>, Path(name): Path<String>, Json(bo
     Ok(Json(json!({ "claim": new, "fork_of": name, "snapshot": id })))
 }
 
-pub async fn down(State(app): State<AppState>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn down<R: HostRuntime>(State(app): State<AppState<R>>) -> Result<(StatusCode, Json<Value>), ApiError> {
     let claims = app.platform.ledger.claims().await.map_err(ApiError::internal)?;
     let stopping = claims.iter().filter(|c| c.task.is_some()).count();
     app.platform.request_down();
@@ -208,7 +225,7 @@ pub async fn down(State(app): State<AppState>) -> Result<(StatusCode, Json<Value
 }
 
 /// A service's record: revisions and the deployment, if any.
-pub async fn service(State(app): State<AppState>, Path(service): Path<String>) -> Answer {
+pub async fn service<R: HostRuntime>(State(app): State<AppState<R>>, Path(service): Path<String>) -> Answer {
     let record = app
         .platform
         .ledger
@@ -220,8 +237,8 @@ pub async fn service(State(app): State<AppState>, Path(service): Path<String>) -
 }
 
 /// Starts a rolling deployment of a service.
-pub async fn deploy(
-    State(app): State<AppState>,
+pub async fn deploy<R: HostRuntime>(
+    State(app): State<AppState<R>>,
     Path(service): Path<String>,
     Json(body): Json<crate::platform::DeployRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {

@@ -23,6 +23,7 @@ use subtle::ConstantTimeEq;
 pub use discovery::{AdminInfo, Discovery};
 pub use task_view::TaskView;
 
+use crate::host::HostRuntime;
 use crate::platform::Platform;
 
 /// An error answer.
@@ -46,13 +47,19 @@ impl IntoResponse for ApiError {
     }
 }
 
-#[derive(Clone)]
-struct AppState {
-    platform: Arc<Platform>,
+struct AppState<R: HostRuntime> {
+    platform: Arc<Platform<R>>,
     token: Arc<String>,
 }
 
-async fn auth(State(app): State<AppState>, request: Request, next: Next) -> Response {
+// By hand: a derive would ask the runtime itself to be Clone.
+impl<R: HostRuntime> Clone for AppState<R> {
+    fn clone(&self) -> Self {
+        Self { platform: Arc::clone(&self.platform), token: Arc::clone(&self.token) }
+    }
+}
+
+async fn auth<R: HostRuntime>(State(app): State<AppState<R>>, request: Request, next: Next) -> Response {
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -68,29 +75,29 @@ async fn auth(State(app): State<AppState>, request: Request, next: Next) -> Resp
 }
 
 /// The admin router for `platform`, guarded by `token`.
-pub fn router(platform: Arc<Platform>, token: String) -> Router {
+pub fn router<R: HostRuntime>(platform: Arc<Platform<R>>, token: String) -> Router {
     let state = AppState { platform, token: Arc::new(token) };
     Router::new()
-        .route("/v1/status", get(handlers::status))
-        .route("/v1/tasks", get(handlers::tasks))
-        .route("/v1/tasks/{task}/stop", post(handlers::stop_task))
-        .route("/v1/claims", get(handlers::claims))
-        .route("/v1/claims/{name}", get(handlers::claim))
-        .route("/v1/claims/{name}/restore", post(handlers::restore))
-        .route("/v1/claims/{name}/backup", post(backups::backup_now))
-        .route("/v1/claims/{name}/fork", post(handlers::fork))
-        .route("/v1/claims/{name}/verify", post(backups::verify))
-        .route("/v1/claims/{name}/drill", post(backups::drill))
-        .route("/v1/backups", get(backups::report))
-        .route("/v1/metrics", get(backups::metrics))
-        .route("/v1/events", get(handlers::events))
-        .route("/v1/services/{name}/scale", post(handlers::scale))
-        .route("/v1/services/{name}", get(handlers::service))
-        .route("/v1/services/{name}/deploy", post(handlers::deploy))
-        .route("/v1/down", post(handlers::down))
-        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .route("/v1/status", get(handlers::status::<R>))
+        .route("/v1/tasks", get(handlers::tasks::<R>))
+        .route("/v1/tasks/{task}/stop", post(handlers::stop_task::<R>))
+        .route("/v1/claims", get(handlers::claims::<R>))
+        .route("/v1/claims/{name}", get(handlers::claim::<R>))
+        .route("/v1/claims/{name}/restore", post(handlers::restore::<R>))
+        .route("/v1/claims/{name}/backup", post(backups::backup_now::<R>))
+        .route("/v1/claims/{name}/fork", post(handlers::fork::<R>))
+        .route("/v1/claims/{name}/verify", post(backups::verify::<R>))
+        .route("/v1/claims/{name}/drill", post(backups::drill::<R>))
+        .route("/v1/backups", get(backups::report::<R>))
+        .route("/v1/metrics", get(backups::metrics::<R>))
+        .route("/v1/events", get(handlers::events::<R>))
+        .route("/v1/services/{name}/scale", post(handlers::scale::<R>))
+        .route("/v1/services/{name}", get(handlers::service::<R>))
+        .route("/v1/services/{name}/deploy", post(handlers::deploy::<R>))
+        .route("/v1/down", post(handlers::down::<R>))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::<R>))
         // The peer list is for the service's own tasks (`berth serve
         // --peers-url`), which hold no token: it names loopback endpoints only.
-        .route("/v1/services/{name}/peers", get(handlers::peers))
+        .route("/v1/services/{name}/peers", get(handlers::peers::<R>))
         .with_state(state)
 }

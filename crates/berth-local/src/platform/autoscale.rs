@@ -23,8 +23,9 @@ use chrono::Utc;
 
 use super::config::ServiceConfig;
 use super::Platform;
+use crate::host::HostRuntime;
 
-impl Platform {
+impl<R: HostRuntime> Platform<R> {
     /// Runs the autoscaler of one service until the platform stops.
     pub(super) async fn autoscale_loop(self: Arc<Self>, service: ServiceConfig) {
         let policy = service.autoscaling.policy();

@@ -22,6 +22,7 @@ use super::backup_book::{BackupOutcome, ReplicaReport};
 use super::config::{BackupConfig, HookKind, ServiceConfig};
 use super::{Platform, PlatformError};
 use crate::backup::{replicate, Hook, HookTarget};
+use crate::host::HostRuntime;
 
 /// How often the loop looks: a quarter of the shortest schedule, between
 /// a quarter second and half a minute.
@@ -35,7 +36,7 @@ fn tick(policies: &[(ServiceConfig, Policy)]) -> Duration {
         .clamp(Duration::from_millis(250), Duration::from_secs(30))
 }
 
-impl Platform {
+impl<R: HostRuntime> Platform<R> {
     /// The services with a backup policy, and the policy.
     pub(super) fn backup_policies(&self) -> Vec<(ServiceConfig, Policy)> {
         self.config.services.iter().filter_map(|s| Some((s.clone(), s.backup.as_ref()?.policy().ok()?))).collect()
@@ -251,7 +252,7 @@ fn hook_of(backup: &BackupConfig, command: &[String]) -> Hook {
     }
 }
 
-impl Platform {
+impl<R: HostRuntime> Platform<R> {
     /// `berth backup now CLAIM`: a scheduled snapshot of a running claim
     /// at once, then replication, as the loop would do when it is due.
     pub async fn backup_now(&self, name: &ClaimName) -> Result<BackupOutcome, PlatformError> {

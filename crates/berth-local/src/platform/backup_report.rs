@@ -19,6 +19,7 @@ use serde::Serialize;
 use super::backup_book::ClaimBackup;
 use super::drill::CheckKind;
 use super::{Platform, PlatformError};
+use crate::host::HostRuntime;
 
 #[derive(Debug, Serialize)]
 pub struct ClaimReport {
@@ -51,7 +52,7 @@ pub struct VerificationLine {
     pub window: Option<Duration>,
 }
 
-impl Platform {
+impl<R: HostRuntime> Platform<R> {
     /// One line per claim of a service with a backup policy.
     pub async fn backup_report(&self) -> Result<Vec<ClaimReport>, PlatformError> {
         let now = Utc::now();

@@ -18,11 +18,12 @@ use chrono::Utc;
 
 use super::config::ServiceConfig;
 use super::Platform;
+use crate::host::HostRuntime;
 
 /// How often a canary is probed until it passes.
 const PROBE_EVERY: Duration = Duration::from_millis(200);
 
-impl Platform {
+impl<R: HostRuntime> Platform<R> {
     /// Starts the service's task on `scratch` and waits for its health
     /// check; the canary is stopped either way.
     pub(super) async fn canary(

@@ -19,6 +19,7 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::{Platform, PlatformError};
+use crate::host::HostRuntime;
 
 /// How often a deployment in progress is looked at.
 const TICK: Duration = Duration::from_millis(500);
@@ -55,7 +56,7 @@ impl DeployRequest {
     }
 }
 
-impl Platform {
+impl<R: HostRuntime> Platform<R> {
     /// Reads (or makes) every service's record and hands its revisions to
     /// the controller; a definition in `berth.toml` that changed since the
     /// last start is deployed.

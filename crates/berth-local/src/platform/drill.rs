@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::ServiceConfig;
 use super::{Platform, PlatformError};
+use crate::host::HostRuntime;
 
 /// Which check it was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,7 +69,7 @@ struct Restored {
     seconds: f64,
 }
 
-impl Platform {
+impl<R: HostRuntime> Platform<R> {
     /// Runs a recovery check of `claim` from the primary (`from: None`) or
     /// the named replica, records it in the book and the event log, and
     /// returns it. A failed check is a report with `passed: false`; only a
@@ -287,7 +288,7 @@ fn tree_size(root: &Path) -> std::io::Result<(u64, u64)> {
     Ok((files, bytes))
 }
 
-impl Platform {
+impl<R: HostRuntime> Platform<R> {
     /// The first replica of the claim's service, where a drill recovers
     /// from unless told otherwise.
     pub async fn first_replica(&self, claim: &ClaimName) -> Result<Option<String>, PlatformError> {

@@ -42,6 +42,7 @@ pub use deploy::DeployRequest;
 pub use lock::StateLock;
 use queue::Queue;
 
+use crate::host::HostRuntime;
 use crate::ledger::SqliteLedger;
 use crate::state::StateDir;
 use crate::supervisor::{leftovers, LocalRuntime, SupervisorConfig};
@@ -56,8 +57,8 @@ enum Update {
     Contended,
 }
 
-/// The controller over the local adapters.
-pub type LocalController = Controller<Arc<LocalRuntime>, Arc<LocalVolumes>, Arc<SqliteLedger>>;
+/// The controller over a local runtime and the local volumes and ledger.
+pub type LocalController<R = LocalRuntime> = Controller<Arc<R>, Arc<LocalVolumes>, Arc<SqliteLedger>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
@@ -93,15 +94,17 @@ pub enum PlatformError {
     Scaling(#[from] berth_core::autoscale::PolicyError),
 }
 
-/// The running platform, shared by its loops and the admin API.
-pub struct Platform {
-    pub controller: Arc<LocalController>,
-    pub runtime: Arc<LocalRuntime>,
+/// The running platform, shared by its loops and the admin API; generic
+/// over its runtime, so another local runtime is an adapter, not a fork of
+/// the platform.
+pub struct Platform<R: HostRuntime = LocalRuntime> {
+    pub controller: Arc<LocalController<R>>,
+    pub runtime: Arc<R>,
     pub ledger: Arc<SqliteLedger>,
     pub state: StateDir,
     pub config: Config,
     pub started_at: DateTime<Utc>,
-    queue: Arc<Queue>,
+    queue: Arc<Queue<R>>,
     /// Set to true when the platform is to park everything and exit.
     down: watch::Sender<bool>,
     /// The load balancer's targets: the running tasks of its service.
@@ -113,9 +116,10 @@ pub struct Platform {
     _lock: StateLock,
 }
 
-impl Platform {
-    /// Takes the state folder and assembles the platform (no task starts
-    /// yet); `admin_url` is where the tasks find their peer list.
+impl Platform<LocalRuntime> {
+    /// Takes the state folder and assembles the platform on the process
+    /// runtime (no task starts yet); `admin_url` is where the tasks find
+    /// their peer list.
     pub fn assemble(
         state: StateDir,
         config: Config,
@@ -125,8 +129,6 @@ impl Platform {
     ) -> Result<Arc<Self>, PlatformError> {
         state.ensure()?;
         let lock = StateLock::acquire(&state)?;
-        remove_staging(&state);
-        let ledger = Arc::new(SqliteLedger::open(&state.ledger())?);
         // Held the state lock: no other supervisor of this state is running,
         // so whatever its recorded task groups still hold was left behind.
         match leftovers::reap(&state.task_groups()) {
@@ -139,6 +141,21 @@ impl Platform {
         supervisor.admin_url = admin_url;
         supervisor.groups = Some(state.task_groups());
         let runtime = Arc::new(LocalRuntime::new(supervisor));
+        Self::assemble_on(runtime, lock, state, config, volumes)
+    }
+}
+
+impl<R: HostRuntime> Platform<R> {
+    /// Assembles the platform on `runtime`, the state folder's lock held.
+    pub fn assemble_on(
+        runtime: Arc<R>,
+        lock: StateLock,
+        state: StateDir,
+        config: Config,
+        volumes: LocalVolumes,
+    ) -> Result<Arc<Self>, PlatformError> {
+        remove_staging(&state);
+        let ledger = Arc::new(SqliteLedger::open(&state.ledger())?);
         let mut services = config.specs();
         for s in &mut services {
             if let Some(count) = scale_file::read(&state, &s.name) {

@@ -16,12 +16,13 @@ use berth_core::ledger::EventRecord;
 use berth_core::ClaimName;
 
 use super::LocalController;
+use crate::host::HostRuntime;
 
 /// The most often a failing claim is retried.
 const MAX_RETRY: Duration = Duration::from_secs(60);
 
-pub struct Queue {
-    controller: Arc<LocalController>,
+pub struct Queue<R: HostRuntime> {
+    controller: Arc<LocalController<R>>,
     /// Claims with a worker; `true` when woken again meanwhile.
     busy: Mutex<HashMap<ClaimName, bool>>,
     /// Consecutive failed passes per claim, for the retry delay.
@@ -31,8 +32,8 @@ pub struct Queue {
     timers: Mutex<HashMap<ClaimName, tokio::time::Instant>>,
 }
 
-impl Queue {
-    pub fn new(controller: Arc<LocalController>) -> Arc<Self> {
+impl<R: HostRuntime> Queue<R> {
+    pub fn new(controller: Arc<LocalController<R>>) -> Arc<Self> {
         Arc::new(Self { controller, busy: Mutex::default(), failures: Mutex::default(), timers: Mutex::default() })
     }
 

@@ -41,6 +41,8 @@ use chrono::Utc;
 use tokio::sync::{broadcast, oneshot, watch};
 
 pub use config::SupervisorConfig;
+
+use crate::host::HostRuntime;
 use table::{Shared, TaskRecord};
 
 /// The local supervisor. Cloning it gives another handle on the same tasks.
@@ -54,27 +56,8 @@ impl LocalRuntime {
         Self { shared: Arc::new(Shared::new(config)) }
     }
 
-    /// The process id of a task that has started (its process group's
-    /// leader): what `berth ps` shows and `kill` takes.
-    pub fn pid(&self, arn: &TaskArn) -> Option<u32> {
-        self.shared.lock().tasks.get(arn).and_then(|r| r.pid)
-    }
-
     pub fn config(&self) -> &SupervisorConfig {
         &self.shared.config
-    }
-
-    /// The log file of a task of this supervisor (it may not exist yet).
-    pub fn log_path(&self, arn: &TaskArn) -> Option<PathBuf> {
-        if let Some(record) = self.shared.lock().tasks.get(arn) {
-            return Some(record.log_path.clone());
-        }
-        names::id_of(&self.shared.config, arn).map(|id| self.shared.config.logs.join(format!("{id}.log")))
-    }
-
-    /// Waits until a task has stopped and returns it; None for an unknown task.
-    pub async fn wait_stopped(&self, arn: &TaskArn) -> Option<TaskInfo> {
-        self.shared.wait_stopped(arn).await
     }
 
     /// The task a client token started, if any.
@@ -227,6 +210,24 @@ impl Runtime for LocalRuntime {
         // A task gone between the lookup and the read has no reading.
         let read = tokio::task::spawn_blocking(move || crate::usage::sample(pid).ok().map(|s| s.reading()));
         read.await.map_err(|e| PortError::retryable(format!("reading the usage of task {task}: {e}")))
+    }
+}
+
+impl HostRuntime for LocalRuntime {
+    /// The task's process id: its process group's leader.
+    fn pid(&self, arn: &TaskArn) -> Option<u32> {
+        self.shared.lock().tasks.get(arn).and_then(|r| r.pid)
+    }
+
+    fn log_path(&self, arn: &TaskArn) -> Option<PathBuf> {
+        if let Some(record) = self.shared.lock().tasks.get(arn) {
+            return Some(record.log_path.clone());
+        }
+        names::id_of(&self.shared.config, arn).map(|id| self.shared.config.logs.join(format!("{id}.log")))
+    }
+
+    async fn wait_stopped(&self, arn: &TaskArn) -> Option<TaskInfo> {
+        self.shared.wait_stopped(arn).await
     }
 }
 

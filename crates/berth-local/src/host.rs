@@ -1,0 +1,26 @@
+//! What `berth up` needs of a runtime beyond core's `Runtime` port.
+//!
+//! A *host runtime* runs tasks on this machine (processes today,
+//! containers next), so each task has things only this machine knows:
+//! the process id an operator can signal, the log file its output goes
+//! to. The platform is generic over it; every decision still goes
+//! through core's port.
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use berth_core::{Runtime, TaskArn, TaskInfo};
+
+/// A runtime whose tasks run on this machine.
+pub trait HostRuntime: Runtime + 'static {
+    /// The process id of a task that has started (a container's init
+    /// process for a container): what `berth ps` shows and `kill` takes.
+    fn pid(&self, task: &TaskArn) -> Option<u32>;
+
+    /// The file a task's output goes to (it may not exist yet).
+    fn log_path(&self, task: &TaskArn) -> Option<PathBuf>;
+
+    /// Waits until a task has stopped and returns it; `None` for a task
+    /// the runtime does not know.
+    fn wait_stopped(&self, task: &TaskArn) -> impl Future<Output = Option<TaskInfo>> + Send;
+}
