@@ -33,6 +33,32 @@ pub enum StopIntent {
     Park,
 }
 
+/// Why berth stopped a task itself. With the runtime's stop code it
+/// decides whether the stop counts against the claim's crash loop: only a
+/// task's own failure does, never a stop the platform or a person made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopCause {
+    /// The claim is no longer desired running (scale-in, `berth down`).
+    Parked,
+    /// A point-in-time restore was asked for.
+    Restore,
+    /// The task runs an older revision than its service's.
+    Deployment,
+    /// The task failed its container health checks.
+    FailedHealthChecks,
+    /// Anything else (and orders written before causes were recorded).
+    #[default]
+    Other,
+}
+
+impl StopCause {
+    /// Whether a stop for this cause is the task's own failure.
+    pub fn is_crash(self) -> bool {
+        self == Self::FailedHealthChecks
+    }
+}
+
 /// The intent and its one-line reason, for the event log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct IntentVerdict {

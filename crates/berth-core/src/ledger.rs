@@ -23,7 +23,7 @@ use crate::backoff::CrashLoop;
 use crate::claim::{ClaimName, Generation};
 use crate::deploy::ServiceRecord;
 use crate::event::StopCode;
-use crate::intent::{DesiredState, StopIntent};
+use crate::intent::{DesiredState, StopCause, StopIntent};
 use crate::ports::VolumeId;
 use crate::snapshot::{SnapshotId, SnapshotRecord};
 use crate::task::TaskArn;
@@ -67,6 +67,10 @@ impl HandoffStep {
 pub struct StopOrder {
     pub task: TaskArn,
     pub intent: StopIntent,
+    /// Why, as a type: what the crash loop reads.
+    #[serde(default)]
+    pub cause: StopCause,
+    /// Why, in words: what the event log and the CLI show.
     pub reason: String,
     pub at: DateTime<Utc>,
 }

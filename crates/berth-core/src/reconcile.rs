@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use crate::backoff::CrashLoop;
 use crate::claim::{ClaimName, Generation};
 use crate::event::StopCode;
-use crate::intent::{stop_intent, DesiredState, StopIntent};
+use crate::intent::{stop_intent, DesiredState, StopCause, StopIntent};
 use crate::ledger::{ClaimRecord, EventRecord, GenerationRecord, Handoff, HandoffStep, StopOrder};
 use crate::ports::{VolumeId, VolumeInfo, VolumeSource};
 use crate::retention::{self, KeepPolicy};
@@ -303,9 +303,9 @@ fn watch(claim: &ClaimRecord, task: &TaskInfo, cx: &Context) -> Decision {
             reason: format!("berth: {}", o.reason),
         }]);
     }
-    let order = |intent, reason: &str, code: StopCode, why: &str| {
+    let order = |intent, cause, reason: &str, code: StopCode, why: &str| {
         let mut next = claim.clone();
-        next.stop_order = Some(StopOrder { task: task.arn.clone(), intent, reason: reason.into(), at: cx.now });
+        next.stop_order = Some(StopOrder { task: task.arn.clone(), intent, cause, reason: reason.into(), at: cx.now });
         Decision::act(vec![
             write(next, cx.now),
             Action::StopTask { task: task.arn.clone(), code, reason: why.into() },
@@ -315,6 +315,7 @@ fn watch(claim: &ClaimRecord, task: &TaskInfo, cx: &Context) -> Decision {
     if claim.desired != DesiredState::Running {
         return order(
             StopIntent::Park,
+            StopCause::Parked,
             "claim parked (scale-in or service stopped)",
             StopCode::ServiceSchedulerInitiated,
             "Scaling activity initiated by berth",
@@ -324,6 +325,7 @@ fn watch(claim: &ClaimRecord, task: &TaskInfo, cx: &Context) -> Decision {
         let reason = format!("restore to snapshot {}", short(target));
         return order(
             StopIntent::Replace,
+            StopCause::Restore,
             &reason,
             StopCode::ServiceSchedulerInitiated,
             "Point-in-time restore by berth",
@@ -331,11 +333,18 @@ fn watch(claim: &ClaimRecord, task: &TaskInfo, cx: &Context) -> Decision {
     }
     if let Some(running) = task.revision().filter(|r| *r != cx.definition.revision) {
         let reason = format!("deployment: revision {running} → {}", cx.definition.revision);
-        return order(StopIntent::Replace, &reason, StopCode::ServiceSchedulerInitiated, "Deployment by berth");
+        return order(
+            StopIntent::Replace,
+            StopCause::Deployment,
+            &reason,
+            StopCode::ServiceSchedulerInitiated,
+            "Deployment by berth",
+        );
     }
     if task.health == Health::Unhealthy {
         return order(
             StopIntent::Replace,
+            StopCause::FailedHealthChecks,
             "failed container health checks",
             StopCode::ServiceSchedulerInitiated,
             "Task failed container health checks",
@@ -357,7 +366,12 @@ fn watch(claim: &ClaimRecord, task: &TaskInfo, cx: &Context) -> Decision {
                 next.backoff = CrashLoop::default();
                 return Decision::act(vec![
                     write(next, cx.now),
-                    log(cx, &claim.name, "backoff-reset", "healthy for 10 minutes: crash-loop count reset"),
+                    log(
+                        cx,
+                        &claim.name,
+                        "backoff-reset",
+                        format!("healthy for {}: crash-loop count reset", span(cx.healthy_reset)),
+                    ),
                 ]);
             }
             return Decision::wait((reset_at - cx.now).to_std().unwrap_or(POLL));
@@ -369,11 +383,20 @@ fn watch(claim: &ClaimRecord, task: &TaskInfo, cx: &Context) -> Decision {
     Decision::idle()
 }
 
+/// A duration as people say it: `10 minutes`, `90 s`.
+fn span(d: Duration) -> String {
+    match d.as_secs() {
+        60 => "1 minute".into(),
+        s if s >= 60 && s % 60 == 0 => format!("{} minutes", s / 60),
+        _ => format!("{:.0} s", d.as_secs_f64()),
+    }
+}
+
 /// Whether a stop counts against the claim's crash loop: the task's own
 /// failure, not a stop the platform or a person made.
 fn is_crash(code: Option<&StopCode>, order: Option<&StopOrder>) -> bool {
     if let Some(o) = order {
-        return o.reason.contains("health");
+        return o.cause.is_crash();
     }
     matches!(code, Some(StopCode::EssentialContainerExited | StopCode::TaskFailedToStart))
 }

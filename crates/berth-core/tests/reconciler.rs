@@ -505,6 +505,7 @@ async fn a_stop_order_that_never_reached_the_runtime_is_sent_again() {
     c.stop_order = Some(berth_core::ledger::StopOrder {
         task: t.arn.clone(),
         intent: berth_core::StopIntent::Replace,
+        cause: berth_core::intent::StopCause::FailedHealthChecks,
         reason: "failed container health checks".into(),
         at: world.clock.now_for_tests(),
     });

@@ -26,7 +26,7 @@ use crate::backoff::CrashLoop;
 use crate::claim::{ClaimName, Generation};
 use crate::deploy::ServiceRecord;
 use crate::event::StopCode;
-use crate::intent::{DesiredState, StopIntent};
+use crate::intent::{DesiredState, StopCause, StopIntent};
 use crate::ports::VolumeId;
 use crate::snapshot::{SnapshotId, SnapshotKind, SnapshotRecord};
 use crate::task::TaskArn;
@@ -404,6 +404,7 @@ pub async fn concurrent_cas<L: Ledger>(a: &L, b: &L) {
         next_a.stop_order = Some(StopOrder {
             task: TaskArn(format!("a-{round}")),
             intent: StopIntent::Replace,
+            cause: StopCause::FailedHealthChecks,
             reason: "a".into(),
             at: t0(),
         });
@@ -541,6 +542,7 @@ fn full_claim() -> ClaimRecord {
         stop_order: Some(StopOrder {
             task: task("t10"),
             intent: StopIntent::Park,
+            cause: StopCause::Parked,
             reason: "scale-in".into(),
             at: t0() - Duration::hours(1),
         }),
