@@ -24,7 +24,7 @@ use crate::reconcile::{reconcile, Action, Context, World};
 use crate::scope::Scope;
 use crate::service::{scale, ClaimChange, ServiceSpec};
 use crate::snapshot::SnapshotRecord;
-use crate::sweep::sweep;
+use crate::sweep::{sweep, Sweep};
 use crate::task::{Runtime, TaskArn, TaskDefinition, TaskInfo};
 
 /// Where time comes from (a fake clock in tests).
@@ -682,15 +682,28 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
     /// Removes nothing while the ledger is behind the stores: what it does
     /// not know it cannot judge.
     pub async fn sweep(&self) -> Result<(usize, usize), ControllerError> {
+        let plan = self.sweep_plan().await?;
+        self.carry_out_sweep(&plan).await
+    }
+
+    /// What the sweep would delete now, and why ([`sweep`]); nothing is
+    /// deleted. Refused while the ledger is behind the stores.
+    pub async fn sweep_plan(&self) -> Result<Sweep, ControllerError> {
         let claims = self.ledger.claims().await?;
         let volumes = self.volumes.list().await?;
         let snapshots: Vec<SnapshotRecord> =
             self.snapshots.lock().expect("snapshot cache lock").values().flatten().cloned().collect();
         crate::continuity::check(&claims, &volumes, &snapshots)?;
-        let found = sweep(&claims, &volumes, &snapshots, self.now(), self.grace);
-        for v in &found.volumes {
+        Ok(sweep(&claims, &volumes, &snapshots, self.now(), self.grace))
+    }
+
+    /// Deletes exactly what `found` plans; returns how many volumes and
+    /// snapshots went.
+    pub async fn carry_out_sweep(&self, found: &Sweep) -> Result<(usize, usize), ControllerError> {
+        for (v, verdict) in found.verdicts.iter().filter(|(_, verdict)| verdict.deletes()) {
             self.volumes.delete(v).await?;
-            self.log(EventRecord::new(self.now(), None, "sweep", format!("deleted orphaned volume {v}"))).await;
+            let message = format!("deleted orphaned volume {v}: {}", verdict.reason());
+            self.log(EventRecord::new(self.now(), None, "sweep", message)).await;
         }
         if !found.snapshots.is_empty() {
             self.volumes.delete_snapshots(&found.snapshots).await?;

@@ -13,11 +13,17 @@
 //! data is either safe in a stop snapshot taken of that very volume or no
 //! longer wanted (its claim is deleted). Any other unreferenced volume is
 //! kept, and named in [`Sweep::kept`] so an operator can look at it.
+//!
+//! The sweep plans first ([`sweep`] is pure): every unreferenced volume
+//! past the grace period gets a [`VolumeVerdict`] saying why it goes or
+//! stays, `berth sweep --dry-run` prints the plan, and the controller
+//! deletes exactly what the plan says.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use crate::intent::DesiredState;
 use crate::ledger::ClaimRecord;
@@ -25,13 +31,49 @@ use crate::ports::{VolumeId, VolumeInfo};
 use crate::snapshot::{SnapshotId, SnapshotKind, SnapshotRecord};
 
 /// What the sweep removes, and what it leaves for want of proof.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Sweep {
     pub volumes: Vec<VolumeId>,
     pub snapshots: Vec<SnapshotId>,
     /// Unreferenced volumes past the grace period that the ledger has not
     /// seen die: no stop snapshot of them, or a claim it does not know.
     pub kept: Vec<VolumeId>,
+    /// Why each unreferenced volume past the grace period goes or stays.
+    pub verdicts: Vec<(VolumeId, VolumeVerdict)>,
+}
+
+/// The sweep's verdict on one unreferenced volume.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", content = "snapshot", rename_all = "kebab-case")]
+pub enum VolumeVerdict {
+    /// Deleted: its data is in this completed stop snapshot of it.
+    Saved(SnapshotId),
+    /// Deleted: its claim is deleted.
+    ClaimDeleted,
+    /// Kept: no completed stop snapshot of it holds its data.
+    Unsaved,
+    /// Kept: the ledger does not know its claim.
+    UnknownClaim,
+    /// Kept: it is older than its claim's record, so another ledger made it.
+    OlderThanClaim,
+}
+
+impl VolumeVerdict {
+    /// Whether the sweep deletes the volume.
+    pub fn deletes(&self) -> bool {
+        matches!(self, Self::Saved(_) | Self::ClaimDeleted)
+    }
+
+    /// The verdict in words, for the event log and the CLI.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Saved(s) => format!("its data is in stop snapshot {}", &s.0[..s.0.len().min(8)]),
+            Self::ClaimDeleted => "its claim is deleted".into(),
+            Self::Unsaved => "kept: no stop snapshot of it holds its data".into(),
+            Self::UnknownClaim => "kept: the ledger does not know its claim".into(),
+            Self::OlderThanClaim => "kept: older than its claim's record (another ledger's)".into(),
+        }
+    }
 }
 
 /// Finds orphans among `volumes` and `snapshots` (of the services berth
@@ -57,20 +99,25 @@ pub fn sweep(
     };
     // Its data is in a completed stop snapshot of this very volume.
     let saved = |v: &VolumeInfo| {
-        snapshots.iter().any(|s| s.volume.as_ref() == Some(&v.id) && s.kind == Some(SnapshotKind::OnStop) && !s.pending)
-    };
-    let seen_die = |v: &VolumeInfo| {
-        claims
+        snapshots
             .iter()
-            .find(|c| c.name == v.claim)
-            .is_some_and(|c| v.created >= c.created_at && (c.desired == DesiredState::Deleted || saved(v)))
+            .find(|s| s.volume.as_ref() == Some(&v.id) && s.kind == Some(SnapshotKind::OnStop) && !s.pending)
+            .map(|s| s.id.clone())
     };
-    let (gone, kept): (Vec<&VolumeInfo>, Vec<&VolumeInfo>) = volumes
+    let verdict = |v: &VolumeInfo| match claims.iter().find(|c| c.name == v.claim) {
+        None => VolumeVerdict::UnknownClaim,
+        Some(c) if v.created < c.created_at => VolumeVerdict::OlderThanClaim,
+        Some(c) if c.desired == DesiredState::Deleted => VolumeVerdict::ClaimDeleted,
+        Some(_) => saved(v).map_or(VolumeVerdict::Unsaved, VolumeVerdict::Saved),
+    };
+    let verdicts: Vec<(VolumeId, VolumeVerdict)> = volumes
         .iter()
         .filter(|v| v.created < cutoff && !referenced.contains(&v.id) && !in_flight(v))
-        .partition(|v| seen_die(v));
-    let volumes = gone.into_iter().map(|v| v.id.clone()).collect();
-    let kept = kept.into_iter().map(|v| v.id.clone()).collect();
+        .map(|v| (v.id.clone(), verdict(v)))
+        .collect();
+    let (gone, kept): (Vec<_>, Vec<_>) = verdicts.iter().partition(|(_, verdict)| verdict.deletes());
+    let volumes = gone.into_iter().map(|(id, _)| id.clone()).collect();
+    let kept = kept.into_iter().map(|(id, _)| id.clone()).collect();
     let deleted: HashSet<_> = claims.iter().filter(|c| c.desired == DesiredState::Deleted).map(|c| &c.name).collect();
     let snapshots = snapshots
         .iter()
@@ -78,7 +125,7 @@ pub fn sweep(
         .filter(|s| s.locked_at(now).is_none())
         .map(|s| s.id.clone())
         .collect();
-    Sweep { volumes, snapshots, kept }
+    Sweep { volumes, snapshots, kept, verdicts }
 }
 
 #[cfg(test)]

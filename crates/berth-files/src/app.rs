@@ -84,12 +84,8 @@ async fn require_token(State(state): State<Arc<AppState>>, request: Request, nex
     if request.uri().path() == "/health" {
         return next.run(request).await;
     }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let presented =
+        request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer).unwrap_or("");
     if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
         next.run(request).await
     } else {
@@ -107,4 +103,11 @@ async fn record_metrics(State(state): State<Arc<AppState>>, request: Request, ne
     m.latency.get_or_create(&RouteLabels { route: route.clone() }).observe(start.elapsed().as_secs_f64());
     m.requests.get_or_create(&RequestLabels { route, method, status: response.status().as_u16() }).inc();
     response
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value; the scheme is
+/// case-insensitive (RFC 9110 11.1), so `bearer TOKEN` is one too.
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start())
 }

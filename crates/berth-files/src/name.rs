@@ -35,6 +35,17 @@ pub enum NameError {
     Control,
     #[error("file names starting with '{TEMP_PREFIX}' are reserved")]
     Reserved,
+    #[error("file name must not contain invisible or text-direction characters (they make a listing lie)")]
+    Invisible,
+}
+
+/// Zero-width and bidirectional formatting characters: they render as
+/// nothing, or reorder what follows, so `invoice\u{202E}fdp.exe` lists as
+/// `invoiceexe.pdf` and `a\u{200B}b` as a second `ab`.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}'
+        | '\u{061C}' | '\u{FEFF}' | '\u{00AD}' | '\u{180E}')
 }
 
 impl FileName {
@@ -56,7 +67,12 @@ impl FileName {
         if raw.chars().any(char::is_control) {
             return Err(NameError::Control);
         }
-        if raw.starts_with(TEMP_PREFIX) {
+        if raw.chars().any(is_invisible) {
+            return Err(NameError::Invisible);
+        }
+        // Case-insensitive: on a case-insensitive filesystem (a volume
+        // mounted from macOS, say) `.BERTH-TMP-x` is one of ours.
+        if raw.get(..TEMP_PREFIX.len()).is_some_and(|p| p.eq_ignore_ascii_case(TEMP_PREFIX)) {
             return Err(NameError::Reserved);
         }
         Ok(Self(raw.to_owned()))
@@ -105,5 +121,25 @@ mod tests {
         }
         // 256 bytes made of 2-byte characters: 128 chars, too long in bytes.
         assert_eq!(FileName::parse(&"é".repeat(128)).unwrap_err(), NameError::TooLong);
+    }
+
+    /// Issue 20, defect 8: `.BERTH-TMP-x` was accepted beside the reserved
+    /// prefix.
+    #[test]
+    fn the_reserved_prefix_is_reserved_in_any_case() {
+        for raw in [".BERTH-TMP-x", ".Berth-Tmp-1", ".berth-TMP-"] {
+            assert_eq!(FileName::parse(raw).unwrap_err(), NameError::Reserved, "{raw:?}");
+        }
+        assert!(FileName::parse(".berth-tm").is_ok());
+    }
+
+    /// Issue 20, defect 8: zero-width and bidi control characters were
+    /// accepted, so a listing could show two names alike, or one reversed.
+    #[test]
+    fn names_that_would_spoof_a_listing_are_refused() {
+        for raw in ["a\u{200B}b", "invoice\u{202E}fdp.exe", "\u{FEFF}x", "x\u{2066}y\u{2069}", "soft\u{00AD}hyphen"] {
+            assert_eq!(FileName::parse(raw).unwrap_err(), NameError::Invisible, "{raw:?}");
+        }
+        assert!(FileName::parse("עברית.txt").is_ok(), "right-to-left letters themselves are fine");
     }
 }

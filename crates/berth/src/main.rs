@@ -73,6 +73,8 @@ enum Command {
     Doctor(cmd::doctor::Args),
     /// Check the ledger against the volumes and snapshots, or rebuild a lost one from them (no `berth up` running).
     Ledger(cmd::ledger::Args),
+    /// Show what the sweep deletes and keeps (orphaned volumes, snapshots of deleted claims), and delete it now.
+    Sweep(cmd::sweep::Args),
     /// Print the output of a task (read from the state folder).
     Logs(cmd::logs::Args),
     /// What a deployment on AWS costs a month (the blog's estimate, recomputed from a dated price table).
@@ -110,6 +112,7 @@ fn main() -> ExitCode {
         Command::Dr(args) => cmd::dr::run(args),
         Command::Doctor(args) => cmd::doctor::run(args),
         Command::Ledger(args) => cmd::ledger::run(args),
+        Command::Sweep(args) => cmd::sweep::run(args),
         Command::Logs(args) => cmd::logs::run(args),
         Command::Cost(args) => cmd::cost::run(args),
         Command::Lambda(args) => cmd::lambda::run(args),

@@ -77,7 +77,9 @@ pub async fn download(
         .header(header::CONTENT_TYPE, "application/octet-stream");
 
     if let Some(tags) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-        if tags.split(',').any(|t| t.trim() == "*" || t.trim() == file.etag) {
+        // If-None-Match compares weakly (RFC 9110 13.1.2): `W/"x"` matches `"x"`.
+        let weak = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+        if tags.split(',').any(|t| t.trim() == "*" || weak(t) == weak(&file.etag)) {
             return Ok(response.status(StatusCode::NOT_MODIFIED).body(Body::empty()).expect("valid response"));
         }
     }

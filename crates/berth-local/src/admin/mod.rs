@@ -8,6 +8,7 @@
 mod backups;
 mod discovery;
 mod handlers;
+mod sweep;
 mod task_view;
 
 use std::sync::Arc;
@@ -64,7 +65,9 @@ async fn auth<R: HostRuntime>(State(app): State<AppState<R>>, request: Request, 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        // The scheme is case-insensitive (RFC 9110 11.1).
+        .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")))
+        .map(|(_, token)| token.trim_start())
         .unwrap_or("");
     if given.as_bytes().ct_eq(app.token.as_bytes()).into() {
         next.run(request).await
@@ -95,6 +98,7 @@ pub fn router<R: HostRuntime>(platform: Arc<Platform<R>>, token: String) -> Rout
         .route("/v1/services/{name}", get(handlers::service::<R>))
         .route("/v1/services/{name}/deploy", post(handlers::deploy::<R>))
         .route("/v1/down", post(handlers::down::<R>))
+        .route("/v1/sweep", get(sweep::plan::<R>).post(sweep::now::<R>))
         .layer(middleware::from_fn_with_state(state.clone(), auth::<R>))
         // The peer list is for the service's own tasks (`berth serve
         // --peers-url`), which hold no token: it names loopback endpoints only.

@@ -270,7 +270,7 @@ fn missed(objectives: &Objectives, rpo: Duration, rto: Duration) -> String {
 }
 
 /// Regular files and their bytes under `root`.
-fn tree_size(root: &Path) -> std::io::Result<(u64, u64)> {
+pub(crate) fn tree_size(root: &Path) -> std::io::Result<(u64, u64)> {
     let (mut files, mut bytes) = (0, 0);
     let mut stack: Vec<PathBuf> = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {

@@ -21,5 +21,6 @@ pub mod scale;
 pub mod serve;
 pub mod snapshot;
 pub mod stop_task;
+pub mod sweep;
 pub mod up;
 pub mod volume;

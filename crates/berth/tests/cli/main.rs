@@ -14,5 +14,6 @@ mod serve_lifecycle;
 mod serve_safety;
 mod site;
 mod snapshot;
+mod sweep;
 mod up;
 mod up_platform;

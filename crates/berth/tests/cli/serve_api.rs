@@ -227,6 +227,29 @@ fn bearer_token_guards_all_but_health() {
     assert_eq!(r.json::<Value>().unwrap()["count"], 1);
 }
 
+/// Issue 20, defect 8: `Authorization: bearer …` got 401 (the scheme is
+/// case-insensitive, RFC 9110 11.1), and a weak `W/` ETag in If-None-Match
+/// got 200, not 304 (If-None-Match compares weakly).
+#[test]
+fn a_lowercase_bearer_scheme_and_a_weak_etag_are_understood() {
+    let server = Server::start_with(Opts::default().env("BERTH_TOKEN", "s3cret"));
+    let c = client();
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let r =
+            c.put(server.url("/files/w")).header("authorization", format!("{scheme} s3cret")).body("x").send().unwrap();
+        assert!(r.status().is_success(), "{scheme}: {}", r.status());
+    }
+    let r = c.get(server.url("/files")).header("authorization", "bearers3cret").send().unwrap();
+    assert_eq!(r.status(), 401, "no scheme, no token");
+    let etag = c.head(server.url("/download/w")).bearer_auth("s3cret").send().unwrap().headers()["etag"].clone();
+    let weak = format!("W/{}", etag.to_str().unwrap());
+    let r = c.get(server.url("/download/w")).bearer_auth("s3cret").header("if-none-match", weak).send().unwrap();
+    assert_eq!(r.status(), 304);
+    let r =
+        c.get(server.url("/download/w")).bearer_auth("s3cret").header("if-none-match", "W/\"other\"").send().unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 #[test]
 fn health_fails_when_the_volume_is_lost() {
     let server = Server::start();
