@@ -161,7 +161,7 @@ impl Handler {
             return Ok(format!("resync ({} failed)", r.failed.len()));
         }
         // From the value already parsed: the body is read once.
-        let event = match serde_json::from_value::<TaskStateChange>(value) {
+        let event = match TaskStateChange::from_ecs_value(value) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, "an SQS message that is not a task state change: dropped");

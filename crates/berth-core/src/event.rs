@@ -251,16 +251,104 @@ impl TaskDetail {
     }
 }
 
+/// The `source` of every ECS event.
+pub const ECS_SOURCE: &str = "aws.ecs";
+/// The `detail-type` of a task state change.
+pub const TASK_STATE_CHANGE: &str = "ECS Task State Change";
+
+/// Why an event from outside berth was refused, in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("not JSON: {0}")]
+    Json(String),
+    /// A field holds a value of the wrong shape (a date that is no date).
+    #[error("field {field}: {message}")]
+    Field { field: String, message: String },
+    #[error("source is {0}, not \"aws.ecs\": not an ECS event")]
+    Source(String),
+    #[error("detail-type is {0}, not \"ECS Task State Change\"")]
+    DetailType(String),
+}
+
 impl TaskStateChange {
     /// Parses an event, or says in one line what is wrong with it.
     pub fn parse(json: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(json)
     }
+
+    /// Parses an event that came from outside berth (EventBridge through
+    /// SQS, a file given to `berth lambda decide`): it must say it is an
+    /// ECS task state change, and a bad value names its field.
+    pub fn parse_ecs(json: &str) -> Result<Self, EventError> {
+        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| EventError::Json(e.to_string()))?;
+        Self::from_ecs_value(value)
+    }
+
+    /// As [`Self::parse_ecs`], from JSON already parsed.
+    pub fn from_ecs_value(value: serde_json::Value) -> Result<Self, EventError> {
+        let event: Self = serde_path_to_error::deserialize(value)
+            .map_err(|e| EventError::Field { field: e.path().to_string(), message: e.into_inner().to_string() })?;
+        let shown = |v: &Option<String>| v.as_deref().map_or_else(|| "missing".to_owned(), |s| printable(s, 64));
+        if event.source.as_deref() != Some(ECS_SOURCE) {
+            return Err(EventError::Source(shown(&event.source)));
+        }
+        if event.detail_type.as_deref() != Some(TASK_STATE_CHANGE) {
+            return Err(EventError::DetailType(shown(&event.detail_type)));
+        }
+        Ok(event)
+    }
+}
+
+/// Text from outside made safe to print: control characters (terminal
+/// escapes among them) escaped, quoted, and cut at `max` characters.
+pub fn printable(text: &str, max: usize) -> String {
+    let mut out: String = text.chars().take(max).flat_map(char::escape_debug).collect();
+    if text.chars().count() > max {
+        out.push_str(&format!("… ({} more characters)", text.chars().count() - max));
+    }
+    format!("\"{out}\"")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 20, defect 7: `lambda decide` and the Lambda took any JSON
+    /// with a `detail` as a task state change, and a bad date's error did
+    /// not say which field.
+    #[test]
+    fn an_event_from_outside_must_be_an_ecs_task_state_change() {
+        let event = |source: &str, kind: &str, stopped_at: &str| {
+            format!(
+                r#"{{"source": "{source}", "detail-type": "{kind}",
+                    "detail": {{"taskArn": "arn:aws:ecs:us-east-1:1:task/c/abc", "stoppedAt": "{stopped_at}"}}}}"#
+            )
+        };
+        assert!(TaskStateChange::parse_ecs(&event("aws.ecs", "ECS Task State Change", "2026-11-27T10:00:00Z")).is_ok());
+        let err = TaskStateChange::parse_ecs(&event("aws.ec2", "ECS Task State Change", "2026-11-27T10:00:00Z"));
+        assert!(matches!(err, Err(EventError::Source(_))), "{err:?}");
+        let err = TaskStateChange::parse_ecs(&event(
+            "aws.ecs",
+            "ECS Container Instance State Change",
+            "2026-11-27T10:00:00Z",
+        ));
+        assert!(matches!(err, Err(EventError::DetailType(_))), "{err:?}");
+        let err = TaskStateChange::parse_ecs(&event("aws.ecs", "ECS Task State Change", "yesterday")).unwrap_err();
+        assert!(err.to_string().starts_with("field detail.stoppedAt:"), "{err}");
+        assert!(matches!(TaskStateChange::parse_ecs("{"), Err(EventError::Json(_))));
+    }
+
+    /// Issue 20, defect 7: ANSI escapes in `startedBy` reached the terminal
+    /// raw, and a 5 MB value was echoed in full.
+    #[test]
+    fn outside_text_is_printed_escaped_and_cut() {
+        assert_eq!(printable("berth/files-0/3", 64), "\"berth/files-0/3\"");
+        let shown = printable("\u{1b}[2J\u{1b}]0;pwned\u{7}", 64);
+        assert!(!shown.contains('\u{1b}') && !shown.contains('\u{7}'), "{shown}");
+        let long = "x".repeat(5 << 20);
+        let shown = printable(&long, 128);
+        assert!(shown.len() < 200 && shown.contains("more characters"), "{}", shown.len());
+    }
 
     #[test]
     fn parses_the_documented_example() {

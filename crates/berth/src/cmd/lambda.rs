@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use berth_core::controller::action_name;
 use berth_core::ecs_task::task_info;
+use berth_core::event::printable;
 use berth_core::ledger::{ClaimRecord, Ledger};
 use berth_core::ports::VolumeInfo;
 use berth_core::reconcile::{reconcile, Action, Context as ReconcileContext, World};
@@ -95,7 +96,7 @@ fn decide(args: DecideArgs) -> Result<()> {
     } else {
         std::fs::read_to_string(&args.event).with_context(|| format!("cannot read {}", args.event.display()))?
     };
-    let event = TaskStateChange::parse(&text)
+    let event = TaskStateChange::parse_ecs(&text)
         .with_context(|| format!("{} is not an ECS task state change event", args.event.display()))?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let verdict = runtime.block_on(judge(&args, &event))?;
@@ -173,7 +174,7 @@ async fn judge(args: &DecideArgs, event: &TaskStateChange) -> Result<Verdict> {
                 verdict.outcome = "unclaimed";
                 verdict.explanation = format!(
                     "not a task berth started (startedBy {}): the handler ignores it",
-                    detail.started_by.as_deref().unwrap_or("missing")
+                    detail.started_by.as_deref().map_or_else(|| "missing".to_owned(), |s| printable(s, 128))
                 );
             }
         }
