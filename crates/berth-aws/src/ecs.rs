@@ -335,6 +335,7 @@ mod tests {
                 port: 5000,
                 health_check: None,
                 stop_timeout: std::time::Duration::from_secs(30),
+                secrets: Default::default(),
             },
             client_token: LaunchRequest::token_for(&claim, Generation(7)),
             canary: false,

@@ -113,6 +113,7 @@ impl Stack {
                     port: 5000,
                     health_check: None,
                     stop_timeout: Duration::from_secs(30),
+                    secrets: Default::default(),
                 },
                 revisions: vec![],
                 retention: KeepPolicy { last: Some(5), ..Default::default() },

@@ -506,6 +506,7 @@ mod tests {
             port: 5000,
             health_check: None,
             stop_timeout: Duration::from_secs(30),
+            secrets: Default::default(),
         }
     }
 

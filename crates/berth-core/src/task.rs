@@ -79,6 +79,13 @@ pub struct TaskDefinition {
     /// SIGTERM, then SIGKILL after this long.
     #[serde(with = "crate::serde_secs")]
     pub stop_timeout: Duration,
+    /// Variables whose values are secrets, by where the runtime reads them
+    /// as the task starts (an ECS task definition's `secrets`, `valueFrom`).
+    /// A definition, and so the ledger that keeps every revision, holds
+    /// where a secret is, never its value. Under `berth up`: `env:NAME`
+    /// (berth up's own environment) or `file:PATH`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// Everything a runtime needs to start one generation of a claim.

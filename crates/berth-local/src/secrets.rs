@@ -129,6 +129,33 @@ fn write_key(path: &Path, password: &str) -> io::Result<()> {
     }
 }
 
+/// Checks a secret's `valueFrom` as `berth up` reads it: `env:NAME` or
+/// `file:PATH` (an absolute path).
+pub fn check_value_from(value_from: &str) -> Result<(), String> {
+    match value_from.split_once(':') {
+        Some(("env", name)) if !name.is_empty() && !name.contains('=') => Ok(()),
+        Some(("file", path)) if Path::new(path).is_absolute() => Ok(()),
+        _ => Err(format!(
+            "{value_from:?} is not a place berth up reads a secret from: use env:NAME (a variable of berth up's \
+             environment) or file:/absolute/path"
+        )),
+    }
+}
+
+/// Reads a secret from its `valueFrom` at a task's launch: the variable
+/// of this process's environment, or the file's first line. The error
+/// names where, never the value.
+pub fn read_secret(value_from: &str) -> Result<String, String> {
+    check_value_from(value_from)?;
+    match value_from.split_once(':') {
+        Some(("env", name)) => std::env::var(name).map_err(|_| format!("variable {name} is not set for berth up")),
+        Some(("file", path)) => {
+            std::fs::read_to_string(path).map(|text| first_line(&text)).map_err(|e| format!("cannot read {path}: {e}"))
+        }
+        _ => unreachable!("checked above"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +201,19 @@ mod tests {
         assert!(!state.key_file().exists(), "no key may be written");
         // A password from the environment still opens it.
         assert!(resolve_password(Some("pw".into()), None, &state, true).is_ok());
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_or_a_file_and_errors_never_show_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "s3cret\nignored").unwrap();
+        assert_eq!(read_secret(&format!("file:{}", file.display())).unwrap(), "s3cret");
+        assert_eq!(read_secret("env:PATH").unwrap(), std::env::var("PATH").unwrap());
+        let err = read_secret("env:BERTH_NO_SUCH_VARIABLE_X").unwrap_err();
+        assert!(err.contains("BERTH_NO_SUCH_VARIABLE_X"), "{err}");
+        for bad in ["s3cret", "file:relative/path", "env:", "vault:x"] {
+            assert!(check_value_from(bad).is_err(), "{bad}");
+        }
     }
 }

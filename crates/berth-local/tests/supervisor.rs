@@ -58,6 +58,7 @@ impl Setup {
                 port: 5000,
                 health_check: None,
                 stop_timeout: Duration::from_secs(10),
+                secrets: Default::default(),
             },
             client_token: LaunchRequest::token_for(&claim, Generation(1)),
             canary: false,
@@ -182,6 +183,36 @@ async fn the_environment_reaches_the_process() {
     let expected = format!("{} {port} web-0 1 {} hello\n", location(&request), task.arn);
     assert_eq!(text, expected);
     s.runtime.stop_task(&task.arn, StopCode::UserInitiated, "test over").await.unwrap();
+}
+
+/// Issue 20, defect 2: a token given in a service's `env` was stored in
+/// the ledger in clear. A secret is given by where it is and read as the
+/// task starts; one that cannot be read fails the start, naming where.
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_are_read_at_launch_and_an_unreadable_one_fails_the_start() {
+    let mut s = setup();
+    let secret_file = s.dir.path().join("token");
+    std::fs::write(&secret_file, "from-a-file\n").unwrap();
+    let script = r#"echo "$FROM_FILE $FROM_ENV" > "$STORAGE_PATH/secrets"; sleep 30"#;
+    let mut request = s.request("web-0", &["sh", "-c", script]);
+    request.definition.secrets = BTreeMap::from([
+        ("FROM_FILE".to_string(), format!("file:{}", secret_file.display())),
+        // A variable every test process has, standing in for one berth up is given.
+        ("FROM_ENV".to_string(), "env:PATH".to_string()),
+    ]);
+    let task = s.runtime.run_task(&request).await.unwrap();
+    let text = wait_for_file(&Path::new(location(&request)).join("secrets")).await;
+    assert_eq!(text, format!("from-a-file {}\n", std::env::var("PATH").unwrap()));
+    s.runtime.stop_task(&task.arn, StopCode::UserInitiated, "test over").await.unwrap();
+    s.until_stopped(&task.arn).await;
+
+    let mut missing = s.request("web-1", &["sleep", "30"]);
+    missing.definition.secrets = BTreeMap::from([("TOKEN".to_string(), "env:BERTH_TEST_NO_SUCH_VARIABLE".to_string())]);
+    let task = s.runtime.run_task(&missing).await.unwrap();
+    assert_eq!(task.last_status, TaskStatus::Stopped);
+    assert_eq!(task.stop_code, Some(StopCode::TaskFailedToStart));
+    let reason = task.stopped_reason.unwrap();
+    assert!(reason.contains("secret TOKEN") && reason.contains("BERTH_TEST_NO_SUCH_VARIABLE"), "{reason}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -60,6 +60,7 @@ pub async fn service_records<L: Ledger>(ledger: &L) {
         port: 5000,
         health_check: None,
         stop_timeout: std::time::Duration::from_secs(30),
+        secrets: Default::default(),
     };
     let mut record = ServiceRecord::new("files", definition.clone());
     expect_conflict(ledger.put_service(&record, Expect::Version(1)).await, "Expect::Version of a missing service");

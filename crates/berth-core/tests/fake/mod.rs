@@ -563,6 +563,7 @@ pub fn definition() -> TaskDefinition {
         port: 5000,
         health_check: None,
         stop_timeout: Duration::from_secs(30),
+        secrets: Default::default(),
     }
 }
 

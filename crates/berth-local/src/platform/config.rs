@@ -25,6 +25,12 @@ pub enum ConfigError {
     Invalid { path: String, message: String },
 }
 
+/// Whether a variable's name says its value is a secret.
+fn looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "PRIVATE_KEY", "CREDENTIAL"].iter().any(|w| upper.contains(w))
+}
+
 /// Durations as `humantime` strings ("30s", "5m", "1h 30m").
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
@@ -171,6 +177,9 @@ pub struct ServiceConfig {
     /// The task's command; empty runs `berth serve` on the task's volume.
     pub command: Vec<String>,
     pub env: BTreeMap<String, String>,
+    /// `[service.secrets]`: variables read as each task starts, by where
+    /// (`env:NAME` or `file:PATH`); only where is stored, never the value.
+    pub secrets: BTreeMap<String, String>,
     pub port: u16,
     /// CPU units (1024 = one core) and MiB, as an ECS task size.
     pub cpu: u32,
@@ -356,6 +365,7 @@ impl Default for ServiceConfig {
             desired_count: 2,
             command: Vec::new(),
             env: BTreeMap::new(),
+            secrets: BTreeMap::new(),
             port: 5000,
             cpu: 256,
             memory: 512,
@@ -541,6 +551,15 @@ impl Config {
     pub fn parse(text: &str) -> Result<Self, String> {
         let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
         config.validate()?;
+        for s in &config.services {
+            for name in s.env.keys().filter(|k| looks_secret(k)) {
+                tracing::warn!(
+                    service = %s.name,
+                    variable = %name,
+                    "env values are kept in the ledger in clear; give a secret as [service.secrets] {name} = \"env:NAME\" or \"file:PATH\""
+                );
+            }
+        }
         Ok(config)
     }
 
@@ -565,6 +584,13 @@ impl Config {
             ClaimName::of_service(&s.name, 0).map_err(|e| format!("service name {:?}: {e}", s.name))?;
             if self.services[..i].iter().any(|o| o.name == s.name) {
                 return Err(format!("service {:?} is configured twice", s.name));
+            }
+            for (name, from) in &s.secrets {
+                crate::secrets::check_value_from(from)
+                    .map_err(|e| format!("service {:?}: secret {name}: {e}", s.name))?;
+                if s.env.contains_key(name) {
+                    return Err(format!("service {:?}: {name} is in both env and secrets; keep it in secrets", s.name));
+                }
             }
             let h = &s.health_check;
             if h.http.is_some() && h.command.is_some() {
@@ -624,6 +650,7 @@ impl ServiceConfig {
             revision: 1,
             command: self.command.clone(),
             env: self.env.clone(),
+            secrets: self.secrets.clone(),
             port: self.port,
             health_check,
             stop_timeout: self.stop_timeout,

@@ -135,8 +135,19 @@ impl Runtime for LocalRuntime {
         let host = shared.config.listen_host;
         let port = names::free_port(host, &shared.ports_in_use())
             .map_err(|e| PortError::retryable(format!("no free port on {host} for a task: {e}")))?;
-        let record = self.record(request, volume, &names::task_id(), port);
+        let mut record = self.record(request, volume, &names::task_id(), port);
         let arn = record.info.arn.clone();
+        // Read as the task starts and kept only in memory: never in the
+        // ledger, an event or a log line.
+        let mut unreadable = None;
+        for (name, from) in &request.definition.secrets {
+            match crate::secrets::read_secret(from) {
+                Ok(value) => {
+                    record.env.insert(name.clone(), value);
+                }
+                Err(e) => unreadable = Some(format!("ResourceInitializationError: secret {name}: {e}")),
+            }
+        }
         let (argv, env, log_path) = (record.argv.clone(), record.env.clone(), record.log_path.clone());
         {
             let mut table = shared.lock();
@@ -146,6 +157,9 @@ impl Runtime for LocalRuntime {
             table.tokens.insert(request.client_token.clone(), arn.clone());
             let record = table.tasks.entry(arn.clone()).or_insert(record);
             shared.advance(record, TaskStatus::Provisioning);
+        }
+        if let Some(reason) = unreadable {
+            return shared.fail_to_start(&arn, reason).ok_or_else(|| PortError::retryable("task vanished"));
         }
         tracing::info!(task = %arn, claim = %request.claim, generation = %request.generation, ?argv, "starting task");
 

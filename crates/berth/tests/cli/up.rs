@@ -342,3 +342,33 @@ fn other_users_cannot_read_the_state_folder_or_the_uploads() {
     assert_eq!(mode(&volume), 0o700, "the volume folder");
     assert_eq!(mode(&volume.join("private-0.bin")), 0o600, "an uploaded file");
 }
+
+/// Issue 20, defect 2: a `BERTH_TOKEN` given in a service's `env` was
+/// stored in the ledger, where any reader of `ledger.sqlite-wal` found it.
+/// Given as a secret, it guards the task and no file of the state folder
+/// holds it.
+#[test]
+fn a_token_given_as_a_secret_guards_the_task_and_is_stored_nowhere() {
+    let token = format!("{:032x}", fastrand::u128(..));
+    let config = format!("{ONE_CLAIM}\n[service.secrets]\nBERTH_TOKEN = \"file:{{FLAGS}}/token\"\n");
+    let site = Site::new(&config);
+    std::fs::write(site.flags.join("token"), format!("{token}\n")).unwrap();
+    let _up = site.up(&[]);
+    let t = site.wait_serving("files-0", Some(1));
+    let c = crate::util::client();
+    let files = format!("http://{}/files", endpoint(&t));
+    assert_eq!(c.get(&files).send().unwrap().status(), 401, "the task requires the token");
+    assert_eq!(c.get(&files).bearer_auth(&token).send().unwrap().status(), 200);
+    let mut stack = vec![site.state.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                let found = bytes.windows(token.len()).any(|w| w == token.as_bytes());
+                assert!(!found, "{} holds the secret", path.display());
+            }
+        }
+    }
+}
