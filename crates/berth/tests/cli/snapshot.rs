@@ -392,6 +392,40 @@ fn damaged_pack_is_reported_by_check_and_restore() {
     assert!(!target.exists(), "no half-restored target");
 }
 
+/// Issue 20, defect 4: with every pack overwritten by random bytes,
+/// `berth snapshot check` printed rustic_core's tree loaders' `SendError`
+/// panics before its (correct) summary. It reports the damage, and only that.
+#[test]
+fn check_of_packs_overwritten_with_random_bytes_reports_without_a_panic() {
+    let env = Env::new();
+    let vol = env.dir.path().join("vol");
+    // Many snapshots of different trees: their roots are loaded at once,
+    // so the loader threads are busy when the first damaged one ends the check.
+    for n in 0..12 {
+        for i in 0..10 {
+            let dir = vol.join(format!("d{i}"));
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("f"), format!("file {i} of snapshot {n}")).unwrap();
+        }
+        env.ok(&["create", vol.to_str().unwrap(), "--claim", &format!("web-{n}")]);
+    }
+    let mut rng = fastrand::Rng::with_seed(4);
+    for sub in fs::read_dir(env.repo().join("data")).unwrap() {
+        for f in fs::read_dir(sub.unwrap().path()).unwrap() {
+            let path = f.unwrap().path();
+            let mut junk = vec![0u8; fs::metadata(&path).unwrap().len() as usize];
+            rng.fill(&mut junk);
+            fs::write(&path, junk).unwrap();
+        }
+    }
+    for args in [&["check"][..], &["check", "--read-data"][..]] {
+        let out = env.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(!err.contains("panicked") && !err.contains("SendError"), "{args:?}: {err}");
+    }
+}
+
 /// A restore onto a full disk (a 1 MiB tmpfs) fails with one line and
 /// leaves nothing behind: no target, no staging folder.
 #[test]

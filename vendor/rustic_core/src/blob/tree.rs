@@ -671,9 +671,13 @@ impl TreeStreamerOnce {
             let out_tx = out_tx.clone();
             let _join_handle = std::thread::spawn(move || {
                 for (path, id, count) in in_rx {
-                    out_tx
-                        .send(Tree::from_backend(&be, &index, id).map(|tree| (path, tree, count)))
-                        .unwrap();
+                    // berth patch: the streamer drops its receiver when it
+                    // stops early (a damaged tree ends the check); loaders
+                    // still at work then find no one to send to. That is
+                    // the end of their work, not a panic.
+                    if out_tx.send(Tree::from_backend(&be, &index, id).map(|tree| (path, tree, count))).is_err() {
+                        break;
+                    }
                 }
             });
         }
