@@ -153,6 +153,12 @@ pub struct ControllerConfig {
     /// Task logs are removed this long after their last line.
     #[serde(deserialize_with = "duration")]
     pub log_retention: Duration,
+    /// How long `berth down` (or SIGTERM) waits for the last stop
+    /// snapshots once the tasks' stop timeout has passed; then berth up
+    /// exits anyway, naming each claim it could not park (its volume stays,
+    /// and the next start snapshots it).
+    #[serde(deserialize_with = "duration")]
+    pub down_timeout: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -165,6 +171,7 @@ impl Default for ControllerConfig {
             adopt: true,
             crash_loop_reset: berth_core::backoff::HEALTHY_RESET,
             log_retention: Duration::from_secs(7 * 24 * 3600),
+            down_timeout: Duration::from_secs(120),
         }
     }
 }

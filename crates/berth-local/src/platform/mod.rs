@@ -74,6 +74,11 @@ pub enum PlatformError {
     NoClaim(ClaimName),
     #[error("claim {0} is in the middle of a handoff; try again when `berth claims` shows none")]
     Busy(ClaimName),
+    #[error(
+        "could not park {0} within the stop timeout and down_timeout: their volumes stay as they are, and the \
+         next berth up snapshots them (see `berth events` for why the snapshots failed)"
+    )]
+    NotParked(String),
     #[error("no service {0}: services are the [[service]] tables of berth.toml")]
     NoService(String),
     #[error("service {0} has no replica {1}: replicas are the [[service.backup.replica]] tables of berth.toml")]
@@ -474,8 +479,9 @@ impl<R: HostRuntime> Platform<R> {
                 break;
             }
             if tokio::time::Instant::now() > deadline {
-                tracing::error!(open, "gave up waiting for claims to park; their volumes stay for the next start");
-                break;
+                let which = not_parked(&claims);
+                self.log("berth-down", format!("gave up parking {which}: their volumes stay for the next start")).await;
+                return Err(PlatformError::NotParked(which));
             }
             tokio::select! {
                 Some(Ok(event)) = events.next() => {
@@ -494,10 +500,26 @@ impl<R: HostRuntime> Platform<R> {
         Ok(())
     }
 
+    /// The tasks' longest stop timeout, then `down_timeout` for the last
+    /// stop snapshots: a damaged repository must not keep berth up from
+    /// ever going down.
     fn park_deadline(&self) -> Duration {
         let stop = self.config.services.iter().map(|s| s.stop_timeout).max().unwrap_or_default();
-        stop + Duration::from_secs(300)
+        stop + self.config.controller.down_timeout
     }
+}
+
+/// What could not be parked: each open claim with where its handoff stands.
+fn not_parked(claims: &[ClaimRecord]) -> String {
+    claims
+        .iter()
+        .filter(|c| c.task.is_some() || c.handoff.is_some())
+        .map(|c| match &c.handoff {
+            Some(h) => format!("{} (handoff of generation {} at {})", c.name, h.from, h.step.as_str()),
+            None => format!("{} (its task has not stopped)", c.name),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `BERTH_TEST_CRASH_BEFORE=<action>[#<n>]` kills this process with SIGKILL

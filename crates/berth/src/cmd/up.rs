@@ -85,6 +85,11 @@ pub fn run(args: Args) -> Result<()> {
             wait_for_signal().await;
             tracing::info!("stopping: parking every claim with a snapshot");
             signals.request_down();
+            // A second signal means now: the tasks die with this process,
+            // and the next start snapshots and adopts their volumes.
+            wait_for_signal().await;
+            eprintln!("berth up: a second signal: exiting without waiting for the last snapshots");
+            std::process::exit(130);
         });
         eprintln!(
             "berth up: {} service(s), state folder {}, admin API {url}",

@@ -372,3 +372,45 @@ fn a_token_given_as_a_secret_guards_the_task_and_is_stored_nowhere() {
         }
     }
 }
+
+/// Issue 20, defect 3: with a damaged repository every stop snapshot
+/// failed, and `berth down` (or SIGTERM) waited on and on while berth up
+/// kept running. It ends after the stop timeout and `down_timeout`, names
+/// what it could not park, and keeps that volume for the next start.
+#[test]
+fn berth_down_ends_on_a_damaged_repository_and_the_data_comes_back() {
+    let site = Site::new(ONE_CLAIM);
+    let config = std::fs::read_to_string(&site.config).unwrap();
+    std::fs::write(
+        &site.config,
+        config.replacen("sweep_grace = \"2s\"", "sweep_grace = \"2s\"\ndown_timeout = \"3s\"", 1),
+    )
+    .unwrap();
+    let mut up = site.up(&[]);
+    let t = site.wait_serving("files-0", Some(1));
+    let files = random_files("kept", &[64 * 1024, 3]);
+    upload(&endpoint(&t), &files);
+    let volumes = site.volume_dirs();
+
+    // No pack can be written any more.
+    let data = site.state.join("repository").join("data");
+    let aside = site.state.join("repository").join("data.aside");
+    std::fs::rename(&data, &aside).unwrap();
+    std::fs::write(&data, b"not a folder").unwrap();
+    let out = site.cli(&["down"]);
+    assert!(out.status.success(), "berth down returns once berth up has exited: {}", stderr(&out));
+    let status = up.wait_exit(DEADLINE);
+    let log = std::fs::read_to_string(&up.log).unwrap();
+    assert!(!status.success(), "berth up says it could not park everything: {status:?}\n{log}");
+    let line = log.lines().find(|l| l.contains("berth: error:")).unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("could not park files-0"), "{line}");
+    assert_eq!(site.volume_dirs(), volumes, "the unparked claim's volume stays");
+    drop(up);
+
+    // Repaired, the next start snapshots that volume and serves its files.
+    std::fs::remove_file(&data).unwrap();
+    std::fs::rename(&aside, &data).unwrap();
+    let _up = site.up(&[]);
+    let t = site.wait_serving("files-0", None);
+    assert_files(&endpoint(&t), &files);
+}
