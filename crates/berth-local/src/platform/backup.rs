@@ -59,6 +59,29 @@ impl<R: HostRuntime> Platform<R> {
         }
     }
 
+    /// Copies the last stop snapshots `berth down` took to every replica
+    /// before berth up exits, within `within`: a primary lost after a
+    /// clean stop must not lose the last writes. Says what did not finish.
+    pub(super) async fn replicate_final(&self, within: std::time::Duration) {
+        let work = async {
+            for (service, policy) in self.backup_policies().iter().filter(|(_, p)| !p.replicas.is_empty()) {
+                let Ok(claims) = self.ledger.claims().await else { return };
+                for claim in claims.iter().filter(|c| c.service == service.name && c.desired != DesiredState::Deleted) {
+                    self.replicate_claim(&claim.name, policy).await;
+                }
+            }
+        };
+        if tokio::time::timeout(within, work).await.is_err() {
+            let message = format!(
+                "the last stop snapshots were not all copied to the replicas within {} s: they lag until the next \
+                 start copies them (berth backup status)",
+                within.as_secs()
+            );
+            tracing::warn!("{message}");
+            self.log("berth-down", message).await;
+        }
+    }
+
     async fn backup_pass(&self, service: &ServiceConfig, policy: &Policy) -> Result<(), PlatformError> {
         let claims: Vec<ClaimRecord> =
             self.ledger.claims().await?.into_iter().filter(|c| c.service == service.name).collect();

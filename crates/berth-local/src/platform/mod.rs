@@ -417,7 +417,9 @@ impl<R: HostRuntime> Platform<R> {
         for task in loops {
             task.abort();
         }
-        self.park_all().await
+        let parked = self.park_all().await;
+        self.replicate_final(self.config.controller.down_timeout).await;
+        parked
     }
 
     async fn route(&self, event: berth_core::TaskStateChange) {

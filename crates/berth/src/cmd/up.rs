@@ -47,7 +47,7 @@ pub fn run(args: Args) -> Result<()> {
     let program = std::env::current_exe().context("cannot find the berth binary to run tasks with")?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&config.controller.admin_listen)
             .await
             .with_context(|| format!("admin API: cannot listen on {}", config.controller.admin_listen))?;
@@ -106,7 +106,11 @@ pub fn run(args: Args) -> Result<()> {
         outcome?;
         eprintln!("berth up: every claim parked with a snapshot; `berth up` brings them back");
         Ok(())
-    })
+    });
+    // A copy or snapshot still running on a blocking thread (given up on
+    // by down_timeout) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    outcome
 }
 
 /// Says what to do about a ledger that is behind its volumes and snapshots.

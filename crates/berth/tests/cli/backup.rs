@@ -429,3 +429,30 @@ fn scheduled_verification_passes_then_catches_a_damaged_primary_in_doctor_events
     assert!(failed["message"].as_str().unwrap().contains("damaged"), "{failed:#}");
     assert!(metrics(&site).contains("berth_restore_verified{claim=\"files-0\",service=\"files\"} 0"));
 }
+
+/// Issue 20, defect 9: `berth down` ended before its last stop snapshots
+/// reached the replicas, so losing the primary after a clean stop lost the
+/// last writes. They are copied before berth up exits.
+#[test]
+fn the_last_stop_snapshots_reach_the_replica_before_berth_down_ends() {
+    let site_dir = tempfile::tempdir().unwrap();
+    let replica = site_dir.path().join("dr-repo");
+    let site = Site::new(&backed_up(1, "1h", &replica, ""));
+    let mut up = site.up(&[]);
+    let t = site.wait_serving("files-0", Some(1));
+    upload(&endpoint(&t), &random_files("last", &[10_000]));
+    site.ok(&["down"]);
+    assert_eq!(up.wait_exit(DEADLINE).code(), Some(0), "{}", tail(&up.log, 20));
+    let out = std::process::Command::new(BERTH)
+        .args(["snapshot", "list", "--json", "--repo"])
+        .arg(&replica)
+        .arg("--state")
+        .arg(&site.state)
+        .env("BERTH_PASSWORD", "test")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stop = listed.as_array().unwrap().iter().find(|s| s["claim"] == "files-0" && s["kind"] == "on-stop");
+    assert!(stop.is_some_and(|s| s["generation"] == 1), "the replica has generation 1's stop snapshot: {listed:#}");
+}
