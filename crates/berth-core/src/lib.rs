@@ -13,6 +13,7 @@ pub mod backoff;
 pub mod backup;
 pub mod claim;
 pub mod continuity;
+pub mod contract;
 pub mod controller;
 pub mod cost;
 pub mod deploy;
