@@ -134,6 +134,12 @@ impl Cluster {
         expected.max(members.len()).saturating_sub(found.reachable.len())
     }
 
+    /// How many members the peer list says the service should have (0:
+    /// not said).
+    pub fn expected(&self) -> usize {
+        self.expected.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// This member's own base URL.
     pub fn me(&self) -> &str {
         &self.me

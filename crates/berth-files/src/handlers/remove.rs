@@ -2,7 +2,7 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::Path;
-use axum::http::{HeaderMap, Method};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::Json;
 use futures_util::future::join_all;
 use serde_json::{json, Value};
@@ -32,11 +32,25 @@ pub async fn delete_file(
     .await?
     .map_err(|e| ApiError::io(name.as_str(), &e))?;
     if let Some(cluster) = state.cluster.as_ref().filter(|_| !is_local_scope(&headers)) {
-        let others = cluster.others().await;
+        let members = cluster.members().await;
+        let others: Vec<&String> = members.iter().filter(|m| m.as_str() != cluster.me()).collect();
         let answers =
             join_all(others.iter().map(|m| cluster.short_request(Method::DELETE, m, &["files", name.as_str()]).send()))
                 .await;
         found |= answers.iter().any(|a| matches!(a, Ok(r) if r.status().is_success()));
+        // Every member that answered, this one included.
+        let answered = 1 + answers.iter().filter(|a| matches!(a, Ok(r) if !r.status().is_server_error())).count();
+        let missing = cluster.expected().max(members.len()).saturating_sub(answered);
+        if !found && missing > 0 {
+            // Not a 404: the name may live on a member being replaced.
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{name} is on none of the members that answer, and {missing} member(s) of the service do not \
+                     answer (being started or replaced); retry in a moment"
+                ),
+            ));
+        }
     }
     if !found {
         return Err(ApiError::not_found(name.as_str()));

@@ -354,9 +354,22 @@ async fn remote_placement(state: &Shared, headers: &HeaderMap, name: &FileName) 
     if let Some(holder) = found.holder {
         return Ok(Some(holder));
     }
-    // Placed among the members that answer and are staying: while one is
-    // being replaced, new names go to the others rather than fail, and none
-    // goes to a claim being parked.
+    // A member that does not answer (being replaced) may hold this name:
+    // placing it elsewhere would leave two copies, and once that member is
+    // back a read could find its older one, an acknowledged write lost
+    // (the chaos soak found it). Retry, as a read of the name would.
+    let missing = cluster.missing(&members, &found);
+    if missing > 0 {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{name} is on none of the members that answer, and {missing} member(s) of the service do not \
+                 answer (being started or replaced), so it may be on theirs; retry in a moment"
+            ),
+        ));
+    }
+    // Placed among the members that answer and are staying: none goes to
+    // a claim being parked.
     let candidates = cluster.placeable(&found.reachable).await;
     let chosen = owner(name, &candidates);
     Ok((chosen != cluster.me()).then(|| chosen.to_owned()))
