@@ -12,9 +12,11 @@ stays deleted (read through the load balancer), `berth snapshot check
 the repository (`berth ledger check`). Everything runs on loopback.
 
 An operation that got no answer (a reset while berth up was killed, a
-timeout) is *uncertain*: its name may hold either version, and is left out
-of the loss count (reported apart). Answers 502/503 while a claim is being
-replaced are *unavailable*, not losses.
+timeout) or a 502/504 (the proxy lost its target mid-request) is
+*uncertain*: its name may hold either version, and is left out of the loss
+count (reported apart). A 503 was refused before anything was written: the
+name keeps its acknowledged state and is checked. Answers 502/503/504 while
+a claim is being replaced are *unavailable*, not losses.
 """
 
 import argparse
@@ -225,7 +227,11 @@ def worker(up, book, wid, rng, stop):
 
 
 def note_failure(book, name, status):
-    if status is None or status >= 500:
+    if status == 503:
+        # Refused before anything was written (no healthy target, or berth
+        # serve's retry-later): the name keeps its acknowledged state.
+        book.count("unavailable")
+    elif status is None or status >= 500:
         # No answer, or the proxy lost its target mid-request: the write
         # may or may not have happened.
         with book.lock:
@@ -362,7 +368,9 @@ def main():
         f"- faults: {sum(faults.values())} ({', '.join(f'{k} {v}' for k, v in sorted(faults.items()))}); "
         f"berth up started {up.starts} times; {len(failed_faults)} fault(s) could not be applied",
         f"- answers 502/503/504 while a claim was replaced: {book.counts['unavailable']}; no answer: "
-        f"{book.counts['no-answer']}; names left uncertain by those: {len(book.uncertain)}",
+        f"{book.counts['no-answer']}; names left uncertain by those: {len(book.uncertain)} "
+        f"(checked: {len(set(book.acked) - book.uncertain)} acknowledged names, "
+        f"{len(book.deleted - book.uncertain - set(book.acked))} acknowledged deletes)",
         f"- **lost acknowledged writes: {len(lost)}**; acknowledged deletes back: {len(resurrected)}; "
         f"reads that did not match their acknowledged content: {book.counts['read-mismatch']}",
         f"- every claim serving at the end (scaled to 3, so parked claims' files are online): {serving}; "
