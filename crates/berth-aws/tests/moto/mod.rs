@@ -90,16 +90,32 @@ impl Moto {
     }
 
     /// POSTs JSON to moto's own API (`/moto-api/...`); panics unless 2xx.
+    /// A connection moto resets (seen in CI under load, right after it
+    /// started answering) is tried again, up to a deadline.
     pub fn moto_api(&self, path: &str, json: &str) {
-        let mut s = TcpStream::connect(self.addr).unwrap();
         let request = format!(
             "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
             self.addr,
             json.len()
         );
-        s.write_all(request.as_bytes()).unwrap();
-        let mut answer = String::new();
-        s.read_to_string(&mut answer).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let answer = loop {
+            let attempt = (|| -> std::io::Result<String> {
+                let mut s = TcpStream::connect(self.addr)?;
+                s.write_all(request.as_bytes())?;
+                let mut answer = String::new();
+                s.read_to_string(&mut answer)?;
+                Ok(answer)
+            })();
+            match attempt {
+                Ok(answer) => break answer,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("moto-api {path}: {e}; trying again");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => panic!("moto-api {path}: {e}"),
+            }
+        };
         assert!(answer.starts_with("HTTP/1.1 2") || answer.starts_with("HTTP/1.0 2"), "{path}: {answer}");
     }
 
