@@ -20,7 +20,7 @@ use crate::deploy::{rollout, ServiceRecord};
 use crate::event::TaskStateChange;
 use crate::ledger::{ClaimRecord, EventRecord, Expect, GenerationRecord, Ledger, LedgerError, Remembered};
 use crate::ports::{PortError, Volumes};
-use crate::reconcile::{reconcile, Action, Context, World};
+use crate::reconcile::{reconcile, Action, Context, Mark, World};
 use crate::scope::Scope;
 use crate::service::{scale, ClaimChange, ServiceSpec};
 use crate::snapshot::SnapshotRecord;
@@ -560,6 +560,16 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
                     .unwrap_or_else(|| GenerationRecord::new(claim.name.clone(), generation));
                 mark.apply(&mut record);
                 self.ledger.put_generation(&record).await?;
+                if let Mark::StopSnapshot(id) = &mark {
+                    // Catalogued when it is recorded too: a controller killed
+                    // between taking the snapshot and cataloguing it left it
+                    // out of the catalogue for good (a CI run beside a busy
+                    // core found `claim history` without it).
+                    let found = self.snapshots_of(&claim.name).into_iter().find(|s| &s.id == id);
+                    if let Some(snapshot) = found {
+                        self.ledger.catalogue(std::slice::from_ref(&snapshot)).await?;
+                    }
+                }
             }
             Action::StopTask { task, code, reason } => {
                 self.runtime.stop_task(&task, code, &reason).await?;
@@ -575,7 +585,7 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
                     .or_default()
                     .push(record.clone());
                 if let Err(e) = self.ledger.catalogue(std::slice::from_ref(&record)).await {
-                    tracing::warn!(error = %e, snapshot = %record.id, "could not catalogue a snapshot; the next resync does");
+                    tracing::warn!(error = %e, snapshot = %record.id, "could not catalogue a snapshot; recording it does");
                 }
             }
             Action::DeleteSnapshots(ids) => {

@@ -126,6 +126,29 @@ async fn a_stop_snapshot_of_another_incarnation_is_not_taken_as_this_generations
     assert_eq!(g[1].source_snapshot, c.head_snapshot);
 }
 
+/// A controller killed between taking a stop snapshot and cataloguing it
+/// left it out of the ledger's catalogue for good: the next controller
+/// found and recorded it, but `claim history` never listed it (a CI run
+/// beside a busy core caught it). Recording a stop snapshot catalogues it.
+#[tokio::test]
+async fn a_stop_snapshot_taken_before_a_crash_is_catalogued_when_it_is_recorded() {
+    let world = World::new();
+    let ctl = up(&world, 1).await;
+    let claim = world.claim("files-0").await;
+    let old = world.runtime.current("files-0");
+    let request =
+        berth_core::SnapshotRequest::new(claim.name.clone(), Some(Generation(1)), berth_core::SnapshotKind::OnStop);
+    // Taken by the controller that then died: in the store, not in the catalogue.
+    let taken = world.volumes.snapshot(claim.volume.as_ref().unwrap(), &request).await.unwrap();
+    ctl.refresh_snapshots().await.unwrap();
+    let event = world.runtime.stop_by_world(&old.arn, StopCode::SpotInterruption, "spot");
+    ctl.on_event(&event).await.unwrap();
+    invariants(&world).await;
+    assert_eq!(world.volumes.snapshots_taken.load(Ordering::SeqCst), 1, "found, not taken again");
+    let catalogued = world.ledger.snapshots(Some(&claim.name)).await.unwrap();
+    assert!(catalogued.iter().any(|s| s.id == taken.id), "{catalogued:?}");
+}
+
 #[tokio::test]
 async fn duplicate_and_reordered_events_change_nothing() {
     let world = World::new();
