@@ -723,6 +723,6 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
                 list.retain(|s| !found.snapshots.contains(&s.id));
             }
         }
-        Ok((found.volumes.len(), found.snapshots.len()))
+        Ok((found.volumes().len(), found.snapshots.len()))
     }
 }

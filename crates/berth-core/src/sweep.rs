@@ -33,13 +33,26 @@ use crate::snapshot::{SnapshotId, SnapshotKind, SnapshotRecord};
 /// What the sweep removes, and what it leaves for want of proof.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Sweep {
-    pub volumes: Vec<VolumeId>,
     pub snapshots: Vec<SnapshotId>,
-    /// Unreferenced volumes past the grace period that the ledger has not
-    /// seen die: no stop snapshot of them, or a claim it does not know.
-    pub kept: Vec<VolumeId>,
     /// Why each unreferenced volume past the grace period goes or stays.
     pub verdicts: Vec<(VolumeId, VolumeVerdict)>,
+}
+
+impl Sweep {
+    /// The volumes the sweep deletes.
+    pub fn volumes(&self) -> Vec<VolumeId> {
+        self.with(true)
+    }
+
+    /// Unreferenced volumes past the grace period that the ledger has not
+    /// seen die: no stop snapshot of them, or a claim it does not know.
+    pub fn kept(&self) -> Vec<VolumeId> {
+        self.with(false)
+    }
+
+    fn with(&self, deletes: bool) -> Vec<VolumeId> {
+        self.verdicts.iter().filter(|(_, v)| v.deletes() == deletes).map(|(id, _)| id.clone()).collect()
+    }
 }
 
 /// The sweep's verdict on one unreferenced volume.
@@ -115,9 +128,6 @@ pub fn sweep(
         .filter(|v| v.created < cutoff && !referenced.contains(&v.id) && !in_flight(v))
         .map(|v| (v.id.clone(), verdict(v)))
         .collect();
-    let (gone, kept): (Vec<_>, Vec<_>) = verdicts.iter().partition(|(_, verdict)| verdict.deletes());
-    let volumes = gone.into_iter().map(|(id, _)| id.clone()).collect();
-    let kept = kept.into_iter().map(|(id, _)| id.clone()).collect();
     let deleted: HashSet<_> = claims.iter().filter(|c| c.desired == DesiredState::Deleted).map(|c| &c.name).collect();
     let snapshots = snapshots
         .iter()
@@ -125,7 +135,7 @@ pub fn sweep(
         .filter(|s| s.locked_at(now).is_none())
         .map(|s| s.id.clone())
         .collect();
-    Sweep { volumes, snapshots, kept, verdicts }
+    Sweep { snapshots, verdicts }
 }
 
 #[cfg(test)]
@@ -210,8 +220,8 @@ mod tests {
         let snapshots = [stop_snapshot_of("vol-older-than-the-ledger", after), stop_snapshot_of("vol-saved", after)];
         let s = sweep(&[claim, deleted], &volumes, &snapshots, now, Duration::from_secs(60));
         let ids = |v: &[VolumeId]| v.iter().map(|v| v.0.clone()).collect::<Vec<_>>();
-        assert_eq!(ids(&s.volumes), ["vol-saved", "vol-of-a-deleted-claim"]);
-        assert_eq!(ids(&s.kept), ["vol-older-than-the-ledger", "vol-never-snapshotted", "vol-of-an-unknown-claim"]);
+        assert_eq!(ids(&s.volumes()), ["vol-saved", "vol-of-a-deleted-claim"]);
+        assert_eq!(ids(&s.kept()), ["vol-older-than-the-ledger", "vol-never-snapshotted", "vol-of-an-unknown-claim"]);
     }
 
     #[test]
@@ -222,7 +232,7 @@ mod tests {
         let mut snap = stop_snapshot_of("vol-a", born);
         snap.pending = true;
         let s = sweep(&[claim], &[volume("vol-a", "files-0", born)], &[snap], now, Duration::from_secs(60));
-        assert!(s.volumes.is_empty(), "{s:?}");
-        assert_eq!(s.kept, [VolumeId("vol-a".into())]);
+        assert!(s.volumes().is_empty(), "{s:?}");
+        assert_eq!(s.kept(), [VolumeId("vol-a".into())]);
     }
 }

@@ -262,27 +262,20 @@ impl LocalVolumes {
     pub fn snapshot_blocking(&self, id: &VolumeId, request: &SnapshotRequest) -> Result<SnapshotRecord, VolumeError> {
         let mut record = self.read_record(id)?;
         let path = self.path(id);
-        if request.consistency.is_some() {
-            let meta = SnapshotMeta {
-                generation: request.generation.map(|g| g.0),
-                lock: request.lock.clone(),
-                consistency: request.consistency,
-                volume: Some(id.0.clone()),
-                exclude: left_out(),
-                ..SnapshotMeta::new(request.claim.to_string(), request.kind)
-            };
-            return Ok(to_record(&self.repo()?.snapshot(&path, &meta)?));
-        }
-        let before = fingerprint(&path).map_err(|e| VolumeError::io(&id.0, e))?;
         let meta = SnapshotMeta {
             generation: request.generation.map(|g| g.0),
-            pinned: request.pinned,
+            // Only a stop snapshot may be pinned: a running volume's is no last known good.
+            pinned: request.pinned && request.consistency.is_none(),
             lock: request.lock.clone(),
             consistency: request.consistency,
             volume: Some(id.0.clone()),
             exclude: left_out(),
             ..SnapshotMeta::new(request.claim.to_string(), request.kind)
         };
+        if request.consistency.is_some() {
+            return Ok(to_record(&self.repo()?.snapshot(&path, &meta)?));
+        }
+        let before = fingerprint(&path).map_err(|e| VolumeError::io(&id.0, e))?;
         let info = self.repo()?.snapshot(&path, &meta)?;
         let after = fingerprint(&path).map_err(|e| VolumeError::io(&id.0, e))?;
         // Sealed only if nothing moved while the snapshot read it.

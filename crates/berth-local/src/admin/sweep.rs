@@ -64,9 +64,9 @@ async fn report<R: HostRuntime>(platform: &Platform<R>, plan: &Sweep) -> Result<
         "volumes": volumes,
         "snapshots": plan.snapshots,
         "totals": {
-            "volumes_deleted": plan.volumes.len(),
+            "volumes_deleted": plan.volumes().len(),
             "bytes_deleted": sum(true),
-            "volumes_kept": plan.kept.len(),
+            "volumes_kept": plan.kept().len(),
             "bytes_kept": sum(false),
             "snapshots_deleted": plan.snapshots.len(),
         },

@@ -48,6 +48,12 @@ use crate::state::StateDir;
 use crate::supervisor::{leftovers, LocalRuntime, SupervisorConfig};
 use crate::volumes::LocalVolumes;
 
+/// Proof that [`Platform::preflight`] passed; only it makes one, and
+/// [`Platform::run`] asks for one, so nothing starts on an unchecked ledger
+/// and the check (a listing of the whole repository) runs once.
+#[must_use]
+pub struct Preflighted(());
+
 /// The outcome of [`Platform::update_claim`].
 enum Update {
     Written,
@@ -374,16 +380,16 @@ impl<R: HostRuntime> Platform<R> {
     /// Checks, before anything starts, that the ledger is in step with the
     /// volumes and snapshots: a deleted, emptied or older ledger is refused
     /// (see `berth_core::continuity`), so no claim restarts from nothing.
-    pub async fn preflight(&self) -> Result<(), PlatformError> {
+    /// The check is done once: [`Self::run`] takes the proof of it.
+    pub async fn preflight(&self) -> Result<Preflighted, PlatformError> {
         self.controller.refresh_snapshots().await?;
         self.controller.check_continuity().await?;
-        Ok(())
+        Ok(Preflighted(()))
     }
 
     /// Runs until down is requested, then parks every claim and returns.
-    pub async fn run(self: &Arc<Self>) -> Result<(), PlatformError> {
+    pub async fn run(self: &Arc<Self>, _checked: Preflighted) -> Result<(), PlatformError> {
         let mut events = self.runtime.subscribe();
-        self.preflight().await?;
         self.load_services().await?;
         self.controller.scale_services().await?;
         let n = self.wake_all().await?;

@@ -53,7 +53,7 @@ pub fn run(args: Args) -> Result<()> {
             .with_context(|| format!("admin API: cannot listen on {}", config.controller.admin_listen))?;
         let url = format!("http://{}", listener.local_addr()?);
         let platform = Platform::assemble(state.clone(), config, volumes, program, Some(url.clone()))?;
-        platform.preflight().await.map_err(refusal)?;
+        let checked = platform.preflight().await.map_err(refusal)?;
         let lb = match platform.config.lb.enabled {
             true => {
                 let lb = LoadBalancer::start(platform.config.lb.lb_config(), state.root(), platform.lb_targets())
@@ -96,7 +96,7 @@ pub fn run(args: Args) -> Result<()> {
             platform.config.services.len(),
             state.root().display()
         );
-        let outcome = platform.run().await;
+        let outcome = platform.run(checked).await;
         if let Some(lb) = lb {
             lb.shutdown().await;
         }
