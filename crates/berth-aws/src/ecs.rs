@@ -336,6 +336,7 @@ mod tests {
                 health_check: None,
                 stop_timeout: std::time::Duration::from_secs(30),
                 secrets: Default::default(),
+                container: None,
             },
             client_token: LaunchRequest::token_for(&claim, Generation(7)),
             canary: false,

@@ -114,6 +114,7 @@ impl Stack {
                     health_check: None,
                     stop_timeout: Duration::from_secs(30),
                     secrets: Default::default(),
+                    container: None,
                 },
                 revisions: vec![],
                 retention: KeepPolicy { last: Some(5), ..Default::default() },

@@ -507,6 +507,7 @@ mod tests {
             health_check: None,
             stop_timeout: Duration::from_secs(30),
             secrets: Default::default(),
+            container: None,
         }
     }
 

@@ -43,6 +43,6 @@ pub use ports::{PortError, VolumeId, VolumeInfo, VolumeSource, Volumes};
 pub use retention::{KeepPolicy, Verdict};
 pub use snapshot::{Consistency, LockMode, SnapshotId, SnapshotKind, SnapshotLock, SnapshotRecord, SnapshotRequest};
 pub use task::{
-    Health, HealthCheck, LaunchRequest, LaunchVolume, NoEvents, Probe, Runtime, TaskArn, TaskDefinition, TaskEvents,
-    TaskInfo,
+    ContainerSpec, Health, HealthCheck, LaunchRequest, LaunchVolume, NetworkMode, NoEvents, Probe, Runtime, TaskArn,
+    TaskDefinition, TaskEvents, TaskInfo,
 };

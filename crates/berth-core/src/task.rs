@@ -86,6 +86,49 @@ pub struct TaskDefinition {
     /// (berth up's own environment) or `file:PATH`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, String>,
+    /// The container the task runs, if it runs one: under `berth up` a task
+    /// without one is a host process (`command`, or `berth serve`). With
+    /// one, `command` is the container's command (empty: the image's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerSpec>,
+}
+
+/// What an ECS container definition says beyond the command: the image,
+/// who runs it and where, the task size it is held to, and where the
+/// claim's volume is mounted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// An image reference (`localhost/berth-serve:1`, `postgres:16`).
+    pub image: String,
+    /// The entry point; empty keeps the image's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entry_point: Vec<String>,
+    /// `uid[:gid]` or a user name; none keeps the image's `USER`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// Where the claim's volume is mounted read-write (the blog's `/data`).
+    pub mount_path: String,
+    /// CPU units (1024 = one core) and MiB: enforced on the container, as
+    /// Fargate holds a task to its size.
+    pub cpu: u32,
+    pub memory: u32,
+    pub network: NetworkMode,
+}
+
+/// How a container task is networked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// Its own network namespace (as `awsvpc` gives each task its own
+    /// address): its port is published on the host's loopback at a free
+    /// port, so every task may listen on the same container port.
+    #[default]
+    Bridge,
+    /// The host's network: it listens on the port berth gives it (`PORT`),
+    /// as a process task does, and reaches loopback peers directly.
+    Host,
 }
 
 /// Everything a runtime needs to start one generation of a claim.

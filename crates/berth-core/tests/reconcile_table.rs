@@ -35,6 +35,7 @@ fn definition() -> TaskDefinition {
         health_check: None,
         stop_timeout: Duration::from_secs(30),
         secrets: Default::default(),
+        container: None,
     }
 }
 

@@ -9,7 +9,16 @@
 use std::future::Future;
 use std::path::PathBuf;
 
-use berth_core::{Runtime, TaskArn, TaskInfo};
+use berth_core::{Runtime, TaskArn, TaskDefinition, TaskInfo};
+
+/// Why a host runtime cannot run the configured tasks.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(transparent)]
+    NoEngine(#[from] crate::supervisor::engine::NoEngine),
+    #[error("service {service}: {reason}")]
+    Image { service: String, reason: String },
+}
 
 /// A runtime whose tasks run on this machine.
 pub trait HostRuntime: Runtime + 'static {
@@ -19,6 +28,12 @@ pub trait HostRuntime: Runtime + 'static {
 
     /// The file a task's output goes to (it may not exist yet).
     fn log_path(&self, task: &TaskArn) -> Option<PathBuf>;
+
+    /// Readies the runtime for `definitions` before any task starts or any
+    /// volume is touched: finds what they need (a container engine, their
+    /// images) and removes what a killed predecessor's tasks left running.
+    /// Returns how many leftovers it removed.
+    fn prepare(&self, definitions: &[TaskDefinition]) -> impl Future<Output = Result<usize, HostError>> + Send;
 
     /// Waits until a task has stopped and returns it; `None` for a task
     /// the runtime does not know.

@@ -100,6 +100,12 @@ impl ProcessTreeSample {
     }
 }
 
+/// Now, as a [`UsageSample::at`] reading.
+pub(crate) fn now() -> Duration {
+    let epoch = epoch();
+    Instant::now().saturating_duration_since(epoch)
+}
+
 /// The origin of [`UsageSample::at`] readings: set before the first sample
 /// is read, so every sample's instant is after it.
 fn epoch() -> Instant {

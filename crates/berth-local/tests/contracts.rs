@@ -42,6 +42,7 @@ async fn the_process_supervisor_keeps_the_runtime_contract() {
                     health_check: None,
                     stop_timeout: Duration::from_secs(5),
                     secrets: BTreeMap::new(),
+                    container: None,
                 },
                 client_token: LaunchRequest::token_for(claim, generation),
                 canary: false,

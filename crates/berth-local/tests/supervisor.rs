@@ -59,6 +59,7 @@ impl Setup {
                 health_check: None,
                 stop_timeout: Duration::from_secs(10),
                 secrets: Default::default(),
+                container: None,
             },
             client_token: LaunchRequest::token_for(&claim, Generation(1)),
             canary: false,

@@ -61,6 +61,7 @@ pub async fn service_records<L: Ledger>(ledger: &L) {
         health_check: None,
         stop_timeout: std::time::Duration::from_secs(30),
         secrets: Default::default(),
+        container: None,
     };
     let mut record = ServiceRecord::new("files", definition.clone());
     expect_conflict(ledger.put_service(&record, Expect::Version(1)).await, "Expect::Version of a missing service");

@@ -564,6 +564,7 @@ pub fn definition() -> TaskDefinition {
         health_check: None,
         stop_timeout: Duration::from_secs(30),
         secrets: Default::default(),
+        container: None,
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use berth_core::autoscale::ScalingPolicy;
 use berth_core::retention::KeepPolicy;
 use berth_core::service::ServiceSpec;
-use berth_core::task::{HealthCheck, Probe, TaskDefinition};
+use berth_core::task::{ContainerSpec, HealthCheck, Probe, TaskDefinition};
 use berth_core::ClaimName;
 use serde::{Deserialize, Deserializer};
 
@@ -201,6 +201,19 @@ pub struct ServiceConfig {
     pub when_scaled: berth_core::service::WhenScaled,
     /// Scheduled snapshots, replicas, verification (none by default).
     pub backup: Option<BackupConfig>,
+    /// A container image: each task runs it through the container engine
+    /// (Docker or Podman), on its volume. Without one a task is a process.
+    pub image: Option<String>,
+    /// The container's entry point (empty: the image's).
+    pub entry_point: Vec<String>,
+    /// `uid[:gid]` (or a name) the container runs as; default the image's `USER`.
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    /// Where the claim's volume is mounted in the container.
+    pub mount_path: String,
+    /// `bridge` (the default: its own network, its port published on
+    /// 127.0.0.1) or `host` (the host's loopback; it listens on `PORT`).
+    pub network: berth_core::NetworkMode,
 }
 
 /// `[service.backup]`: scheduled snapshots of running claims, copied to
@@ -383,6 +396,12 @@ impl Default for ServiceConfig {
             deployment: DeploymentConfig::default(),
             when_scaled: Default::default(),
             backup: None,
+            image: None,
+            entry_point: Vec::new(),
+            user: None,
+            working_dir: None,
+            mount_path: "/data".into(),
+            network: Default::default(),
         }
     }
 }
@@ -623,6 +642,7 @@ impl Config {
             if let Some(b) = &s.backup {
                 b.validate(&s.name, &s.command)?;
             }
+            s.validate_container()?;
             if h.enabled && (h.interval.is_zero() || h.timeout.is_zero() || h.retries == 0) {
                 return Err(format!(
                     "service {:?}: health_check interval, timeout and retries must be above 0",
@@ -640,6 +660,33 @@ impl Config {
 }
 
 impl ServiceConfig {
+    /// The container settings mean something only with an image, and the
+    /// limits must be ones an engine takes.
+    fn validate_container(&self) -> Result<(), String> {
+        let name = &self.name;
+        let Some(image) = &self.image else {
+            if !self.entry_point.is_empty() || self.user.is_some() || self.working_dir.is_some() {
+                return Err(format!(
+                    "service {name:?}: entry_point, user and working_dir are container settings; set image too"
+                ));
+            }
+            return Ok(());
+        };
+        if image.trim().is_empty() || image.chars().any(char::is_whitespace) {
+            return Err(format!("service {name:?}: image {image:?} is not an image reference"));
+        }
+        if !self.mount_path.starts_with('/') || self.mount_path == "/" {
+            return Err(format!("service {name:?}: mount_path must be an absolute path below / (like /data)"));
+        }
+        // Fargate's smallest task is 256 units and 512 MiB; berth also
+        // runs smaller ones locally (a test's 64 MiB), but not below what
+        // an engine starts a container with.
+        if self.memory < 6 || self.cpu == 0 {
+            return Err(format!("service {name:?}: cpu must be above 0 and memory at least 6 MiB"));
+        }
+        Ok(())
+    }
+
     pub fn definition(&self) -> TaskDefinition {
         let h = &self.health_check;
         let health_check = h.enabled.then(|| HealthCheck {
@@ -661,7 +708,22 @@ impl ServiceConfig {
             port: self.port,
             health_check,
             stop_timeout: self.stop_timeout,
+            container: self.container(),
         }
+    }
+
+    /// The container the service's tasks run, if it names an image.
+    fn container(&self) -> Option<ContainerSpec> {
+        Some(ContainerSpec {
+            image: self.image.clone()?,
+            entry_point: self.entry_point.clone(),
+            user: self.user.clone(),
+            working_dir: self.working_dir.clone(),
+            mount_path: self.mount_path.clone(),
+            cpu: self.cpu,
+            memory: self.memory,
+            network: self.network,
+        })
     }
 
     pub fn spec(&self, controller: &ControllerConfig) -> ServiceSpec {

@@ -34,7 +34,8 @@ pub struct DeployRequest {
     pub env: BTreeMap<String, String>,
     /// Variables to remove.
     pub unset_env: Vec<String>,
-    /// An image tag (recorded: the AWS path runs it; locally there is no image).
+    /// An image: a container service runs it; a process service only
+    /// records it as `BERTH_IMAGE` (the AWS path runs it).
     pub image: Option<String>,
 }
 
@@ -49,8 +50,12 @@ impl DeployRequest {
             next.env.remove(key);
         }
         next.env.extend(self.env.clone());
-        if let Some(image) = &self.image {
-            next.env.insert("BERTH_IMAGE".into(), image.clone());
+        match (&self.image, &mut next.container) {
+            (Some(image), Some(container)) => container.image = image.clone(),
+            (Some(image), None) => {
+                next.env.insert("BERTH_IMAGE".into(), image.clone());
+            }
+            (None, _) => {}
         }
         next
     }

@@ -103,6 +103,8 @@ pub enum PlatformError {
     Deploy(#[from] berth_core::deploy::DeployError),
     #[error(transparent)]
     Scaling(#[from] berth_core::autoscale::PolicyError),
+    #[error(transparent)]
+    Host(#[from] crate::host::HostError),
 }
 
 /// The running platform, shared by its loops and the admin API; generic
@@ -382,6 +384,11 @@ impl<R: HostRuntime> Platform<R> {
     /// (see `berth_core::continuity`), so no claim restarts from nothing.
     /// The check is done once: [`Self::run`] takes the proof of it.
     pub async fn preflight(&self) -> Result<Preflighted, PlatformError> {
+        let definitions: Vec<_> = self.config.services.iter().map(|s| s.definition()).collect();
+        let removed = self.runtime.prepare(&definitions).await?;
+        if removed > 0 {
+            self.log("leftovers", format!("removed {removed} container(s) a previous run's tasks left")).await;
+        }
         self.controller.refresh_snapshots().await?;
         self.controller.check_continuity().await?;
         Ok(Preflighted(()))

@@ -17,6 +17,7 @@ use berth_core::{Health, HealthCheck, TaskArn};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::engine::Engine;
 use super::lifecycle;
 use super::probe;
 use super::table::Shared;
@@ -27,6 +28,8 @@ pub(crate) struct Target {
     pub check: HealthCheck,
     pub env: BTreeMap<String, String>,
     pub addr: SocketAddr,
+    /// A container task's engine and container: its command probes run in it.
+    pub container: Option<(Engine, String)>,
 }
 
 /// Counts consecutive failures and turns probe results into verdicts.
@@ -68,7 +71,7 @@ pub(crate) async fn watch(shared: Arc<Shared>, target: Target, mut leaving: watc
         if !shared.is_running(&target.arn) {
             return;
         }
-        let result = probe::run(&check.probe, &target.env, target.addr, check.timeout).await;
+        let result = probe::run(&check.probe, &target, check.timeout).await;
         if let Err(reason) = &result {
             tracing::debug!(task = %target.arn, %reason, "health check failed");
         }

@@ -64,7 +64,7 @@ pub(crate) fn launch(shared: &Arc<Shared>, launch: Launch) -> Result<TaskInfo, P
     };
     tokio::spawn(lifecycle::watch(shared.clone(), arn.clone(), child, stop_timeout, leaving.clone()));
     if let Some(check) = health_check {
-        tokio::spawn(health::watch(shared.clone(), health::Target { arn, check, env, addr }, leaving));
+        tokio::spawn(health::watch(shared.clone(), health::Target { arn, check, env, addr, container: None }, leaving));
     }
     Ok(info)
 }

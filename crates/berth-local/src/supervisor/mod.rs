@@ -16,12 +16,15 @@
 //! supervisor (see `process` and `spawner`).
 
 mod config;
+mod container;
+pub mod engine;
 mod events;
 mod health;
 mod launch;
 pub(crate) mod leftovers;
 mod lifecycle;
 mod names;
+mod oom;
 mod probe;
 mod process;
 mod spawner;
@@ -35,14 +38,15 @@ use std::sync::Arc;
 use berth_core::autoscale::UsageSample;
 use berth_core::ports::VolumeInfo;
 use berth_core::{
-    Health, LaunchRequest, PortError, Runtime, StopCode, TaskArn, TaskEvents, TaskInfo, TaskStateChange, TaskStatus,
+    Health, LaunchRequest, PortError, Runtime, StopCode, TaskArn, TaskDefinition, TaskEvents, TaskInfo,
+    TaskStateChange, TaskStatus,
 };
 use chrono::Utc;
 use tokio::sync::{broadcast, oneshot, watch};
 
 pub use config::SupervisorConfig;
 
-use crate::host::HostRuntime;
+use crate::host::{HostError, HostRuntime};
 use table::{Shared, TaskRecord};
 
 /// The local supervisor. Cloning it gives another handle on the same tasks.
@@ -72,7 +76,13 @@ impl LocalRuntime {
         let definition = &request.definition;
         let arn = names::task_arn(config, id);
         let definition_arn = names::definition_arn(config, &definition.family, definition.revision);
-        let env = process::task_env(config, request, volume, &arn, port);
+        let env = match &definition.container {
+            Some(spec) => {
+                let container_port = container::container_port(spec, definition.port, port);
+                container::task_env(config, request, spec, &arn, container_port)
+            }
+            None => process::task_env(config, request, volume, &arn, port),
+        };
         TaskRecord {
             info: TaskInfo {
                 arn,
@@ -102,11 +112,15 @@ impl LocalRuntime {
             definition_arn,
             container: definition.family.clone(),
             volume: volume.id.clone(),
-            argv: process::argv(config, definition),
+            argv: match definition.container {
+                Some(_) => definition.command.clone(),
+                None => process::argv(config, definition),
+            },
             env,
             port,
             log_path: config.logs.join(format!("{id}.log")),
             pid: None,
+            engine_id: None,
             pull_started_at: None,
             pull_stopped_at: None,
             stopping_at: None,
@@ -162,6 +176,34 @@ impl Runtime for LocalRuntime {
             return shared.fail_to_start(&arn, reason).ok_or_else(|| PortError::retryable("task vanished"));
         }
         tracing::info!(task = %arn, claim = %request.claim, generation = %request.generation, ?argv, "starting task");
+        if let Some(spec) = &request.definition.container {
+            let engine = match shared.engine().await {
+                Ok(engine) => engine.clone(),
+                Err(e) => {
+                    let reason = format!("CannotStartContainerError: {e}");
+                    return shared.fail_to_start(&arn, reason).ok_or_else(|| PortError::retryable("task vanished"));
+                }
+            };
+            let start = container::Launch {
+                arn: arn.clone(),
+                spec: spec.clone(),
+                name: format!("berth-{}", arn.short()),
+                command: argv,
+                labels: container::labels(&shared.config, request, &arn),
+                env,
+                volume: volume.location.clone(),
+                container_port: container::container_port(spec, request.definition.port, port),
+                host_port: port,
+                log_path,
+                stop_timeout: request.definition.stop_timeout,
+                health_check: request.definition.health_check.clone(),
+                addr: SocketAddr::new(host, port),
+            };
+            let shared = shared.clone();
+            // Spawned: dropping this future does not stop the launch.
+            let launched = tokio::spawn(async move { container::launch(&shared, &engine, start).await });
+            return launched.await.unwrap_or_else(|e| Err(PortError::retryable(format!("the start of {arn}: {e}"))));
+        }
 
         let start = launch::Launch {
             arn: arn.clone(),
@@ -211,15 +253,25 @@ impl Runtime for LocalRuntime {
     }
 
     /// The CPU time and resident memory of the task's process tree, read
-    /// from `/proc` ([`crate::usage`]); `None` once it is not running.
+    /// from `/proc` ([`crate::usage`]), or of its container, read from the
+    /// engine's statistics (its cgroup); `None` once it is not running.
     async fn usage(&self, task: &TaskArn) -> Result<Option<UsageSample>, PortError> {
-        let pid = {
+        let (pid, container) = {
             let table = self.shared.lock();
             match table.tasks.get(task) {
-                Some(r) if r.info.last_status == TaskStatus::Running && !r.exited => r.pid,
-                _ => None,
+                Some(r) if r.info.last_status == TaskStatus::Running && !r.exited => (r.pid, r.engine_id.clone()),
+                _ => (None, None),
             }
         };
+        if let (Some(id), Some(engine)) = (container, self.shared.engine.get()) {
+            let reading =
+                engine.stats(&id).await.map_err(|e| PortError::retryable(format!("statistics of {task}: {e}")))?;
+            return Ok(reading.map(|(cpu_ns, memory_bytes)| UsageSample {
+                cpu_time: std::time::Duration::from_nanos(cpu_ns),
+                memory_bytes,
+                at: crate::usage::now(),
+            }));
+        }
         let Some(pid) = pid else { return Ok(None) };
         // A task gone between the lookup and the read has no reading.
         let read = tokio::task::spawn_blocking(move || crate::usage::sample(pid).ok().map(|s| s.reading()));
@@ -238,6 +290,33 @@ impl HostRuntime for LocalRuntime {
             return Some(record.log_path.clone());
         }
         names::id_of(&self.shared.config, arn).map(|id| self.shared.config.logs.join(format!("{id}.log")))
+    }
+
+    /// Finds the engine when a definition runs a container (an error when
+    /// none answers, or it lacks an image), and removes the containers a
+    /// previous supervisor of this state folder left; without container
+    /// definitions an engine that does not answer at once is no error.
+    async fn prepare(&self, definitions: &[TaskDefinition]) -> Result<usize, HostError> {
+        let images: Vec<(&str, &str)> = definitions
+            .iter()
+            .filter_map(|d| Some((d.family.as_str(), d.container.as_ref()?.image.as_str())))
+            .collect();
+        let engine = if images.is_empty() {
+            match tokio::time::timeout(std::time::Duration::from_secs(5), self.shared.engine()).await {
+                Ok(Ok(engine)) => engine,
+                _ => return Ok(0),
+            }
+        } else {
+            self.shared.engine().await?
+        };
+        for (service, image) in images {
+            engine.image_user(image).await.map_err(|reason| HostError::Image { service: service.into(), reason })?;
+        }
+        let removed = container::reap(engine, &self.shared.config).await.unwrap_or_else(|e| {
+            tracing::warn!(engine = %engine.address, error = %e, "cannot look for containers a previous run left");
+            0
+        });
+        Ok(removed)
     }
 
     async fn wait_stopped(&self, arn: &TaskArn) -> Option<TaskInfo> {

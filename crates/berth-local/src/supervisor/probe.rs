@@ -16,31 +16,34 @@ use berth_core::Probe;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::health::Target;
 use super::process;
 
-/// Runs `probe` against a task listening on `addr` with environment `env`,
-/// failing it after `timeout`.
-pub(crate) async fn run(
-    probe: &Probe,
-    env: &BTreeMap<String, String>,
-    addr: SocketAddr,
-    timeout: Duration,
-) -> Result<(), String> {
-    match probe {
-        Probe::Command(argv) => command(argv, env, timeout).await,
-        Probe::Http { path } => match tokio::time::timeout(timeout, http_get(addr, path)).await {
+/// Runs `probe` against `target` (a command of a container task runs in
+/// its container), failing it after `timeout`.
+pub(crate) async fn run(probe: &Probe, target: &Target, timeout: Duration) -> Result<(), String> {
+    match (probe, &target.container) {
+        (Probe::Command(argv), Some((engine, id))) => engine.exec(id, &argv_of(argv), timeout).await,
+        (Probe::Command(argv), None) => command(argv, &target.env, timeout).await,
+        (Probe::Http { path }, _) => match tokio::time::timeout(timeout, http_get(target.addr, path)).await {
             Ok(result) => result,
             Err(_) => Err(format!("GET {path}: no answer within {timeout:?}")),
         },
     }
 }
 
-async fn command(argv: &[String], env: &BTreeMap<String, String>, timeout: Duration) -> Result<(), String> {
-    let argv: Vec<String> = match argv.split_first() {
+/// The argv of an ECS health check command: a leading `CMD` is dropped,
+/// `CMD-SHELL` makes the rest one `sh -c` script.
+fn argv_of(argv: &[String]) -> Vec<String> {
+    match argv.split_first() {
         Some((first, rest)) if first == "CMD" => rest.to_vec(),
         Some((first, rest)) if first == "CMD-SHELL" => vec!["sh".into(), "-c".into(), rest.join(" ")],
         _ => argv.to_vec(),
-    };
+    }
+}
+
+async fn command(argv: &[String], env: &BTreeMap<String, String>, timeout: Duration) -> Result<(), String> {
+    let argv = argv_of(argv);
     let mut cmd = process::command(&argv, env).map_err(|e| format!("health check command: {e}"))?;
     cmd.stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true);
     let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", argv[0]))?;

@@ -48,12 +48,24 @@ pub(crate) fn task_env(
     if let Some(admin) = &config.admin_url {
         env.entry("BERTH_PEERS_URL".into()).or_insert_with(|| format!("{admin}/v1/services/{}/peers", request.service));
     }
-    env.insert("STORAGE_PATH".into(), volume.location.clone());
+    set_task_vars(&mut env, request, arn, &volume.location, port);
+    env
+}
+
+/// The variables berth sets in every task (process or container), over
+/// what the definition set: where its volume is, its port, who it is.
+pub(crate) fn set_task_vars(
+    env: &mut BTreeMap<String, String>,
+    request: &LaunchRequest,
+    arn: &TaskArn,
+    storage: &str,
+    port: u16,
+) {
+    env.insert("STORAGE_PATH".into(), storage.to_owned());
     env.insert("PORT".into(), port.to_string());
     env.insert("BERTH_TASK_ARN".into(), arn.0.clone());
     env.insert("BERTH_CLAIM".into(), request.claim.to_string());
     env.insert("BERTH_GENERATION".into(), request.generation.to_string());
-    env
 }
 
 /// Opens a task's log file for appending, creating its folder.

@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, watch};
 
 use super::config::SupervisorConfig;
+use super::engine::{Engine, NoEngine};
 use super::events;
 use super::process;
 
@@ -40,8 +41,11 @@ pub(crate) struct TaskRecord {
     pub env: BTreeMap<String, String>,
     pub port: u16,
     pub log_path: PathBuf,
-    /// The task's process (and process group) once it runs.
+    /// The task's process (and process group) once it runs; a container's
+    /// main process.
     pub pid: Option<u32>,
+    /// The engine's id of the task's container, for a container task.
+    pub engine_id: Option<String>,
     pub pull_started_at: Option<DateTime<Utc>>,
     pub pull_stopped_at: Option<DateTime<Utc>>,
     pub stopping_at: Option<DateTime<Utc>>,
@@ -78,6 +82,8 @@ pub(crate) struct Table {
 /// The state shared by the runtime handle, process watchers and health checkers.
 pub(crate) struct Shared {
     pub config: SupervisorConfig,
+    /// The container engine, found when a container task first needs it.
+    pub engine: tokio::sync::OnceCell<Engine>,
     table: Mutex<Table>,
     events: broadcast::Sender<TaskStateChange>,
 }
@@ -85,7 +91,12 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn new(config: SupervisorConfig) -> Self {
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
-        Self { config, table: Mutex::new(Table::default()), events }
+        Self { config, engine: tokio::sync::OnceCell::new(), table: Mutex::new(Table::default()), events }
+    }
+
+    /// The container engine, found on first use.
+    pub async fn engine(&self) -> Result<&Engine, NoEngine> {
+        self.engine.get_or_try_init(Engine::connect).await
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<TaskStateChange> {
@@ -222,8 +233,15 @@ impl Shared {
     fn begin_stop(&self, record: &mut TaskRecord) {
         self.advance(record, TaskStatus::Deactivating);
         self.advance(record, TaskStatus::Stopping);
-        if !record.exited {
-            process::signal_group(record.pid, libc::SIGTERM);
+        match (&record.engine_id, self.engine.get()) {
+            // The engine's kill, as ECS's StopTask: signalled as the
+            // container's init, SIGTERM reaches it only if it handles it.
+            (Some(id), Some(engine)) => {
+                let (engine, id) = (engine.clone(), id.clone());
+                tokio::spawn(async move { engine.kill(&id, "TERM").await });
+            }
+            _ if !record.exited => process::signal_group(record.pid, libc::SIGTERM),
+            _ => {}
         }
         record.leaving.send_replace(true);
     }
@@ -231,6 +249,13 @@ impl Shared {
     /// The task's process exited with `exit_code`: on to STOPPED. An exit
     /// nobody asked for is EssentialContainerExited, as on ECS.
     pub fn finish(&self, arn: &TaskArn, exit_code: Option<i64>) {
+        self.finish_as(arn, exit_code, None);
+    }
+
+    /// [`Self::finish`], with why the container ended when the runtime
+    /// knows (`OutOfMemoryError: …`): it becomes the container's reason and,
+    /// for an exit nobody asked for, the task's stopped reason.
+    pub fn finish_as(&self, arn: &TaskArn, exit_code: Option<i64>, reason: Option<&str>) {
         let mut table = self.lock();
         let Some(record) = table.tasks.get_mut(arn) else {
             return;
@@ -243,8 +268,14 @@ impl Shared {
         if record.info.desired_status != TaskStatus::Stopped {
             record.info.desired_status = TaskStatus::Stopped;
             record.info.stop_code = Some(StopCode::EssentialContainerExited);
-            record.info.stopped_reason = Some("Essential container in task exited".into());
+            record.info.stopped_reason = Some(match reason {
+                Some(reason) => format!("Essential container in task exited: {reason}"),
+                None => "Essential container in task exited".into(),
+            });
             record.stopping_at = Some(now);
+        }
+        if let Some(reason) = reason {
+            record.container_reason = Some(reason.to_owned());
         }
         if matches!(record.info.last_status, TaskStatus::Running | TaskStatus::Deactivating) {
             self.advance(record, TaskStatus::Stopping);

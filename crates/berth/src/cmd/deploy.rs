@@ -32,7 +32,8 @@ pub struct Args {
     /// Remove a variable from the task's environment (repeatable).
     #[arg(long = "unset-env", value_name = "KEY")]
     unset_env: Vec<String>,
-    /// The container image tag (the AWS path runs it; recorded as BERTH_IMAGE locally).
+    /// The container image: a service with an `image` in berth.toml runs it (rolling, like ECS); a
+    /// process service records it as BERTH_IMAGE (the AWS path runs it).
     #[arg(long, value_name = "TAG")]
     image: Option<String>,
     /// Run the default workload (`berth serve`) instead of a command.

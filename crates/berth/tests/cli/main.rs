@@ -5,7 +5,9 @@ mod util;
 
 mod admin_client;
 mod backup;
+mod containers;
 mod cost;
+mod engine;
 mod lambda;
 mod ledger;
 mod serve_api;

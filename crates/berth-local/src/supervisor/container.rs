@@ -1,0 +1,312 @@
+//! Container tasks: a task whose definition names an image runs as a
+//! container of the engine (see `engine`), with the same ECS lifecycle,
+//! events and health checks as a process task.
+//!
+//! The container gets the claim's volume folder mounted read-write at the
+//! definition's mount path, owned by the user it runs as (so an image with a
+//! non-root `USER` can write it); the task's CPU and memory as limits
+//! (memory with no swap beyond it, as on Fargate); its port published on
+//! the host's loopback at a free port (or, on the host network, the port
+//! itself); labels naming its cluster, state folder, task, claim and
+//! generation, so a later `berth up` finds what a killed one left (see
+//! [`reap`]). Its output goes to the task's log file. A stop is the
+//! engine's kill with SIGTERM, then SIGKILL after the stop timeout, as
+//! ECS's StopTask; an exit is the essential container's exit; a kill by the
+//! kernel for memory is reported as ECS reports it (`OutOfMemoryError`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_core::{ContainerSpec, HealthCheck, LaunchRequest, NetworkMode, PortError, TaskArn, TaskInfo, TaskStatus};
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use chrono::Utc;
+
+use super::config::SupervisorConfig;
+use super::engine::Engine;
+use super::table::Shared;
+use super::{health, lifecycle, oom, process};
+
+/// The label every container of berth carries, with the state folder it
+/// belongs to: two `berth up`s on one engine never touch each other's.
+pub(crate) const STATE_LABEL: &str = "berth.state";
+
+/// ECS's reason for a container the kernel killed for memory.
+pub(crate) const OOM_REASON: &str = "OutOfMemoryError: Container killed due to memory usage";
+
+/// What a container launch needs beyond the task's record.
+pub(crate) struct Launch {
+    pub arn: TaskArn,
+    pub spec: ContainerSpec,
+    pub name: String,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub volume: String,
+    pub container_port: u16,
+    pub host_port: u16,
+    pub labels: HashMap<String, String>,
+    pub log_path: std::path::PathBuf,
+    pub stop_timeout: Duration,
+    pub health_check: Option<HealthCheck>,
+    pub addr: SocketAddr,
+}
+
+/// The port the container listens on: its definition's on its own
+/// network, the host port berth gave it on the host's.
+pub(crate) fn container_port(spec: &ContainerSpec, definition_port: u16, host_port: u16) -> u16 {
+    match spec.network {
+        NetworkMode::Bridge => definition_port,
+        NetworkMode::Host => host_port,
+    }
+}
+
+/// A container task's environment: the definition's variables, then the
+/// ones berth sets (which win). Nothing of berth up's own environment: the
+/// image sets its own `PATH` and the rest.
+pub(crate) fn task_env(
+    config: &SupervisorConfig,
+    request: &LaunchRequest,
+    spec: &ContainerSpec,
+    arn: &TaskArn,
+    port: u16,
+) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let listen = match spec.network {
+        NetworkMode::Bridge => "0.0.0.0",
+        NetworkMode::Host => "127.0.0.1",
+    };
+    env.insert("BERTH_LISTEN".into(), listen.into());
+    env.extend(request.definition.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    // The admin API listens on the host's loopback: only a container on the
+    // host's network reaches it.
+    if let (Some(admin), NetworkMode::Host) = (&config.admin_url, spec.network) {
+        env.entry("BERTH_PEERS_URL".into()).or_insert_with(|| format!("{admin}/v1/services/{}/peers", request.service));
+    }
+    process::set_task_vars(&mut env, request, arn, &spec.mount_path, port);
+    env
+}
+
+/// The labels of a task's container.
+pub(crate) fn labels(config: &SupervisorConfig, request: &LaunchRequest, arn: &TaskArn) -> HashMap<String, String> {
+    HashMap::from([
+        (STATE_LABEL.to_owned(), state_scope(config)),
+        ("berth.cluster".to_owned(), config.cluster.clone()),
+        ("berth.task".to_owned(), arn.0.clone()),
+        ("berth.claim".to_owned(), request.claim.to_string()),
+        ("berth.generation".to_owned(), request.generation.to_string()),
+    ])
+}
+
+/// The value of [`STATE_LABEL`] for this supervisor.
+pub(crate) fn state_scope(config: &SupervisorConfig) -> String {
+    config.logs.display().to_string()
+}
+
+/// Walks the task to RUNNING (or STOPPED) as a container and returns it.
+pub(crate) async fn launch(shared: &Arc<Shared>, engine: &Engine, launch: Launch) -> Result<TaskInfo, PortError> {
+    let arn = launch.arn.clone();
+    let vanished = || PortError::retryable(format!("task {arn} vanished while starting"));
+    if let Some(stopped) = shared.startup_step(&arn, TaskStatus::Pending, |r| r.pull_started_at = Some(Utc::now())) {
+        return Ok(stopped);
+    }
+    // The image is looked up, never pulled: a missing one fails the task
+    // as ECS's CannotPullContainerError, and the controller backs off.
+    let image_user = match engine.image_user(&launch.spec.image).await {
+        Ok(user) => user,
+        Err(e) => return shared.fail_to_start(&arn, format!("CannotPullContainerError: {e}")).ok_or_else(vanished),
+    };
+    if let Some(stopped) = shared.startup_step(&arn, TaskStatus::Activating, |r| r.pull_stopped_at = Some(Utc::now())) {
+        return Ok(stopped);
+    }
+    let user = launch.spec.user.clone().or(image_user);
+    let log = process::open_log(&launch.log_path);
+    let prepared = match (log, own_volume(&launch.volume, user.as_deref()).await) {
+        (Ok(log), Ok(())) => Ok(log),
+        (Err(e), _) => Err(format!("cannot open the log file {}: {e}", launch.log_path.display())),
+        (_, Err(e)) => Err(format!("cannot hand volume {} to user {user:?}: {e}", launch.volume)),
+    };
+    let started = match prepared {
+        Ok(log) => create_and_start(engine, &launch).await.map(|id| (id, log)),
+        Err(e) => Err(e),
+    };
+    let (id, log) = match started {
+        Ok(started) => started,
+        Err(reason) => {
+            return shared.fail_to_start(&arn, format!("CannotStartContainerError: {reason}")).ok_or_else(vanished)
+        }
+    };
+    let pid = engine.pid(&id).await;
+    let oom = oom::watch(pid);
+    let logs = tokio::spawn({
+        let (engine, id) = (engine.clone(), id.clone());
+        async move { engine.follow_logs(&id, log).await }
+    });
+    let leaving = {
+        let mut table = shared.lock();
+        let Some(record) = table.tasks.get_mut(&arn) else { return Err(vanished()) };
+        record.engine_id = Some(id.clone());
+        record.leaving.subscribe()
+    };
+    let info = shared.started(&arn, pid).ok_or_else(vanished)?;
+    let watcher = Watch { shared: shared.clone(), engine: engine.clone(), arn: arn.clone(), id: id.clone() };
+    tokio::spawn(watcher.run(launch.stop_timeout, leaving.clone(), logs, oom));
+    if let Some(check) = launch.health_check {
+        let target =
+            health::Target { arn, check, env: launch.env, addr: launch.addr, container: Some((engine.clone(), id)) };
+        tokio::spawn(health::watch(shared.clone(), target, leaving));
+    }
+    Ok(info)
+}
+
+async fn create_and_start(engine: &Engine, launch: &Launch) -> Result<String, String> {
+    let spec = &launch.spec;
+    let bridge = spec.network == NetworkMode::Bridge;
+    let port_key = format!("{}/tcp", launch.container_port);
+    let memory = i64::from(spec.memory) * 1024 * 1024;
+    let host_config = HostConfig {
+        binds: Some(vec![format!("{}:{}:rw", launch.volume, spec.mount_path)]),
+        memory: Some(memory),
+        // No swap beyond the limit: the task is held to its size.
+        memory_swap: Some(memory),
+        nano_cpus: Some(i64::from(spec.cpu) * 1_000_000_000 / 1024),
+        network_mode: (!bridge).then(|| "host".to_owned()),
+        port_bindings: bridge.then(|| {
+            let binding = PortBinding {
+                host_ip: Some(launch.addr.ip().to_string()),
+                host_port: Some(launch.host_port.to_string()),
+            };
+            HashMap::from([(port_key.clone(), Some(vec![binding]))])
+        }),
+        ..Default::default()
+    };
+    let body = ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: (!launch.command.is_empty()).then(|| launch.command.clone()),
+        entrypoint: (!spec.entry_point.is_empty()).then(|| spec.entry_point.clone()),
+        env: Some(launch.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        user: spec.user.clone(),
+        working_dir: spec.working_dir.clone(),
+        labels: Some(launch.labels.clone()),
+        exposed_ports: bridge.then(|| vec![port_key]),
+        host_config: Some(host_config),
+        ..Default::default()
+    };
+    let id = engine.create(&launch.name, body).await.map_err(|e| format!("cannot create the container: {e}"))?;
+    if let Err(e) = engine.start(&id).await {
+        engine.remove(&id).await;
+        return Err(format!("cannot start the container: {e}"));
+    }
+    Ok(id)
+}
+
+/// The watcher of one container: waits for it to stop, escalates a stop
+/// from SIGTERM to SIGKILL, then reports the exit and removes it.
+struct Watch {
+    shared: Arc<Shared>,
+    engine: Engine,
+    arn: TaskArn,
+    id: String,
+}
+
+impl Watch {
+    async fn run(
+        self,
+        stop_timeout: Duration,
+        mut leaving: tokio::sync::watch::Receiver<bool>,
+        logs: tokio::task::JoinHandle<()>,
+        oom: oom::OomWatch,
+    ) {
+        let Self { shared, engine, arn, id } = self;
+        let exit = tokio::select! {
+            exit = engine.wait(&id) => exit,
+            () = lifecycle::left(&mut leaving) => match tokio::time::timeout(stop_timeout, engine.wait(&id)).await {
+                Ok(exit) => exit,
+                Err(_) => {
+                    tracing::warn!(task = %arn, ?stop_timeout, "container ignored SIGTERM; sending SIGKILL");
+                    engine.kill(&id, "KILL").await;
+                    engine.wait(&id).await
+                }
+            },
+        };
+        // The log stream ends with the container; its last lines are
+        // written before the container (and its logs) are removed.
+        let _ = tokio::time::timeout(Duration::from_secs(5), logs).await;
+        // A kill by the kernel is a SIGKILL (137); an OOM that killed only
+        // some other process of the container is not the task's end.
+        let oom_killed = exit.oom_killed || (exit.code == Some(137) && oom.fired().await);
+        engine.remove(&id).await;
+        shared.finish_as(&arn, exit.code, oom_killed.then_some(OOM_REASON));
+    }
+}
+
+/// Makes `volume` (and what is in it) owned by `user` when it is a numeric
+/// `uid[:gid]`, so a container running as a non-root user can write its
+/// own volume. A name is left to the engine (its files then stay root's).
+async fn own_volume(volume: &str, user: Option<&str>) -> std::io::Result<()> {
+    let Some((uid, gid)) = user.and_then(numeric_user) else {
+        if let Some(user) = user.filter(|u| !matches!(*u, "root" | "0" | "0:0")) {
+            tracing::warn!(volume, user, "user is a name, not uid[:gid]: the volume stays root's");
+        }
+        return Ok(());
+    };
+    let volume = volume.to_owned();
+    tokio::task::spawn_blocking(move || chown_tree(Path::new(&volume), uid, gid))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// `uid[:gid]` of a user given by number (gid defaults to the uid's own
+/// number, as images that `useradd --uid N` get).
+fn numeric_user(user: &str) -> Option<(u32, u32)> {
+    let (uid, gid) = user.split_once(':').unwrap_or((user, user));
+    Some((uid.parse().ok()?, gid.parse().ok()?))
+}
+
+/// Hands every entry of `root` not owned by `uid:gid` to them (links
+/// themselves, never what they point to).
+fn chown_tree(root: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path)?;
+        if meta.uid() != uid || meta.gid() != gid {
+            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Stops and removes every container a previous supervisor of this state
+/// folder left (a killed `berth up`'s tasks keep running in the engine,
+/// writing to volumes the next start snapshots, adopts or restores);
+/// returns how many.
+pub(crate) async fn reap(engine: &Engine, config: &SupervisorConfig) -> Result<usize, String> {
+    let left = engine.labelled(&[(STATE_LABEL, &state_scope(config))]).await?;
+    for id in &left {
+        tracing::warn!(container = %id, "removing a container a previous run's task left behind");
+        engine.kill(id, "KILL").await;
+        engine.remove(id).await;
+    }
+    Ok(left.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_users_give_their_ids_and_names_give_none() {
+        assert_eq!(numeric_user("10001:10001"), Some((10001, 10001)));
+        assert_eq!(numeric_user("999"), Some((999, 999)));
+        assert_eq!(numeric_user("1000:50"), Some((1000, 50)));
+        assert_eq!(numeric_user("postgres"), None);
+        assert_eq!(numeric_user("1000:staff"), None);
+    }
+}

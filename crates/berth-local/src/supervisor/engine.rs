@@ -1,0 +1,290 @@
+//! The container engine: Docker Engine or Podman, through the Docker
+//! Engine API (the `bollard` crate).
+//!
+//! An *engine* is found once, the first time a container task needs one:
+//! `DOCKER_HOST` if it is set, else the usual sockets of Podman and Docker,
+//! each asked for its version. When none answers, the error says what was
+//! tried and how to start one. Requests speak API 1.41, which Docker 20.10
+//! and later and Podman 4 and later both serve.
+//!
+//! Only what the supervisor needs is here, each call translated to a plain
+//! result: an engine's "no such container" or "not running" on a kill or a
+//! removal is success, because the container is where the caller wanted it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bollard::errors::Error as ApiError;
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{
+    CreateContainerOptions, KillContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    StatsOptions, WaitContainerOptions,
+};
+use bollard::{ClientVersion, Docker};
+use futures_util::StreamExt;
+
+/// The API version berth speaks.
+const API: &ClientVersion = &ClientVersion { major_version: 1, minor_version: 41 };
+/// How long an ordinary request may take (a create, a start, an inspect).
+const REQUEST_TIMEOUT: u64 = 60;
+/// How long a long poll (a container's wait, a log stream) may stay open
+/// before it is asked again.
+const LONG_POLL: u64 = 3600;
+
+/// A connection to a container engine.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    api: Docker,
+    long: Docker,
+    /// Where it answered (`unix:///run/podman/podman.sock`).
+    pub address: String,
+}
+
+/// No engine answered.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no container engine answered (tried {tried}); start one (`podman system service --time=0 \
+     unix:///run/podman/podman.sock &`, or the docker service) or point DOCKER_HOST at its socket"
+)]
+pub struct NoEngine {
+    tried: String,
+}
+
+/// What a container looked like once it stopped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exit {
+    pub code: Option<i64>,
+    /// The engine says the kernel killed it for memory (not every engine
+    /// knows: see `oom`).
+    pub oom_killed: bool,
+}
+
+impl Engine {
+    /// Finds an engine that answers (see the module's doc).
+    pub async fn connect() -> Result<Self, NoEngine> {
+        let mut tried = Vec::new();
+        for address in candidates() {
+            match Self::at(&address).await {
+                Ok(engine) => return Ok(engine),
+                Err(e) => tried.push(format!("{address}: {e}")),
+            }
+        }
+        Err(NoEngine { tried: tried.join("; ") })
+    }
+
+    /// The engine at `address` (`unix:///PATH` or `tcp://HOST:PORT`), if it answers.
+    pub async fn at(address: &str) -> Result<Self, String> {
+        let api = match address.strip_prefix("unix://") {
+            Some(path) => {
+                if !std::path::Path::new(path).exists() {
+                    return Err("no such socket".into());
+                }
+                Docker::connect_with_unix(address, REQUEST_TIMEOUT, API)
+            }
+            None => Docker::connect_with_http(address, REQUEST_TIMEOUT, API),
+        }
+        .map_err(|e| e.to_string())?;
+        api.version().await.map_err(|e| e.to_string())?;
+        let long = api.clone().with_timeout(Duration::from_secs(LONG_POLL));
+        Ok(Self { api, long, address: address.to_owned() })
+    }
+
+    /// Whether the engine holds `image` (nothing is pulled: a task of an
+    /// image the engine lacks fails to start, as ECS's CannotPullContainerError).
+    pub async fn image_user(&self, image: &str) -> Result<Option<String>, String> {
+        let inspected = self.api.inspect_image(image).await.map_err(|e| match e {
+            ApiError::DockerResponseServerError { status_code: 404, .. } => {
+                format!("the engine at {} has no image {image}; build, import or pull it first", self.address)
+            }
+            e => format!("cannot inspect image {image}: {e}"),
+        })?;
+        Ok(inspected.config.and_then(|c| c.user).filter(|u| !u.is_empty()))
+    }
+
+    /// Creates a container named `name`; returns its id.
+    pub async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<String, String> {
+        let options = CreateContainerOptions { name: Some(name.to_owned()), ..Default::default() };
+        let created = self.api.create_container(Some(options), body).await.map_err(|e| e.to_string())?;
+        Ok(created.id)
+    }
+
+    pub async fn start(&self, id: &str) -> Result<(), String> {
+        self.api.start_container(id, None).await.map_err(|e| e.to_string())
+    }
+
+    /// The host process id of the container's main process, once it runs.
+    pub async fn pid(&self, id: &str) -> Option<u32> {
+        let inspected = self.api.inspect_container(id, None).await.ok()?;
+        inspected.state?.pid.and_then(|p| u32::try_from(p).ok()).filter(|p| *p > 0)
+    }
+
+    /// Sends `signal` (`TERM`, `KILL`) to the container's main process.
+    pub async fn kill(&self, id: &str, signal: &str) {
+        let options = KillContainerOptions { signal: signal.to_owned() };
+        match self.api.kill_container(id, Some(options)).await {
+            Ok(()) => {}
+            Err(ApiError::DockerResponseServerError { status_code: 404 | 409, .. }) => {}
+            // Podman answers 500 for a container that has just exited.
+            Err(ApiError::DockerResponseServerError { message, .. }) if message.contains("not running") => {}
+            Err(e) => tracing::warn!(container = id, signal, error = %e, "cannot signal a container"),
+        }
+    }
+
+    /// Waits until the container has stopped and says how.
+    pub async fn wait(&self, id: &str) -> Exit {
+        loop {
+            let options = WaitContainerOptions { condition: "not-running".into() };
+            let mut waits = self.long.wait_container(id, Some(options));
+            match waits.next().await {
+                Some(Ok(_)) | Some(Err(ApiError::DockerContainerWaitError { .. })) => break,
+                Some(Err(ApiError::DockerResponseServerError { status_code: 404, .. })) => break,
+                // A long poll that timed out, or an engine that restarted:
+                // ask again, after a breath, if it still runs.
+                Some(Err(e)) => {
+                    tracing::debug!(container = id, error = %e, "waiting for a container again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                None => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+            if !self.running(id).await {
+                break;
+            }
+        }
+        self.exit(id).await
+    }
+
+    async fn running(&self, id: &str) -> bool {
+        match self.api.inspect_container(id, None).await {
+            Ok(c) => c.state.and_then(|s| s.running).unwrap_or(false),
+            Err(ApiError::DockerResponseServerError { status_code: 404, .. }) => false,
+            Err(_) => true,
+        }
+    }
+
+    /// How a stopped container ended.
+    pub async fn exit(&self, id: &str) -> Exit {
+        match self.api.inspect_container(id, None).await {
+            Ok(c) => {
+                let state = c.state.unwrap_or_default();
+                Exit { code: state.exit_code, oom_killed: state.oom_killed.unwrap_or(false) }
+            }
+            Err(e) => {
+                tracing::warn!(container = id, error = %e, "cannot read how a container ended");
+                Exit::default()
+            }
+        }
+    }
+
+    /// Removes the container (and what the engine kept of it).
+    pub async fn remove(&self, id: &str) {
+        let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        match self.api.remove_container(id, Some(options)).await {
+            Ok(()) | Err(ApiError::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(e) => tracing::warn!(container = id, error = %e, "cannot remove a container"),
+        }
+    }
+
+    /// Appends the container's output, from its start until it stops, to `log`.
+    pub async fn follow_logs(&self, id: &str, mut log: std::fs::File) {
+        use std::io::Write;
+        let options =
+            LogsOptions { follow: true, stdout: true, stderr: true, tail: "all".into(), ..Default::default() };
+        let mut lines = self.long.logs(id, Some(options));
+        while let Some(chunk) = lines.next().await {
+            match chunk {
+                Ok(output) => {
+                    if let Err(e) = log.write_all(&output.into_bytes()) {
+                        tracing::warn!(container = id, error = %e, "cannot write a task's log");
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(container = id, error = %e, "the log stream of a container ended");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Runs `argv` in the container; Ok when it exits 0 within `timeout`.
+    pub async fn exec(&self, id: &str, argv: &[String], timeout: Duration) -> Result<(), String> {
+        use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+        let program = argv.first().cloned().unwrap_or_default();
+        let run = async {
+            let options = CreateExecOptions {
+                cmd: Some(argv.to_vec()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            };
+            let exec = self.api.create_exec(id, options).await.map_err(|e| format!("cannot run {program}: {e}"))?;
+            let start = StartExecOptions { detach: false, ..Default::default() };
+            // The output is read to its end: that is when the command has exited.
+            if let StartExecResults::Attached { mut output, .. } =
+                self.api.start_exec(&exec.id, Some(start)).await.map_err(|e| format!("cannot run {program}: {e}"))?
+            {
+                while output.next().await.is_some() {}
+            }
+            let inspected = self.api.inspect_exec(&exec.id).await.map_err(|e| e.to_string())?;
+            match inspected.exit_code {
+                Some(0) => Ok(()),
+                Some(code) => Err(format!("{program} exited with {code}")),
+                None => Err(format!("{program} did not report an exit code")),
+            }
+        };
+        tokio::time::timeout(timeout, run)
+            .await
+            .unwrap_or_else(|_| Err(format!("{program} did not finish within {timeout:?}")))
+    }
+
+    /// The container's CPU time (ns) and memory in use (bytes, less the
+    /// page cache, as `docker stats` shows it).
+    pub async fn stats(&self, id: &str) -> Result<Option<(u64, u64)>, String> {
+        let options = StatsOptions { stream: false, one_shot: true };
+        let mut stats = self.api.stats(id, Some(options));
+        let Some(reading) = stats.next().await else { return Ok(None) };
+        let reading = match reading {
+            Ok(r) => r,
+            Err(ApiError::DockerResponseServerError { status_code: 404 | 409, .. }) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        let cpu = reading.cpu_stats.and_then(|c| c.cpu_usage).and_then(|u| u.total_usage);
+        let memory = reading.memory_stats.map(|m| {
+            let cache = m.stats.as_ref().and_then(|s| s.get("total_inactive_file").or(s.get("inactive_file")));
+            m.usage.unwrap_or(0).saturating_sub(cache.copied().unwrap_or(0))
+        });
+        Ok(cpu.zip(memory))
+    }
+
+    /// The ids of the containers carrying every label of `labels`, running or not.
+    pub async fn labelled(&self, labels: &[(&str, &str)]) -> Result<Vec<String>, String> {
+        let filter = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([("label".to_owned(), filter)])),
+            ..Default::default()
+        };
+        let found = self.api.list_containers(Some(options)).await.map_err(|e| e.to_string())?;
+        Ok(found.into_iter().filter_map(|c| c.id).collect())
+    }
+}
+
+/// Where an engine may answer, in the order tried.
+fn candidates() -> Vec<String> {
+    if let Ok(host) = std::env::var("DOCKER_HOST") {
+        if !host.is_empty() {
+            return vec![host];
+        }
+    }
+    let mut paths: Vec<PathBuf> = Vec::new();
+    if let Ok(dir) = std::env::var("XDG_RUNTIME_DIR") {
+        paths.push(PathBuf::from(dir).join("podman/podman.sock"));
+    }
+    paths.push("/run/podman/podman.sock".into());
+    paths.push("/var/run/docker.sock".into());
+    if let Ok(home) = std::env::var("HOME") {
+        paths.push(PathBuf::from(home).join(".docker/run/docker.sock"));
+    }
+    paths.into_iter().map(|p| format!("unix://{}", p.display())).collect()
+}

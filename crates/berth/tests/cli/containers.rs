@@ -1,0 +1,149 @@
+//! `berth up` with container tasks: the service names an image, each task
+//! is a container of a real engine (Podman through the Docker Engine API,
+//! see `engine`) running `berth serve` as a non-root user on the claim's
+//! volume, and the tests drive it as the process tests do.
+
+use crate::engine::{engine, serve_image};
+use crate::site::*;
+
+/// One claim of the `berth serve` image on its own network (the port
+/// published on loopback); its health check runs in the container and
+/// fails while `/tmp/unhealthy` exists there.
+const CONTAINER_CLAIM: &str = r#"
+
+[[service]]
+name = "files"
+desired_count = 1
+image = "{IMAGE}"
+stop_timeout = "5s"
+cpu = 512
+memory = 256
+
+[service.health_check]
+command = ["CMD-SHELL", "test ! -e /tmp/unhealthy && wget -q -O /dev/null http://127.0.0.1:5000/health"]
+interval = "300ms"
+timeout = "2s"
+retries = 2
+start_period = "3s"
+
+[service.autoscaling]
+enabled = false
+"#;
+
+fn site(toml: &str) -> (Site, Vec<(&'static str, String)>) {
+    let engine = engine();
+    let site = Site::new(&toml.replace("{IMAGE}", serve_image()));
+    (site, vec![("DOCKER_HOST", engine.docker_host.clone())])
+}
+
+fn start(site: &Site, env: &[(&'static str, String)]) -> Up {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    site.up(&env)
+}
+
+/// The container name berth gives a task.
+fn container_of(task: &serde_json::Value) -> String {
+    let arn = task["arn"].as_str().unwrap();
+    format!("berth-{}", arn.rsplit('/').next().unwrap())
+}
+
+#[test]
+fn a_container_task_keeps_every_file_through_kill_spot_failed_health_and_down_up() {
+    let (site, env) = site(CONTAINER_CLAIM);
+    let mut up = start(&site, &env);
+    let t = site.wait_serving("files-0", Some(1));
+    let files = random_files("box", &[2 * 1024 * 1024 + 5, 4096, 1]);
+    upload(&endpoint(&t), &files);
+    assert_files(&endpoint(&t), &files);
+    // The volume is the container user's (the image runs as uid 10001).
+    let volumes = site.volume_dirs();
+    assert_eq!(volumes.len(), 1, "{volumes:?}");
+    let owner =
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(site.state.join("volumes").join(&volumes[0])).unwrap());
+    assert_eq!(owner, 10001, "the volume is owned by the container's user");
+
+    // (a) kill -9 of the container's main process.
+    kill9(t["pid"].as_u64().expect("a container task has its main process's pid"));
+    let t = site.wait_serving("files-0", Some(2));
+    assert_files(&endpoint(&t), &files);
+
+    // (b) A Spot interruption.
+    site.ok(&["stop-task", t["arn"].as_str().unwrap(), "--reason", "spot"]);
+    let t = site.wait_serving("files-0", Some(3));
+    assert_files(&endpoint(&t), &files);
+
+    // (c) The container's own health check fails (run in the container).
+    let out = engine().podman().args(["exec", &container_of(&t), "touch", "/tmp/unhealthy"]).output().unwrap();
+    assert!(out.status.success(), "podman exec: {}", String::from_utf8_lossy(&out.stderr));
+    let t = site.wait_serving("files-0", Some(4));
+    assert_files(&endpoint(&t), &files);
+
+    let h = site.history("files-0");
+    let g = generations(&h);
+    assert_eq!(g[&1]["stop_code"], "EssentialContainerExited", "{h:#}");
+    assert_eq!(g[&2]["stop_code"], "SpotInterruption", "{h:#}");
+    let reason = g[&3]["stop_reason"].as_str().unwrap_or_default().to_lowercase();
+    assert!(reason.contains("health"), "generation 3 stopped for its health: {h:#}");
+    assert_history_chain(&h);
+
+    // (d) berth down removes every container; berth up brings the files back.
+    site.ok(&["down"]);
+    assert_eq!(up.wait_exit(DEADLINE).code(), Some(0), "log:\n{}", tail(&up.log, 30));
+    assert_eq!(engine().containers_of(&site.state.join("logs")), Vec::<String>::new(), "no container is left");
+    drop(up);
+    let _up = start(&site, &env);
+    let t = site.wait_serving("files-0", Some(5));
+    assert_files(&endpoint(&t), &files);
+}
+
+#[test]
+fn a_killed_berth_up_leaves_no_container_behind_and_its_files_come_back() {
+    let (site, env) = site(CONTAINER_CLAIM);
+    let files = random_files("left", &[300 * 1024, 5]);
+    {
+        let mut up = start(&site, &env);
+        let t = site.wait_serving("files-0", Some(1));
+        upload(&endpoint(&t), &files);
+        up.kill9();
+        // The container outlives its supervisor (the engine runs it).
+        assert_eq!(engine().containers_of(&site.state.join("logs")).len(), 1, "the task's container still runs");
+    }
+    let _up = start(&site, &env);
+    let t = site.wait_serving("files-0", None);
+    assert_files(&endpoint(&t), &files);
+    let left = engine().containers_of(&site.state.join("logs"));
+    assert_eq!(left.len(), 1, "only the new task's container: {left:?}");
+    assert!(left[0].len() >= 12 && container_of(&t).starts_with("berth-"), "{left:?}");
+}
+
+#[test]
+fn an_oom_kill_under_a_64_mib_limit_is_reported_as_out_of_memory() {
+    let toml = r#"
+
+[[service]]
+name = "hog"
+desired_count = 1
+image = "{IMAGE}"
+entry_point = ["/bin/sh", "-c"]
+command = ['x=0123456789abcdef; while true; do x="$x$x"; done']
+memory = 64
+stop_timeout = "2s"
+
+[service.health_check]
+enabled = false
+
+[service.autoscaling]
+enabled = false
+"#;
+    let (site, env) = site(toml);
+    let _up = start(&site, &env);
+    let h = site.wait_until("hog-0's first generation to be stopped by the kernel", || {
+        let h = site.try_json(&["claim", "history", "hog-0"])?;
+        let g = generations(&h);
+        g.get(&1).filter(|g| !g["stop_code"].is_null()).map(|_| h.clone())
+    });
+    let g = generations(&h);
+    let reason = g[&1]["stop_reason"].as_str().unwrap_or_default();
+    assert_eq!(g[&1]["stop_code"], "EssentialContainerExited", "{h:#}");
+    assert!(reason.contains("OutOfMemoryError"), "the stop reason says OutOfMemoryError: {h:#}");
+}

@@ -1,0 +1,182 @@
+//! The container engine of the container tests, and their image.
+//!
+//! The tests need a real engine: Podman serving the Docker Engine API on a
+//! socket of its own, set up as `../shared/containers.md` says works on
+//! these machines (runc, cgroupfs, limits below the hard ones). If one
+//! answers at `$BERTH_TEST_DOCKER_HOST` it is used; otherwise this starts
+//! `podman system service` (scripts/test installs podman). A missing
+//! podman fails the test with what to install: it is never skipped.
+//!
+//! No registry is reachable, so the image is made offline: busybox-static
+//! for a shell, the `berth` binary under test with the libraries `ldd`
+//! names, a non-root user (uid 10001, as `deploy/docker/Dockerfile`), and
+//! `berth serve` as its entry point; `podman import` makes it an image.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::util::BERTH;
+
+/// The version of the image recipe below.
+const RECIPE: u32 = 2;
+
+/// Where the tests' own engine listens.
+const SOCKET_DIR: &str = "/tmp/berth-test-engine";
+
+/// The test engine: its `DOCKER_HOST` and the `CONTAINERS_CONF` its
+/// `podman` commands need.
+pub(crate) struct Engine {
+    pub docker_host: String,
+    pub conf: PathBuf,
+}
+
+impl Engine {
+    /// A `podman` command speaking to this engine's storage.
+    pub fn podman(&self) -> Command {
+        let mut cmd = Command::new("podman");
+        cmd.env("CONTAINERS_CONF", &self.conf);
+        cmd
+    }
+
+    /// The labelled containers of one state folder's logs path.
+    pub fn containers_of(&self, state_logs: &Path) -> Vec<String> {
+        let filter = format!("label=berth.state={}", state_logs.display());
+        let out = self.podman().args(["ps", "-a", "--filter", &filter, "--format", "{{.ID}}"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    }
+}
+
+/// The engine, started on first use.
+pub(crate) fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(start)
+}
+
+/// The image of `berth serve` made from the binary under test.
+pub(crate) fn serve_image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| build_image(engine()))
+}
+
+fn start() -> Engine {
+    let dir = PathBuf::from(SOCKET_DIR);
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("containers.conf");
+    std::fs::write(
+        &conf,
+        "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\n\
+         [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+    )
+    .unwrap();
+    if let Ok(host) = std::env::var("BERTH_TEST_DOCKER_HOST") {
+        assert!(answers(&host), "BERTH_TEST_DOCKER_HOST={host} does not answer");
+        return Engine { docker_host: host, conf };
+    }
+    let socket = dir.join("podman.sock");
+    let docker_host = format!("unix://{}", socket.display());
+    let engine = Engine { docker_host: docker_host.clone(), conf: conf.clone() };
+    if answers(&docker_host) {
+        return engine;
+    }
+    let podman = Command::new("podman").arg("--version").output();
+    assert!(
+        podman.is_ok_and(|o| o.status.success()),
+        "the container tests need podman and runc: run scripts/test (it installs them), or apt-get install podman runc busybox-static"
+    );
+    let _ = std::fs::remove_file(&socket);
+    let log = std::fs::File::create(dir.join("service.log")).unwrap();
+    // Outlives this test run on purpose (never waited for): the next run
+    // finds it answering.
+    #[allow(clippy::zombie_processes)]
+    Command::new("podman")
+        .env("CONTAINERS_CONF", &conf)
+        .args(["system", "service", "--time=0", &docker_host])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start podman system service");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !answers(&docker_host) {
+        assert!(Instant::now() < deadline, "podman system service did not answer on {docker_host} within 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    engine
+}
+
+/// Whether an engine answers `GET /version` at `host`.
+fn answers(host: &str) -> bool {
+    let Some(path) = host.strip_prefix("unix://") else { return false };
+    Command::new("curl")
+        .args(["-fs", "-o", "/dev/null", "--max-time", "5", "--unix-socket", path, "http://d/v1.41/version"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Builds `localhost/berth-test:<binary's mtime>` unless it exists.
+fn build_image(engine: &Engine) -> String {
+    let stamp = std::fs::metadata(BERTH)
+        .and_then(|m| m.modified())
+        .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+        .unwrap();
+    // The recipe's version is in the tag too: a changed recipe makes a new image.
+    let image = format!("localhost/berth-test:{RECIPE}-{stamp}");
+    if engine.podman().args(["image", "exists", &image]).status().unwrap().success() {
+        return image;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    for dir in ["bin", "usr/local/bin", "etc", "data", "tmp", "lib64", "lib/x86_64-linux-gnu"] {
+        std::fs::create_dir_all(r.join(dir)).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(r.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::copy("/bin/busybox", r.join("bin/busybox")).expect("busybox-static is installed (/bin/busybox)");
+    for applet in ["sh", "wget", "test", "sleep", "cat", "ls", "kill", "echo", "id", "dd", "head", "rm", "touch"] {
+        std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).unwrap();
+    }
+    let berth = r.join("usr/local/bin/berth");
+    // Stripped: the debug binary is mostly debug info.
+    let stripped = Command::new("strip").arg("-o").arg(&berth).arg(BERTH).status().is_ok_and(|s| s.success());
+    if !stripped {
+        std::fs::copy(BERTH, &berth).unwrap();
+    }
+    for lib in libraries(BERTH) {
+        let to = r.join(lib.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&lib, &to).unwrap();
+    }
+    std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nberth:x:10001:10001::/data:/bin/sh\n")
+        .unwrap();
+    std::fs::write(r.join("etc/group"), "root:x:0:\nberth:x:10001:\n").unwrap();
+    let tar = root.path().with_extension("tar");
+    let status = Command::new("tar").arg("-C").arg(r).arg("-cf").arg(&tar).arg(".").status().unwrap();
+    assert!(status.success(), "tar of the image's root");
+    let out = engine
+        .podman()
+        .args([
+            "import",
+            "--change",
+            r#"ENTRYPOINT ["/usr/local/bin/berth", "serve"]"#,
+            "--change",
+            "USER 10001:10001",
+            "--change",
+            "ENV PATH=/usr/local/bin:/bin",
+        ])
+        .arg(&tar)
+        .arg(&image)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&tar);
+    assert!(out.status.success(), "podman import: {}", String::from_utf8_lossy(&out.stderr));
+    image
+}
+
+/// The shared libraries `ldd` says `binary` loads.
+fn libraries(binary: &str) -> Vec<PathBuf> {
+    let out = Command::new("ldd").arg(binary).output().expect("ldd");
+    String::from_utf8_lossy(&out.stdout).split_whitespace().filter(|w| w.starts_with('/')).map(PathBuf::from).collect()
+}
