@@ -43,6 +43,9 @@ pub struct SupervisorConfig {
     /// next supervisor kills what a killed one's tasks left running (see
     /// `leftovers`). None: not recorded.
     pub groups: Option<PathBuf>,
+    /// Where the container engine answers (`unix:///PATH`, `tcp://HOST:PORT`);
+    /// None: `DOCKER_HOST`, else the usual sockets of Podman and Docker.
+    pub engine: Option<String>,
 }
 
 impl SupervisorConfig {
@@ -63,6 +66,7 @@ impl SupervisorConfig {
             event_capacity: 1024,
             admin_url: None,
             groups: None,
+            engine: None,
         }
     }
 }

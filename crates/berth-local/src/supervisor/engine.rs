@@ -61,10 +61,15 @@ pub struct Exit {
 }
 
 impl Engine {
-    /// Finds an engine that answers (see the module's doc).
-    pub async fn connect() -> Result<Self, NoEngine> {
+    /// Finds an engine that answers: at `address` if given, else as the
+    /// module's doc says.
+    pub async fn connect(address: Option<&str>) -> Result<Self, NoEngine> {
         let mut tried = Vec::new();
-        for address in candidates() {
+        let candidates = match address {
+            Some(address) => vec![address.to_owned()],
+            None => candidates(),
+        };
+        for address in candidates {
             match Self::at(&address).await {
                 Ok(engine) => return Ok(engine),
                 Err(e) => tried.push(format!("{address}: {e}")),

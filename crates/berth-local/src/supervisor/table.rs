@@ -96,7 +96,7 @@ impl Shared {
 
     /// The container engine, found on first use.
     pub async fn engine(&self) -> Result<&Engine, NoEngine> {
-        self.engine.get_or_try_init(Engine::connect).await
+        self.engine.get_or_try_init(|| Engine::connect(self.config.engine.as_deref())).await
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<TaskStateChange> {

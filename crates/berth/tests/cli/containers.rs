@@ -32,7 +32,7 @@ enabled = false
 
 fn site(toml: &str) -> (Site, Vec<(&'static str, String)>) {
     let engine = engine();
-    let site = Site::new(&toml.replace("{IMAGE}", serve_image()));
+    let site = Site::new(&toml.replace("{IMAGE}", serve_image(crate::util::BERTH)));
     (site, vec![("DOCKER_HOST", engine.docker_host.clone())])
 }
 

@@ -7,6 +7,7 @@ mod admin_client;
 mod backup;
 mod containers;
 mod cost;
+#[path = "../../../berth-local/tests/support/engine.rs"]
 mod engine;
 mod lambda;
 mod ledger;

@@ -7,17 +7,19 @@
 //! `podman system service` (scripts/test installs podman). A missing
 //! podman fails the test with what to install: it is never skipped.
 //!
-//! No registry is reachable, so the image is made offline: busybox-static
-//! for a shell, the `berth` binary under test with the libraries `ldd`
-//! names, a non-root user (uid 10001, as `deploy/docker/Dockerfile`), and
-//! `berth serve` as its entry point; `podman import` makes it an image.
+//! No registry is reachable, so images are made offline: busybox-static
+//! for a shell and its tools, a non-root user (uid 10001, as
+//! `deploy/docker/Dockerfile`), and for the `berth serve` image the binary
+//! under test with the libraries `ldd` names and `berth serve` as its entry
+//! point; `podman import` makes them images.
+//!
+//! One file, included by the test crates that need it (`#[path]`), so the
+//! engine is started one way.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-use crate::util::BERTH;
 
 /// The version of the image recipe below.
 const RECIPE: u32 = 2;
@@ -54,10 +56,18 @@ pub(crate) fn engine() -> &'static Engine {
     ENGINE.get_or_init(start)
 }
 
-/// The image of `berth serve` made from the binary under test.
-pub(crate) fn serve_image() -> &'static str {
+/// The image of `berth serve` made from `berth`, the binary under test.
+#[allow(dead_code)] // Not every including crate has the binary.
+pub(crate) fn serve_image(berth: &str) -> &'static str {
     static IMAGE: OnceLock<String> = OnceLock::new();
-    IMAGE.get_or_init(|| build_image(engine()))
+    IMAGE.get_or_init(|| build_image(engine(), Some(berth)))
+}
+
+/// An image of busybox alone (a shell, `sleep`, `httpd`, `wget`).
+#[allow(dead_code)]
+pub(crate) fn busybox_image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| build_image(engine(), None))
 }
 
 fn start() -> Engine {
@@ -116,14 +126,20 @@ fn answers(host: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Builds `localhost/berth-test:<binary's mtime>` unless it exists.
-fn build_image(engine: &Engine) -> String {
-    let stamp = std::fs::metadata(BERTH)
-        .and_then(|m| m.modified())
-        .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
-        .unwrap();
+/// Builds `localhost/berth-test:<recipe>-<binary's mtime>` (or
+/// `localhost/busybox-test:<recipe>`) unless it exists.
+fn build_image(engine: &Engine, berth: Option<&str>) -> String {
     // The recipe's version is in the tag too: a changed recipe makes a new image.
-    let image = format!("localhost/berth-test:{RECIPE}-{stamp}");
+    let image = match berth {
+        Some(berth) => {
+            let stamp = std::fs::metadata(berth)
+                .and_then(|m| m.modified())
+                .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+                .unwrap();
+            format!("localhost/berth-test:{RECIPE}-{stamp}")
+        }
+        None => format!("localhost/busybox-test:{RECIPE}"),
+    };
     if engine.podman().args(["image", "exists", &image]).status().unwrap().success() {
         return image;
     }
@@ -135,19 +151,25 @@ fn build_image(engine: &Engine) -> String {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(r.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
     std::fs::copy("/bin/busybox", r.join("bin/busybox")).expect("busybox-static is installed (/bin/busybox)");
-    for applet in ["sh", "wget", "test", "sleep", "cat", "ls", "kill", "echo", "id", "dd", "head", "rm", "touch"] {
+    for applet in
+        ["sh", "wget", "test", "sleep", "cat", "ls", "kill", "echo", "id", "dd", "head", "rm", "touch", "httpd", "nc"]
+    {
         std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).unwrap();
     }
-    let berth = r.join("usr/local/bin/berth");
-    // Stripped: the debug binary is mostly debug info.
-    let stripped = Command::new("strip").arg("-o").arg(&berth).arg(BERTH).status().is_ok_and(|s| s.success());
-    if !stripped {
-        std::fs::copy(BERTH, &berth).unwrap();
-    }
-    for lib in libraries(BERTH) {
-        let to = r.join(lib.strip_prefix("/").unwrap());
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(&lib, &to).unwrap();
+    let mut changes = vec!["USER 10001:10001", "ENV PATH=/usr/local/bin:/bin"];
+    if let Some(binary) = berth {
+        let berth = r.join("usr/local/bin/berth");
+        // Stripped: the debug binary is mostly debug info.
+        let stripped = Command::new("strip").arg("-o").arg(&berth).arg(binary).status().is_ok_and(|s| s.success());
+        if !stripped {
+            std::fs::copy(binary, &berth).unwrap();
+        }
+        for lib in libraries(binary) {
+            let to = r.join(lib.strip_prefix("/").unwrap());
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&lib, &to).unwrap();
+        }
+        changes.push(r#"ENTRYPOINT ["/usr/local/bin/berth", "serve"]"#);
     }
     std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nberth:x:10001:10001::/data:/bin/sh\n")
         .unwrap();
@@ -155,21 +177,12 @@ fn build_image(engine: &Engine) -> String {
     let tar = root.path().with_extension("tar");
     let status = Command::new("tar").arg("-C").arg(r).arg("-cf").arg(&tar).arg(".").status().unwrap();
     assert!(status.success(), "tar of the image's root");
-    let out = engine
-        .podman()
-        .args([
-            "import",
-            "--change",
-            r#"ENTRYPOINT ["/usr/local/bin/berth", "serve"]"#,
-            "--change",
-            "USER 10001:10001",
-            "--change",
-            "ENV PATH=/usr/local/bin:/bin",
-        ])
-        .arg(&tar)
-        .arg(&image)
-        .output()
-        .unwrap();
+    let mut import = engine.podman();
+    import.arg("import");
+    for change in changes {
+        import.args(["--change", change]);
+    }
+    let out = import.arg(&tar).arg(&image).output().unwrap();
     let _ = std::fs::remove_file(&tar);
     assert!(out.status.success(), "podman import: {}", String::from_utf8_lossy(&out.stderr));
     image
