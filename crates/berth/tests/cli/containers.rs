@@ -147,3 +147,83 @@ enabled = false
     assert_eq!(g[&1]["stop_code"], "EssentialContainerExited", "{h:#}");
     assert!(reason.contains("OutOfMemoryError"), "the stop reason says OutOfMemoryError: {h:#}");
 }
+
+/// Two claims of the `berth serve` image on the host's network (so each
+/// task reaches the admin API's peer list on loopback and the two answer
+/// as one namespace), behind the load balancer.
+const TWO_CONTAINER_CLAIMS: &str = r#"
+
+[[service]]
+name = "files"
+desired_count = 2
+image = "{IMAGE}"
+network = "host"
+stop_timeout = "5s"
+
+[service.health_check]
+command = ["CMD-SHELL", "test ! -e /tmp/unhealthy && wget -q -O /dev/null http://127.0.0.1:$PORT/health"]
+interval = "300ms"
+timeout = "2s"
+retries = 2
+start_period = "3s"
+
+[service.deployment]
+timeout = "2m"
+
+[service.autoscaling]
+enabled = false
+"#;
+
+#[test]
+fn the_blogs_sequence_on_two_container_tasks_survives_spot_health_and_image_deploys() {
+    use crate::up_platform::{blog_sequence, events_of_kind, task_revision};
+    let (site, env) = site(TWO_CONTAINER_CLAIMS);
+    let _up = start(&site, &env);
+    site.wait_serving("files-0", Some(1));
+    site.wait_serving("files-1", Some(1));
+    site.wait_until("lb.json", || std::fs::metadata(site.state.join("lb.json")).ok());
+    let mut all = std::collections::BTreeMap::new();
+    blog_sequence(&site, &random_files("start", &[20, 100 * 1024, 1 << 20]), &mut all);
+
+    // A Spot-style stop.
+    let t = site.wait_serving("files-0", None);
+    site.ok(&["stop-task", t["arn"].as_str().unwrap(), "--reason", "spot"]);
+    site.wait_serving("files-0", Some(t["generation"].as_u64().unwrap() + 1));
+    blog_sequence(&site, &random_files("spot", &[3000, 70_000]), &mut all);
+
+    // The container's own health check fails.
+    let t = site.wait_serving("files-1", None);
+    let out = engine().podman().args(["exec", &container_of(&t), "touch", "/tmp/unhealthy"]).output().unwrap();
+    assert!(out.status.success(), "podman exec: {}", String::from_utf8_lossy(&out.stderr));
+    site.wait_serving("files-1", Some(t["generation"].as_u64().unwrap() + 1));
+    blog_sequence(&site, &random_files("health", &[5000]), &mut all);
+
+    // A rolling deployment to a new tag of the image.
+    let v2 = format!("{}-v2", serve_image(crate::util::BERTH));
+    let out = engine().podman().args(["tag", serve_image(crate::util::BERTH), &v2]).output().unwrap();
+    assert!(out.status.success(), "podman tag: {}", String::from_utf8_lossy(&out.stderr));
+    site.ok(&["deploy", "files", "--image", &v2, "--wait", "--timeout", "2m"]);
+    for claim in ["files-0", "files-1"] {
+        let t = site.wait_serving(claim, None);
+        assert_eq!(task_revision(&t), 2, "{t:#}");
+        let image =
+            engine().podman().args(["inspect", "--format", "{{.ImageName}}", &container_of(&t)]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&image.stdout).trim(), v2, "{claim} runs the new tag");
+    }
+    blog_sequence(&site, &random_files("deploy", &[9000]), &mut all);
+
+    // A broken image (no command to run) rolls back to the working one.
+    let broken = crate::engine::busybox_image();
+    let out = site.cli(&["deploy", "files", "--image", broken, "--wait", "--timeout", "2m"]);
+    assert!(!out.status.success(), "a rolled-back deployment fails --wait\n{}", site.diagnostics());
+    assert!(stderr(&out).contains("rolled back"), "{}", stderr(&out));
+    assert_eq!(events_of_kind(&site, "deploy-rolled-back").len(), 1);
+    for claim in ["files-0", "files-1"] {
+        let t = site.wait_serving(claim, None);
+        assert_eq!(task_revision(&t), 2, "{claim} is back on revision 2: {t:#}");
+    }
+    blog_sequence(&site, &random_files("back", &[777]), &mut all);
+    for claim in ["files-0", "files-1"] {
+        assert_history_chain(&site.history(claim));
+    }
+}

@@ -13,7 +13,7 @@ use crate::site::*;
 use crate::util::{sha256, BERTH};
 
 /// The revision a task runs, from its definition's ARN (`…:files:3`).
-fn task_revision(task: &Value) -> u64 {
+pub(crate) fn task_revision(task: &Value) -> u64 {
     task["definition"].as_str().and_then(|d| d.rsplit(':').next()).and_then(|r| r.parse().ok()).unwrap_or(0)
 }
 
@@ -27,7 +27,7 @@ fn serving_count(site: &Site) -> Option<usize> {
     Some(names.filter(|n| serving_in(&claims, &tasks, n, None).is_some()).count())
 }
 
-fn events_of_kind(site: &Site, kind: &str) -> Vec<Value> {
+pub(crate) fn events_of_kind(site: &Site, kind: &str) -> Vec<Value> {
     let events = site.json(&["events"]);
     events.as_array().unwrap().iter().filter(|e| e["kind"] == kind).cloned().collect()
 }
@@ -378,7 +378,7 @@ fn blog_stack() -> String {
 /// the HTTP listener redirects, /health answers through HTTPS, `new` files
 /// upload, and every file of `all` (`new` added) is listed and downloads
 /// identical. Retried while a handoff settles.
-fn blog_sequence(site: &Site, new: &BTreeMap<String, Vec<u8>>, all: &mut BTreeMap<String, Vec<u8>>) {
+pub(crate) fn blog_sequence(site: &Site, new: &BTreeMap<String, Vec<u8>>, all: &mut BTreeMap<String, Vec<u8>>) {
     let lb: Value = serde_json::from_slice(&std::fs::read(site.state.join("lb.json")).unwrap()).unwrap();
     let (https, http, cert) =
         (lb["https"].as_str().unwrap(), lb["http"].as_str().unwrap(), lb["cert"].as_str().unwrap());
