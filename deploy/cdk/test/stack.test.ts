@@ -211,3 +211,32 @@ test("the controller's settings document names the stack's resources", () => {
   assert.ok(text.includes('\\"desired_count\\":3') || text.includes('desired_count\\":3'), text.slice(0, 400));
   assert.ok(text.includes('size_gib\\":25'), "volume size reaches the controller");
 });
+
+// The task definition in the JSON of ECS's API (RegisterTaskDefinition),
+// as `berth up` reads it (`[[service]] task_definition`): CloudFormation's
+// property names with a lower-case first letter, the image (an asset
+// built at deploy time) as "IMAGE", and what CloudFormation resolves at
+// deploy time (roles, the log group) as "<resolved at deploy>". The Rust
+// end-to-end test runs this file with a local image; this test keeps it
+// equal to what the stack synthesizes (UPDATE_FIXTURES=1 rewrites it).
+function apiShape(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(apiShape);
+  if (value && typeof value === "object") {
+    const keys = Object.keys(value);
+    if (keys.length === 1 && (keys[0] === "Ref" || keys[0].startsWith("Fn::"))) return "<resolved at deploy>";
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k.charAt(0).toLowerCase() + k.slice(1), apiShape(v)]),
+    );
+  }
+  return value;
+}
+
+test("the task definition in ECS API shape is test/taskdef.json, which berth up runs", () => {
+  const [resource] = Object.values(template.findResources("AWS::ECS::TaskDefinition")) as any[];
+  const shaped = apiShape(resource.Properties) as any;
+  for (const container of shaped.containerDefinitions) container.image = "IMAGE";
+  const fixture = path.join(__dirname, "taskdef.json");
+  const text = JSON.stringify(shaped, null, 2) + "\n";
+  if (process.env.UPDATE_FIXTURES === "1") fs.writeFileSync(fixture, text);
+  assert.equal(fs.readFileSync(fixture, "utf8"), text, "run UPDATE_FIXTURES=1 npm test in deploy/cdk");
+});

@@ -7,7 +7,7 @@
 //! an error, so a typo does not silently fall back to a default.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_core::autoscale::ScalingPolicy;
@@ -201,6 +201,10 @@ pub struct ServiceConfig {
     pub when_scaled: berth_core::service::WhenScaled,
     /// Scheduled snapshots, replicas, verification (none by default).
     pub backup: Option<BackupConfig>,
+    /// An ECS task definition (JSON, as `aws ecs describe-task-definition`
+    /// prints it) whose essential container and size the service runs; a
+    /// relative path is from berth.toml's folder. See `taskdef`.
+    pub task_definition: Option<PathBuf>,
     /// A container image: each task runs it through the container engine
     /// (Docker or Podman), on its volume. Without one a task is a process.
     pub image: Option<String>,
@@ -396,6 +400,7 @@ impl Default for ServiceConfig {
             deployment: DeploymentConfig::default(),
             when_scaled: Default::default(),
             backup: None,
+            task_definition: None,
             image: None,
             entry_point: Vec::new(),
             user: None,
@@ -571,11 +576,31 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(Self::default()),
             Err(source) => return Err(ConfigError::Read { path: path.display().to_string(), source }),
         };
-        Self::parse(&text).map_err(|message| ConfigError::Invalid { path: path.display().to_string(), message })
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse_in(&text, base)
+            .map_err(|message| ConfigError::Invalid { path: path.display().to_string(), message })
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        Self::parse_in(text, Path::new("."))
+    }
+
+    /// Parses a berth.toml whose relative paths are from `base`.
+    fn parse_in(text: &str, base: &Path) -> Result<Self, String> {
+        let mut config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        for s in &mut config.services {
+            let Some(file) = s.task_definition.clone() else { continue };
+            let ignored = super::taskdef::apply_file(s, &base.join(&file))
+                .map_err(|e| format!("service {:?}: task_definition {e}", s.name))?;
+            if !ignored.is_empty() {
+                tracing::warn!(
+                    service = %s.name,
+                    file = %file.display(),
+                    "berth up does not honour these fields of the task definition: {}",
+                    ignored.join(", ")
+                );
+            }
+        }
         config.validate()?;
         for s in &config.services {
             for name in s.env.keys().filter(|k| looks_secret(k)) {

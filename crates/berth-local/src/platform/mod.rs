@@ -22,6 +22,7 @@ pub mod logs;
 pub mod offline;
 mod queue;
 mod scale_file;
+mod taskdef;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -16,13 +16,16 @@
 //! One file, included by the test crates that need it (`#[path]`), so the
 //! engine is started one way.
 
+// Each including test crate uses a part of it.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The version of the image recipe below.
-const RECIPE: u32 = 2;
+const RECIPE: u32 = 3;
 
 /// Where the tests' own engine listens.
 const SOCKET_DIR: &str = "/tmp/berth-test-engine";
@@ -50,6 +53,19 @@ impl Engine {
     }
 }
 
+/// Removes the containers of a state folder's logs path when dropped: a
+/// test that ends by killing its `berth up` (or fails) leaves none running.
+pub(crate) struct Cleanup(pub PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let engine = engine();
+        for id in engine.containers_of(&self.0) {
+            let _ = engine.podman().args(["rm", "-f", "-t", "0", &id]).output();
+        }
+    }
+}
+
 /// The engine, started on first use.
 pub(crate) fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
@@ -57,14 +73,12 @@ pub(crate) fn engine() -> &'static Engine {
 }
 
 /// The image of `berth serve` made from `berth`, the binary under test.
-#[allow(dead_code)] // Not every including crate has the binary.
 pub(crate) fn serve_image(berth: &str) -> &'static str {
     static IMAGE: OnceLock<String> = OnceLock::new();
     IMAGE.get_or_init(|| build_image(engine(), Some(berth)))
 }
 
 /// An image of busybox alone (a shell, `sleep`, `httpd`, `wget`).
-#[allow(dead_code)]
 pub(crate) fn busybox_image() -> &'static str {
     static IMAGE: OnceLock<String> = OnceLock::new();
     IMAGE.get_or_init(|| build_image(engine(), None))
@@ -170,6 +184,11 @@ fn build_image(engine: &Engine, berth: Option<&str>) -> String {
             std::fs::copy(&lib, &to).unwrap();
         }
         changes.push(r#"ENTRYPOINT ["/usr/local/bin/berth", "serve"]"#);
+        // The stack's health check runs curl (deploy/docker/Dockerfile
+        // installs it); busybox has wget, which this stand-in runs.
+        let curl = r.join("usr/local/bin/curl");
+        std::fs::write(&curl, "#!/bin/sh\nfor last; do :; done\nexec wget -q -O /dev/null \"$last\"\n").unwrap();
+        std::fs::set_permissions(&curl, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nberth:x:10001:10001::/data:/bin/sh\n")
         .unwrap();

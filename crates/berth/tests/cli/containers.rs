@@ -3,7 +3,7 @@
 //! see `engine`) running `berth serve` as a non-root user on the claim's
 //! volume, and the tests drive it as the process tests do.
 
-use crate::engine::{engine, serve_image};
+use crate::engine::{engine, serve_image, Cleanup};
 use crate::site::*;
 
 /// One claim of the `berth serve` image on its own network (the port
@@ -30,10 +30,25 @@ start_period = "3s"
 enabled = false
 "#;
 
-fn site(toml: &str) -> (Site, Vec<(&'static str, String)>) {
+/// A site whose containers are removed when it is dropped (after the
+/// test's `berth up`: see [`Cleanup`]).
+struct ContainerSite {
+    site: Site,
+    _cleanup: Cleanup,
+}
+
+impl std::ops::Deref for ContainerSite {
+    type Target = Site;
+    fn deref(&self) -> &Site {
+        &self.site
+    }
+}
+
+fn site(toml: &str) -> (ContainerSite, Vec<(&'static str, String)>) {
     let engine = engine();
     let site = Site::new(&toml.replace("{IMAGE}", serve_image(crate::util::BERTH)));
-    (site, vec![("DOCKER_HOST", engine.docker_host.clone())])
+    let cleanup = Cleanup(site.state.join("logs"));
+    (ContainerSite { site, _cleanup: cleanup }, vec![("DOCKER_HOST", engine.docker_host.clone())])
 }
 
 fn start(site: &Site, env: &[(&'static str, String)]) -> Up {
@@ -226,4 +241,55 @@ fn the_blogs_sequence_on_two_container_tasks_survives_spot_health_and_image_depl
     for claim in ["files-0", "files-1"] {
         assert_history_chain(&site.history(claim));
     }
+}
+
+#[test]
+fn the_task_definition_the_cdk_stack_synthesizes_runs_under_berth_up() {
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/cdk/test/taskdef.json");
+    let taskdef = std::fs::read_to_string(fixture).unwrap();
+    assert!(taskdef.contains("\"IMAGE\""), "the fixture's image is a placeholder");
+    let toml = r#"
+
+[[service]]
+name = "files"
+desired_count = 1
+task_definition = "taskdef.json"
+
+[service.autoscaling]
+enabled = false
+"#;
+    let (site, env) = site(toml);
+    std::fs::write(
+        site.dir.path().join("taskdef.json"),
+        taskdef.replace("\"IMAGE\"", &format!("{:?}", serve_image(crate::util::BERTH))),
+    )
+    .unwrap();
+    let up = start(&site, &env);
+    // The stack's health check probes every 30 s: the first pass comes then.
+    let t = site.wait_serving("files-0", Some(1));
+    let files = random_files("stack", &[64 * 1024, 3]);
+    upload(&endpoint(&t), &files);
+    let inspect = engine()
+        .podman()
+        .args([
+            "inspect",
+            "--format",
+            "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.Config.User}}",
+            &container_of(&t),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&inspect.stdout).trim(),
+        "536870912 250000000 10001:10001",
+        "the stack's task size and the image's user"
+    );
+    site.ok(&["stop-task", t["arn"].as_str().unwrap(), "--reason", "spot"]);
+    let t = site.wait_serving("files-0", Some(2));
+    assert_files(&endpoint(&t), &files);
+    let log = std::fs::read_to_string(&up.log).unwrap();
+    for field in ["executionRoleArn", "taskRoleArn", "containerDefinitions[0].logConfiguration"] {
+        assert!(log.contains(field), "the warning names {field}:\n{}", tail(&up.log, 20));
+    }
+    drop(up);
 }
