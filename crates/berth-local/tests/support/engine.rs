@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The version of the image recipe below.
-const RECIPE: u32 = 3;
+const RECIPE: u32 = 4;
 
 /// Where the tests' own engine listens.
 const SOCKET_DIR: &str = "/tmp/berth-test-engine";
@@ -165,9 +165,10 @@ fn build_image(engine: &Engine, berth: Option<&str>) -> String {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(r.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
     std::fs::copy("/bin/busybox", r.join("bin/busybox")).expect("busybox-static is installed (/bin/busybox)");
-    for applet in
-        ["sh", "wget", "test", "sleep", "cat", "ls", "kill", "echo", "id", "dd", "head", "rm", "touch", "httpd", "nc"]
-    {
+    for applet in [
+        "sh", "wget", "test", "sleep", "cat", "ls", "kill", "echo", "id", "dd", "head", "rm", "touch", "httpd", "nc",
+        "date", "timeout", "tr",
+    ] {
         std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).unwrap();
     }
     let mut changes = vec!["USER 10001:10001", "ENV PATH=/usr/local/bin:/bin"];

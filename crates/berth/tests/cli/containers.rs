@@ -293,3 +293,85 @@ enabled = false
     }
     drop(up);
 }
+
+/// A flag the containers can read: `GET /burn` on a loopback server of
+/// the test answers 200 while it is up, 404 otherwise.
+struct Flag {
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    port: u16,
+}
+
+impl Flag {
+    fn serve() -> Self {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = up.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf);
+                let status = if flag.load(std::sync::atomic::Ordering::SeqCst) { "200 OK" } else { "404 Not Found" };
+                let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+        Self { up, port }
+    }
+
+    fn set(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn auto_scaling_reads_container_statistics_out_to_max_and_back_in() {
+    let flag = Flag::serve();
+    // `berth serve` beside a shell that spins for a second whenever the
+    // flag is up: a real CPU load in the container's cgroup, capped at its
+    // 256 CPU units, which the engine's statistics report.
+    let toml = r#"
+
+[[service]]
+name = "files"
+desired_count = 2
+image = "{IMAGE}"
+network = "host"
+entry_point = ["/bin/sh", "-c"]
+command = ['berth serve & serve=$!; trap "kill $serve; wait $serve; exit 0" TERM; while :; do if wget -q -O /dev/null "http://127.0.0.1:$FLAG_PORT/burn"; then timeout 1 sh -c "while :; do :; done"; else sleep 0.2; fi; done']
+env = { FLAG_PORT = "{FLAG_PORT}" }
+stop_timeout = "5s"
+cpu = 256
+
+[service.health_check]
+command = ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:$PORT/health"]
+interval = "300ms"
+timeout = "2s"
+retries = 2
+start_period = "3s"
+
+[service.autoscaling]
+min_capacity = 2
+max_capacity = 4
+sample_interval = "1s"
+scale_out_cooldown = "3s"
+scale_in_cooldown = "1s"
+"#
+    .replace("{FLAG_PORT}", &flag.port.to_string());
+    let (site, env) = site(&toml);
+    let _up = start(&site, &env);
+    site.wait_serving("files-0", Some(1));
+    site.wait_serving("files-1", Some(1));
+
+    flag.set(true);
+    site.wait_until("scale-out to 4 claims", || (crate::up_platform::desired_count(&site)? == 4).then_some(()));
+    let out = crate::up_platform::events_of_kind(&site, "autoscale");
+    assert!(out.iter().any(|e| e["message"].as_str().unwrap().contains("cpu")), "{out:#?}");
+    site.wait_serving("files-3", Some(1));
+    flag.set(false);
+    site.wait_until("scale-in to 2 claims", || (crate::up_platform::desired_count(&site)? == 2).then_some(()));
+    site.wait_until("files-3 parked", || {
+        let c = site.claim("files-3");
+        (c["desired"] == "parked" && c["task"].is_null() && c["handoff"].is_null()).then_some(())
+    });
+}

@@ -151,7 +151,7 @@ scale_in_cooldown = "{scale_in_cooldown}"
     )
 }
 
-fn desired_count(site: &Site) -> Option<u64> {
+pub(crate) fn desired_count(site: &Site) -> Option<u64> {
     let claims = site.try_json(&["claims"])?;
     Some(claims.as_array()?.iter().filter(|c| c["desired"] == "running").count() as u64)
 }
