@@ -61,6 +61,19 @@ pub struct HealthCheck {
     /// Failures during this time after start do not count.
     #[serde(with = "crate::serde_secs")]
     pub start_period: Duration,
+    /// How often it is probed while the task starts: until its first pass,
+    /// within the start period (Docker's `start_interval`), so a task is
+    /// healthy a moment after it serves rather than a whole interval later.
+    /// ECS has no such setting: on AWS the container probes at `interval`.
+    #[serde(default = "start_interval", with = "crate::serde_secs")]
+    pub start_interval: Duration,
+}
+
+/// The default [`HealthCheck::start_interval`].
+pub const HEALTH_START_INTERVAL: Duration = Duration::from_millis(100);
+
+fn start_interval() -> Duration {
+    HEALTH_START_INTERVAL
 }
 
 /// A task definition: what a claim's task runs.

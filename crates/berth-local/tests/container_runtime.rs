@@ -183,6 +183,7 @@ async fn a_health_check_command_runs_in_the_container() {
         timeout: Duration::from_secs(5),
         retries: 2,
         start_period: Duration::ZERO,
+        start_interval: berth_core::task::HEALTH_START_INTERVAL,
     });
     let task = runtime.run_task(&r).await.unwrap();
     until(&runtime, &task.arn, "HEALTHY", |t| t.health == Health::Healthy).await;

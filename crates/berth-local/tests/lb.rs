@@ -436,3 +436,21 @@ async fn a_request_still_running_when_the_deregistration_delay_ends_is_cut() {
     assert_eq!(response.status(), 502);
     eventually("a is forgotten", || s.state(&a).is_none()).await;
 }
+
+/// Issue 23: a replacement waited whole intervals for its checks (with the
+/// blog's 30 s, a minute before traffic). A new target is checked every
+/// `start_interval` until it is first healthy.
+#[tokio::test]
+async fn a_new_target_is_checked_at_its_start_interval_until_healthy_not_its_interval() {
+    let a = TestTarget::start("a").await;
+    let health = TargetHealth {
+        healthy_threshold: 3,
+        interval: Duration::from_secs(600),
+        start_interval: Duration::from_millis(50),
+        ..config().health
+    };
+    let s = Setup::start(LbConfig { health, ..config() }, &[&a]).await;
+    // Three passes with 600 s between checks would take 20 minutes.
+    s.wait_state(&a, HealthState::Healthy).await;
+    assert_eq!(s.whoami().await["name"], "a");
+}

@@ -135,6 +135,7 @@ fn health_check(probe: Probe, retries: u32) -> Option<HealthCheck> {
         timeout: Duration::from_secs(2),
         retries,
         start_period: Duration::ZERO,
+        start_interval: berth_core::task::HEALTH_START_INTERVAL,
     })
 }
 
@@ -428,6 +429,24 @@ async fn the_log_file_has_the_task_output() {
         assert!(Instant::now() < deadline, "log so far: {text:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    s.runtime.stop_task(&task.arn, StopCode::UserInitiated, "test over").await.unwrap();
+    s.until_stopped(&task.arn).await;
+}
+
+/// Issue 23: with the blog's 30 s interval a task was healthy only 30 s
+/// after it served. While it starts it is probed at its start interval.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_starting_task_is_probed_at_its_start_interval_not_its_interval() {
+    let mut s = setup();
+    let mut request = http_server(&s, "web-0", "/", 3);
+    let check = request.definition.health_check.as_mut().unwrap();
+    check.interval = Duration::from_secs(30);
+    check.start_period = Duration::from_secs(60);
+    check.start_interval = Duration::from_millis(100);
+    let task = s.runtime.run_task(&request).await.unwrap();
+    // PATIENCE (20 s) is shorter than one interval: only the start interval gets here.
+    let events = s.events_until(&task.arn, |e| e.detail.health_status.as_deref() == Some("HEALTHY")).await;
+    assert_eq!(events.last().unwrap().detail.last_status, Some(TaskStatus::Running));
     s.runtime.stop_task(&task.arn, StopCode::UserInitiated, "test over").await.unwrap();
     s.until_stopped(&task.arn).await;
 }

@@ -74,12 +74,20 @@ impl Default for LbConfig {
     }
 }
 
+/// The default `start_interval` of target health checks.
+pub const START_INTERVAL: Duration = Duration::from_millis(100);
+
 /// The target health check: `GET path` over HTTP/1.1; a 2xx answer within
 /// `timeout` passes.
 #[derive(Clone, Debug)]
 pub struct TargetHealth {
     pub path: String,
     pub interval: Duration,
+    /// How often a newly registered target is checked until it is first
+    /// healthy (then every `interval`): a replacement gets traffic within
+    /// `healthy_threshold` quick checks of serving, not whole intervals.
+    /// The ALB has no such setting; Docker's `start_interval` is the idea.
+    pub start_interval: Duration,
     pub timeout: Duration,
     /// Consecutive passes that make a target healthy.
     pub healthy_threshold: u32,
@@ -92,6 +100,7 @@ impl Default for TargetHealth {
         Self {
             path: "/health".into(),
             interval: Duration::from_secs(30),
+            start_interval: START_INTERVAL,
             timeout: Duration::from_secs(5),
             healthy_threshold: 2,
             unhealthy_threshold: 3,

@@ -46,7 +46,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-pub use config::{HttpAction, LbConfig, Target, TargetHealth};
+pub use config::{HttpAction, LbConfig, Target, TargetHealth, START_INTERVAL};
 pub use error::LbError;
 pub use health::HealthState;
 pub use pool::TargetState;
@@ -213,17 +213,20 @@ async fn follow_targets(
     }
 }
 
-/// Health-checks one target every `interval` (the first check at once)
-/// until it drains.
+/// Health-checks one target until it drains: the first check at once,
+/// then every `start_interval` until it is first healthy, then every
+/// `interval`.
 async fn check_loop(pool: Arc<Pool>, backend: Arc<Backend>, client: CheckClient, health: TargetHealth) {
-    let mut ticks = tokio::time::interval(health.interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_healthy = false;
     loop {
-        ticks.tick().await;
+        let started = Instant::now();
         let result = health::probe(&client, backend.target.addr, &health).await;
         if !pool.observe(&backend, &result, Instant::now()) {
             return;
         }
+        was_healthy |= backend.state() == HealthState::Healthy;
+        let every = if was_healthy { health.interval } else { health.start_interval.min(health.interval) };
+        tokio::time::sleep_until(started + every).await;
     }
 }
 

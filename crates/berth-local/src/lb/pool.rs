@@ -74,7 +74,7 @@ impl Backend {
         self.status.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn state(&self) -> HealthState {
+    pub(crate) fn state(&self) -> HealthState {
         let status = self.status();
         if status.draining {
             HealthState::Draining

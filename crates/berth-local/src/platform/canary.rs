@@ -48,6 +48,7 @@ impl<R: HostRuntime> Platform<R> {
             timeout: configured.as_ref().map_or(Duration::from_secs(5), |h| h.timeout),
             retries: 3,
             start_period: within,
+            start_interval: PROBE_EVERY,
         });
         let stop_timeout = definition.stop_timeout;
         let volume = VolumeInfo {

@@ -78,6 +78,9 @@ pub struct LbSettings {
     pub health_path: String,
     #[serde(deserialize_with = "duration")]
     pub health_interval: Duration,
+    /// How often a new target is checked until it is first healthy.
+    #[serde(deserialize_with = "duration")]
+    pub health_start_interval: Duration,
     #[serde(deserialize_with = "duration")]
     pub health_timeout: Duration,
     pub healthy_threshold: u32,
@@ -101,6 +104,7 @@ impl Default for LbSettings {
             key: None,
             health_path: "/health".into(),
             health_interval: Duration::from_secs(30),
+            health_start_interval: crate::lb::START_INTERVAL,
             health_timeout: Duration::from_secs(5),
             healthy_threshold: 2,
             unhealthy_threshold: 3,
@@ -121,6 +125,7 @@ impl LbSettings {
             health: crate::lb::TargetHealth {
                 path: self.health_path.clone(),
                 interval: self.health_interval,
+                start_interval: self.health_start_interval,
                 timeout: self.health_timeout,
                 healthy_threshold: self.healthy_threshold,
                 unhealthy_threshold: self.unhealthy_threshold,
@@ -493,6 +498,10 @@ pub struct HealthCheckConfig {
     pub retries: u32,
     #[serde(deserialize_with = "duration")]
     pub start_period: Duration,
+    /// How often the check runs while the task starts (until its first
+    /// pass, within `start_period`): Docker's `start_interval`.
+    #[serde(deserialize_with = "duration")]
+    pub start_interval: Duration,
 }
 
 impl Default for HealthCheckConfig {
@@ -505,6 +514,7 @@ impl Default for HealthCheckConfig {
             timeout: Duration::from_secs(5),
             retries: 3,
             start_period: Duration::from_secs(60),
+            start_interval: berth_core::task::HEALTH_START_INTERVAL,
         }
     }
 }
@@ -623,6 +633,9 @@ impl Config {
         if self.services.is_empty() {
             return Err("no [[service]] is configured".into());
         }
+        if self.lb.health_interval.is_zero() || self.lb.health_start_interval.is_zero() {
+            return Err("[lb] health_interval and health_start_interval must be above 0".into());
+        }
         if self.lb.cert.is_some() != self.lb.key.is_some() {
             return Err("[lb] cert and key go together: give both or neither".into());
         }
@@ -668,9 +681,11 @@ impl Config {
                 b.validate(&s.name, &s.command)?;
             }
             s.validate_container()?;
-            if h.enabled && (h.interval.is_zero() || h.timeout.is_zero() || h.retries == 0) {
+            if h.enabled
+                && (h.interval.is_zero() || h.timeout.is_zero() || h.retries == 0 || h.start_interval.is_zero())
+            {
                 return Err(format!(
-                    "service {:?}: health_check interval, timeout and retries must be above 0",
+                    "service {:?}: health_check interval, start_interval, timeout and retries must be above 0",
                     s.name
                 ));
             }
@@ -723,6 +738,7 @@ impl ServiceConfig {
             timeout: h.timeout,
             retries: h.retries,
             start_period: h.start_period,
+            start_interval: h.start_interval,
         });
         TaskDefinition {
             family: self.name.clone(),

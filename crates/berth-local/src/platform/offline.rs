@@ -36,4 +36,14 @@ impl Offline {
         let ledger = Arc::new(SqliteLedger::open(&state.ledger())?);
         Ok(Self { ledger, volumes: Arc::new(volumes), _lock: lock })
     }
+
+    /// Removes the containers a killed `berth up` of `state` left running
+    /// (container tasks do not die with it): call before reading volumes.
+    pub async fn clear_containers(&self, state: &StateDir) {
+        match crate::supervisor::reap_left_containers(&state.logs()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(removed = n, "removed containers the tasks of a previous run left behind"),
+            Err(e) => tracing::warn!(error = %e, "cannot check for containers a previous run left behind"),
+        }
+    }
 }

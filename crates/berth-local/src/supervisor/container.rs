@@ -10,7 +10,8 @@
 //! itself); labels naming its cluster, state folder, task, claim and
 //! generation, so a later `berth up` finds what a killed one left (see
 //! [`reap`]). Its output goes to the task's log file. A stop is the
-//! engine's kill with SIGTERM, then SIGKILL after the stop timeout, as
+//! engine's kill with the image's stop signal (SIGTERM unless its
+//! `STOPSIGNAL` says otherwise), then SIGKILL after the stop timeout, as
 //! ECS's StopTask; an exit is the essential container's exit; a kill by the
 //! kernel for memory is reported as ECS reports it (`OutOfMemoryError`).
 
@@ -121,15 +122,9 @@ pub(crate) async fn launch(shared: &Arc<Shared>, engine: &Engine, launch: Launch
         return Ok(stopped);
     }
     let user = launch.spec.user.clone().or(image_user);
-    let log = process::open_log(&launch.log_path);
-    let prepared = match (log, own_volume(&launch.volume, user.as_deref()).await) {
-        (Ok(log), Ok(())) => Ok(log),
-        (Err(e), _) => Err(format!("cannot open the log file {}: {e}", launch.log_path.display())),
-        (_, Err(e)) => Err(format!("cannot hand volume {} to user {user:?}: {e}", launch.volume)),
-    };
-    let started = match prepared {
-        Ok(log) => create_and_start(engine, &launch).await.map(|id| (id, log)),
-        Err(e) => Err(e),
+    let started = match process::open_log(&launch.log_path) {
+        Ok(log) => create_and_start(engine, &launch, user.as_deref()).await.map(|id| (id, log)),
+        Err(e) => Err(format!("cannot open the log file {}: {e}", launch.log_path.display())),
     };
     let (id, log) = match started {
         Ok(started) => started,
@@ -137,7 +132,7 @@ pub(crate) async fn launch(shared: &Arc<Shared>, engine: &Engine, launch: Launch
             return shared.fail_to_start(&arn, format!("CannotStartContainerError: {reason}")).ok_or_else(vanished)
         }
     };
-    let pid = engine.pid(&id).await;
+    let (pid, stop_signal) = engine.started(&id).await;
     let oom = oom::watch(pid);
     let logs = tokio::spawn({
         let (engine, id) = (engine.clone(), id.clone());
@@ -147,6 +142,7 @@ pub(crate) async fn launch(shared: &Arc<Shared>, engine: &Engine, launch: Launch
         let mut table = shared.lock();
         let Some(record) = table.tasks.get_mut(&arn) else { return Err(vanished()) };
         record.engine_id = Some(id.clone());
+        record.stop_signal = stop_signal;
         record.leaving.subscribe()
     };
     let info = shared.started(&arn, pid).ok_or_else(vanished)?;
@@ -160,7 +156,9 @@ pub(crate) async fn launch(shared: &Arc<Shared>, engine: &Engine, launch: Launch
     Ok(info)
 }
 
-async fn create_and_start(engine: &Engine, launch: &Launch) -> Result<String, String> {
+/// Creates the container, hands the volume to the user it runs as, and
+/// starts it; returns its id. A container that cannot start is removed.
+async fn create_and_start(engine: &Engine, launch: &Launch, user: Option<&str>) -> Result<String, String> {
     let spec = &launch.spec;
     let bridge = spec.network == NetworkMode::Bridge;
     let port_key = format!("{}/tcp", launch.container_port);
@@ -194,6 +192,10 @@ async fn create_and_start(engine: &Engine, launch: &Launch) -> Result<String, St
         ..Default::default()
     };
     let id = engine.create(&launch.name, body).await.map_err(|e| format!("cannot create the container: {e}"))?;
+    if let Err(e) = own_volume(engine, &id, &launch.volume, user).await {
+        engine.remove(&id).await;
+        return Err(format!("cannot hand volume {} to user {user:?}: {e}", launch.volume));
+    }
     if let Err(e) = engine.start(&id).await {
         engine.remove(&id).await;
         return Err(format!("cannot start the container: {e}"));
@@ -241,20 +243,29 @@ impl Watch {
     }
 }
 
-/// Makes `volume` (and what is in it) owned by `user` when it is a numeric
-/// `uid[:gid]`, so a container running as a non-root user can write its
-/// own volume. A name is left to the engine (its files then stay root's).
-async fn own_volume(volume: &str, user: Option<&str>) -> std::io::Result<()> {
-    let Some((uid, gid)) = user.and_then(numeric_user) else {
-        if let Some(user) = user.filter(|u| !matches!(*u, "root" | "0" | "0:0")) {
-            tracing::warn!(volume, user, "user is a name, not uid[:gid]: the volume stays root's");
+/// Makes `volume` (and what is in it) owned by `user`, so a container
+/// running as a non-root user can write its own volume: `uid[:gid]` by
+/// number, or names looked up in the image's own `/etc/passwd` and
+/// `/etc/group` (read from the created container, as the engine would).
+async fn own_volume(engine: &Engine, id: &str, volume: &str, user: Option<&str>) -> Result<(), String> {
+    let Some(user) = user.filter(|u| !u.is_empty()) else { return Ok(()) };
+    let ids = match numeric_user(user) {
+        Some(ids) => ids,
+        None => {
+            let passwd = engine.read_file(id, "/etc/passwd").await?;
+            let group = engine.read_file(id, "/etc/group").await.unwrap_or_default();
+            named_user(user, &String::from_utf8_lossy(&passwd), &String::from_utf8_lossy(&group))
+                .ok_or_else(|| format!("the image's /etc/passwd has no user {user:?}"))?
         }
-        return Ok(());
     };
+    if ids == (0, 0) {
+        return Ok(());
+    }
     let volume = volume.to_owned();
-    tokio::task::spawn_blocking(move || chown_tree(Path::new(&volume), uid, gid))
+    tokio::task::spawn_blocking(move || chown_tree(Path::new(&volume), ids.0, ids.1))
         .await
-        .map_err(std::io::Error::other)?
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
 }
 
 /// `uid[:gid]` of a user given by number (gid defaults to the uid's own
@@ -262,6 +273,35 @@ async fn own_volume(volume: &str, user: Option<&str>) -> std::io::Result<()> {
 fn numeric_user(user: &str) -> Option<(u32, u32)> {
     let (uid, gid) = user.split_once(':').unwrap_or((user, user));
     Some((uid.parse().ok()?, gid.parse().ok()?))
+}
+
+/// `name[:group]` (either part may be a number) resolved in the image's
+/// passwd and group files; the group defaults to the user's own.
+fn named_user(user: &str, passwd: &str, group: &str) -> Option<(u32, u32)> {
+    let (name, group_name) = match user.split_once(':') {
+        Some((n, g)) => (n, Some(g)),
+        None => (user, None),
+    };
+    let entry = |file: &str, key: &str| -> Option<Vec<String>> {
+        file.lines()
+            .map(|l| l.split(':').map(str::to_owned).collect::<Vec<_>>())
+            .find(|f| f.first().is_some_and(|n| n == key))
+    };
+    let (uid, own_gid) = match name.parse::<u32>() {
+        Ok(uid) => (uid, uid),
+        Err(_) => {
+            let fields = entry(passwd, name)?;
+            (fields.get(2)?.parse().ok()?, fields.get(3)?.parse().ok()?)
+        }
+    };
+    let gid = match group_name {
+        None => own_gid,
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => entry(group, g)?.get(2)?.parse().ok()?,
+        },
+    };
+    Some((uid, gid))
 }
 
 /// Hands every entry of `root` not owned by `uid:gid` to them (links
@@ -288,7 +328,12 @@ fn chown_tree(root: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
 /// writing to volumes the next start snapshots, adopts or restores);
 /// returns how many.
 pub(crate) async fn reap(engine: &Engine, config: &SupervisorConfig) -> Result<usize, String> {
-    let left = engine.labelled(&[(STATE_LABEL, &state_scope(config))]).await?;
+    reap_scope(engine, &state_scope(config)).await
+}
+
+/// [`reap`] of the containers labelled with `scope`.
+pub(crate) async fn reap_scope(engine: &Engine, scope: &str) -> Result<usize, String> {
+    let left = engine.labelled(&[(STATE_LABEL, scope)]).await?;
     for id in &left {
         tracing::warn!(container = %id, "removing a container a previous run's task left behind");
         engine.kill(id, "KILL").await;
@@ -308,5 +353,17 @@ mod tests {
         assert_eq!(numeric_user("1000:50"), Some((1000, 50)));
         assert_eq!(numeric_user("postgres"), None);
         assert_eq!(numeric_user("1000:staff"), None);
+    }
+
+    #[test]
+    fn names_are_looked_up_in_the_images_passwd_and_group() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\npostgres:x:999:998::/var/lib/postgresql:/bin/sh\n";
+        let group = "root:x:0:\nstaff:x:50:\npostgres:x:998:\n";
+        assert_eq!(named_user("postgres", passwd, group), Some((999, 998)));
+        assert_eq!(named_user("postgres:staff", passwd, group), Some((999, 50)));
+        assert_eq!(named_user("1000:staff", passwd, group), Some((1000, 50)));
+        assert_eq!(named_user("postgres:7", passwd, group), Some((999, 7)));
+        assert_eq!(named_user("nobody", passwd, group), None);
+        assert_eq!(named_user("postgres:wheel", passwd, group), None);
     }
 }

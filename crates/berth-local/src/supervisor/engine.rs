@@ -18,8 +18,8 @@ use std::time::Duration;
 use bollard::errors::Error as ApiError;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    CreateContainerOptions, KillContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
-    StatsOptions, WaitContainerOptions,
+    CreateContainerOptions, DownloadFromContainerOptions, KillContainerOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, StatsOptions, WaitContainerOptions,
 };
 use bollard::{ClientVersion, Docker};
 use futures_util::StreamExt;
@@ -107,6 +107,27 @@ impl Engine {
         Ok(inspected.config.and_then(|c| c.user).filter(|u| !u.is_empty()))
     }
 
+    /// The content of the file at `path` in the container (created or
+    /// running), from the engine's archive of it.
+    pub async fn read_file(&self, id: &str, path: &str) -> Result<Vec<u8>, String> {
+        use std::io::Read;
+        let options = DownloadFromContainerOptions { path: path.to_owned() };
+        let mut archive = Vec::new();
+        let mut chunks = self.api.download_from_container(id, Some(options));
+        while let Some(chunk) = chunks.next().await {
+            archive.extend_from_slice(&chunk.map_err(|e| format!("cannot read {path} in the container: {e}"))?);
+        }
+        let mut entries = tar::Archive::new(archive.as_slice());
+        let mut entry = entries
+            .entries()
+            .and_then(|mut e| e.next().transpose())
+            .map_err(|e| format!("{path} in the container: {e}"))?
+            .ok_or_else(|| format!("{path} in the container: an empty archive"))?;
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).map_err(|e| format!("{path} in the container: {e}"))?;
+        Ok(content)
+    }
+
     /// Creates a container named `name`; returns its id.
     pub async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<String, String> {
         let options = CreateContainerOptions { name: Some(name.to_owned()), ..Default::default() };
@@ -118,10 +139,14 @@ impl Engine {
         self.api.start_container(id, None).await.map_err(|e| e.to_string())
     }
 
-    /// The host process id of the container's main process, once it runs.
-    pub async fn pid(&self, id: &str) -> Option<u32> {
-        let inspected = self.api.inspect_container(id, None).await.ok()?;
-        inspected.state?.pid.and_then(|p| u32::try_from(p).ok()).filter(|p| *p > 0)
+    /// The host process id of the container's main process, once it runs,
+    /// and the signal that stops it (the image's `STOPSIGNAL`, else TERM:
+    /// ECS stops a container with `docker stop`, which sends that signal).
+    pub async fn started(&self, id: &str) -> (Option<u32>, String) {
+        let Ok(inspected) = self.api.inspect_container(id, None).await else { return (None, "TERM".into()) };
+        let pid = inspected.state.and_then(|s| s.pid).and_then(|p| u32::try_from(p).ok()).filter(|p| *p > 0);
+        let signal = inspected.config.and_then(|c| c.stop_signal).filter(|s| !s.is_empty());
+        (pid, signal.unwrap_or_else(|| "TERM".into()))
     }
 
     /// Sends `signal` (`TERM`, `KILL`) to the container's main process.

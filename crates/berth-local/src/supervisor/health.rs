@@ -1,8 +1,9 @@
 //! The health checker of one task: probes it on its definition's schedule
 //! and records HEALTHY or UNHEALTHY.
 //!
-//! The rules are ECS's (and Docker's): the first probe runs one interval
-//! after the task started; `retries` consecutive failures make it
+//! The rules are ECS's (and Docker's): while the task starts (until its
+//! first pass, within the start period) it is probed every
+//! `start_interval`, as Docker's, then every `interval`; `retries` consecutive failures make it
 //! UNHEALTHY; failures during the start period do not count, but a success
 //! during it makes it HEALTHY; any success makes it HEALTHY again. The
 //! checker only reports: it never stops an unhealthy task (the controller
@@ -63,9 +64,15 @@ pub(crate) async fn watch(shared: Arc<Shared>, target: Target, mut leaving: watc
     let started = Instant::now();
     let check = &target.check;
     let mut verdicts = Verdicts::new(check.retries);
+    let mut passed = false;
     loop {
+        let in_start_period = started.elapsed() < check.start_period;
+        let every = match passed || !in_start_period {
+            true => check.interval,
+            false => check.start_interval.min(check.interval),
+        };
         tokio::select! {
-            () = tokio::time::sleep(check.interval) => {}
+            () = tokio::time::sleep(every) => {}
             () = lifecycle::left(&mut leaving) => return,
         }
         if !shared.is_running(&target.arn) {
@@ -75,6 +82,7 @@ pub(crate) async fn watch(shared: Arc<Shared>, target: Target, mut leaving: watc
         if let Err(reason) = &result {
             tracing::debug!(task = %target.arn, %reason, "health check failed");
         }
+        passed |= result.is_ok();
         let in_start_period = started.elapsed() < check.start_period;
         if let Some(health) = verdicts.record(result.is_ok(), in_start_period) {
             if !shared.set_health(&target.arn, health) {

@@ -121,6 +121,7 @@ impl LocalRuntime {
             log_path: config.logs.join(format!("{id}.log")),
             pid: None,
             engine_id: None,
+            stop_signal: "TERM".into(),
             pull_started_at: None,
             pull_stopped_at: None,
             stopping_at: None,
@@ -322,6 +323,16 @@ impl HostRuntime for LocalRuntime {
     async fn wait_stopped(&self, arn: &TaskArn) -> Option<TaskInfo> {
         self.shared.wait_stopped(arn).await
     }
+}
+
+/// Removes the containers a killed supervisor logging to `logs` left, if
+/// an engine answers within a few seconds (none answering: nothing can be
+/// running in one); returns how many. For commands that work on a state
+/// folder while no `berth up` runs (`berth ledger rebuild`).
+pub async fn reap_left_containers(logs: &std::path::Path) -> Result<usize, String> {
+    let found = tokio::time::timeout(std::time::Duration::from_secs(5), engine::Engine::connect(None)).await;
+    let Ok(Ok(engine)) = found else { return Ok(0) };
+    container::reap_scope(&engine, &logs.display().to_string()).await
 }
 
 /// The supervisor's events, as core's [`TaskEvents`].

@@ -22,15 +22,17 @@ use std::time::Duration;
 /// The watch of one container's OOM notifications.
 pub(crate) struct OomWatch {
     fired: Arc<AtomicBool>,
+    done: Arc<AtomicBool>,
     thread: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl OomWatch {
-    /// Whether an OOM was seen (waiting briefly for the notification of the
-    /// cgroup's removal, which ends the watch).
+    /// Whether an OOM was seen, once the container has stopped: ends the
+    /// watch after a last look at the notifications still pending.
     pub async fn fired(self) -> bool {
+        self.done.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread {
-            let _ = tokio::time::timeout(Duration::from_secs(1), thread).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), thread).await;
         }
         self.fired.load(Ordering::SeqCst)
     }
@@ -39,11 +41,12 @@ impl OomWatch {
 /// Watches the memory cgroup of process `pid` (a container's main process).
 pub(crate) fn watch(pid: Option<u32>) -> OomWatch {
     let fired = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
     let registered = pid.and_then(memory_cgroup).map(|dir| register(&dir).map(|r| (dir, r)));
     let thread = match registered {
         Some(Ok((dir, (event, control)))) => {
-            let fired = fired.clone();
-            Some(tokio::task::spawn_blocking(move || wait(&dir, event, control, &fired)))
+            let (fired, done) = (fired.clone(), done.clone());
+            Some(tokio::task::spawn_blocking(move || wait(&dir, event, control, &fired, &done)))
         }
         Some(Err(e)) => {
             tracing::debug!(?pid, error = %e, "cannot watch a container's memory cgroup for OOM");
@@ -51,7 +54,7 @@ pub(crate) fn watch(pid: Option<u32>) -> OomWatch {
         }
         None => None,
     };
-    OomWatch { fired, thread }
+    OomWatch { fired, done, thread }
 }
 
 /// The cgroup v1 memory folder of `pid`, if memory is a v1 controller here.
@@ -82,13 +85,29 @@ fn register(dir: &Path) -> io::Result<(File, File)> {
     Ok((event, control))
 }
 
-/// Blocks until the cgroup is removed; sets `fired` on an OOM before.
-fn wait(dir: &Path, mut event: File, _control: File, fired: &AtomicBool) {
-    let mut count = [0u8; 8];
-    while event.read_exact(&mut count).is_ok() {
-        if !dir.exists() {
+/// Waits for notifications until `done` (the container stopped) or the
+/// cgroup is gone; sets `fired` on one that came while the cgroup was
+/// there (an OOM). Polled, not blocked on: not every kernel notifies the
+/// removal of a cgroup, and a thread must not wait for it forever.
+fn wait(dir: &Path, mut event: File, _control: File, fired: &AtomicBool, done: &AtomicBool) {
+    loop {
+        // Read after `done` once more: an OOM notified just before the
+        // container's exit was seen is still pending.
+        let last = done.load(Ordering::SeqCst);
+        let mut poll = libc::pollfd { fd: event.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let ready = unsafe { libc::poll(&mut poll, 1, if last { 0 } else { 200 }) };
+        if ready > 0 {
+            let mut count = [0u8; 8];
+            if event.read_exact(&mut count).is_err() {
+                return;
+            }
+            if dir.exists() {
+                fired.store(true, Ordering::SeqCst);
+            }
+        }
+        if last || !dir.exists() {
             return;
         }
-        fired.store(true, Ordering::SeqCst);
     }
 }

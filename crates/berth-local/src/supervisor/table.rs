@@ -46,6 +46,8 @@ pub(crate) struct TaskRecord {
     pub pid: Option<u32>,
     /// The engine's id of the task's container, for a container task.
     pub engine_id: Option<String>,
+    /// The signal a stop sends a container first (its image's STOPSIGNAL).
+    pub stop_signal: String,
     pub pull_started_at: Option<DateTime<Utc>>,
     pub pull_stopped_at: Option<DateTime<Utc>>,
     pub stopping_at: Option<DateTime<Utc>>,
@@ -235,10 +237,10 @@ impl Shared {
         self.advance(record, TaskStatus::Stopping);
         match (&record.engine_id, self.engine.get()) {
             // The engine's kill, as ECS's StopTask: signalled as the
-            // container's init, SIGTERM reaches it only if it handles it.
+            // container's init, the signal reaches it only if it handles it.
             (Some(id), Some(engine)) => {
-                let (engine, id) = (engine.clone(), id.clone());
-                tokio::spawn(async move { engine.kill(&id, "TERM").await });
+                let (engine, id, signal) = (engine.clone(), id.clone(), record.stop_signal.clone());
+                tokio::spawn(async move { engine.kill(&id, &signal).await });
             }
             _ if !record.exited => process::signal_group(record.pid, libc::SIGTERM),
             _ => {}

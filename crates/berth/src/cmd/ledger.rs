@@ -72,6 +72,7 @@ pub fn run(args: Args) -> Result<()> {
     let held = Offline::open(&state, volumes)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
+        held.clear_containers(&state).await;
         let claims = held.ledger.claims().await?;
         let vols = held.volumes.list().await?;
         let snaps = snapshots(&state, &held.volumes).await?;

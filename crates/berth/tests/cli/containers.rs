@@ -375,3 +375,43 @@ scale_in_cooldown = "1s"
         (c["desired"] == "parked" && c["task"].is_null() && c["handoff"].is_null()).then_some(())
     });
 }
+
+#[test]
+fn a_container_that_keeps_exiting_backs_off_and_its_output_is_in_berth_logs() {
+    let toml = r#"
+
+[[service]]
+name = "loop"
+desired_count = 1
+image = "{IMAGE}"
+entry_point = ["/bin/sh", "-c"]
+command = ["echo starting generation $BERTH_GENERATION; exit 3"]
+
+[service.health_check]
+enabled = false
+
+[service.autoscaling]
+enabled = false
+"#;
+    let (site, env) = site(toml);
+    let _up = start(&site, &env);
+    let h = site.wait_until("loop-0's third generation to start", || {
+        let h = site.try_json(&["claim", "history", "loop-0"])?;
+        generations(&h).get(&3).filter(|g| g["started_at"].is_string()).map(|_| h.clone())
+    });
+    let g = generations(&h);
+    let at = |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    assert_eq!(g[&1]["stop_code"], "EssentialContainerExited", "{h:#}");
+    // The first crash is replaced at once; the second waits out the backoff.
+    let second_wait = at(&g[&3]["started_at"]) - at(&g[&2]["stopped_at"]);
+    assert!(second_wait >= chrono::Duration::seconds(9), "the crash loop backs off: {second_wait} {h:#}");
+    let claim = site.claim("loop-0");
+    assert!(claim["backoff"]["failures"].as_u64().unwrap() >= 2, "{claim:#}");
+    let task = g[&3]["task"].as_str().unwrap();
+    let logs = site.wait_until("the third task's output in berth logs", || {
+        let out = site.cli(&["logs", task]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("starting generation 3").then_some(text)
+    });
+    assert!(!logs.contains("generation 2"), "one task's log is its own: {logs}");
+}
