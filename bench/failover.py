@@ -243,7 +243,7 @@ enabled = false
         task = up.wait_ready(["files-0"])["files-0"]
         time.sleep(1.1)
         t0 = time.monotonic()
-        up.api(f"/v1/tasks/{task['arn']}/stop", {"reason": "spot"})
+        up.api(f"/v1/tasks/{task['arn'].rsplit('/', 1)[1]}/stop", {"reason": "spot"})
         # The old task drains first: wait for the new generation, then for the file.
         while True:
             tasks = [t for t in up.api("/v1/tasks") if t["claim"] == "files-0" and t["generation"] > task["generation"]]

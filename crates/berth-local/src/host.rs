@@ -35,6 +35,11 @@ pub trait HostRuntime: Runtime + 'static {
     /// Returns how many leftovers it removed.
     fn prepare(&self, definitions: &[TaskDefinition]) -> impl Future<Output = Result<usize, HostError>> + Send;
 
+    /// Waits (at most `within`) for the cleanups of stopped tasks that run
+    /// after their STOPPED (a container's removal), so nothing is left
+    /// behind when `berth up` exits.
+    fn settle(&self, within: std::time::Duration) -> impl Future<Output = ()> + Send;
+
     /// Waits until a task has stopped and returns it; `None` for a task
     /// the runtime does not know.
     fn wait_stopped(&self, task: &TaskArn) -> impl Future<Output = Option<TaskInfo>> + Send;

@@ -109,8 +109,16 @@ async fn a_container_writes_its_volume_reads_its_env_and_logs_its_output() {
     assert_eq!(stopped.stop_code, Some(StopCode::EssentialContainerExited), "{stopped:#?}");
     let said = std::fs::read_to_string(dir.path().join("volumes/box-0-1/said")).unwrap();
     assert_eq!(said, "hello from box-0 on 8080\n", "the container's port is the definition's on its own network");
-    let log = std::fs::read_to_string(runtime.log_path(&task.arn).unwrap()).unwrap();
-    assert!(log.contains("10001") && log.contains("to-stderr"), "stdout and stderr are in the log: {log:?}");
+    // STOPPED waits only briefly for the end of the engine's log stream.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let log = std::fs::read_to_string(runtime.log_path(&task.arn).unwrap()).unwrap_or_default();
+        if log.contains("10001") && log.contains("to-stderr") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stdout and stderr are in the log: {log:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(dir.path().join("volumes/box-0-1")).unwrap());
     assert_eq!(owner, 10001, "the volume is handed to the image's user");
 }
@@ -128,8 +136,16 @@ async fn a_container_ignoring_sigterm_is_killed_after_the_stop_timeout_and_remov
     let stopped = runtime.wait_stopped(&task.arn).await.unwrap();
     assert!(asked.elapsed() >= Duration::from_secs(3), "SIGKILL comes only after the stop timeout");
     assert_eq!(stopped.stop_code, Some(StopCode::UserInitiated));
-    let left = engine().containers_of(&dir.path().join("logs"));
-    assert!(left.is_empty(), "a stopped task's container is removed: {left:?}");
+    // Removed just after STOPPED is reported.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let left = engine().containers_of(&dir.path().join("logs"));
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a stopped task's container is removed: {left:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

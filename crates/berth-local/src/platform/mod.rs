@@ -433,6 +433,8 @@ impl<R: HostRuntime> Platform<R> {
         }
         let parked = self.park_all().await;
         self.replicate_final(self.config.controller.down_timeout).await;
+        // Stopped containers are removed just after their STOPPED.
+        self.runtime.settle(std::time::Duration::from_secs(10)).await;
         parked
     }
 

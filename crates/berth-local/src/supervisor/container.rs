@@ -147,7 +147,7 @@ pub(crate) async fn launch(shared: &Arc<Shared>, engine: &Engine, launch: Launch
     };
     let info = shared.started(&arn, pid).ok_or_else(vanished)?;
     let watcher = Watch { shared: shared.clone(), engine: engine.clone(), arn: arn.clone(), id: id.clone() };
-    tokio::spawn(watcher.run(launch.stop_timeout, leaving.clone(), logs, oom));
+    tokio::spawn(watcher.run(launch.stop_timeout, leaving.clone(), logs, oom, pid));
     if let Some(check) = launch.health_check {
         let target =
             health::Target { arn, check, env: launch.env, addr: launch.addr, container: Some((engine.clone(), id)) };
@@ -219,29 +219,48 @@ impl Watch {
         mut leaving: tokio::sync::watch::Receiver<bool>,
         logs: tokio::task::JoinHandle<()>,
         oom: oom::OomWatch,
+        pid: Option<u32>,
     ) {
         let Self { shared, engine, arn, id } = self;
-        let exit = tokio::select! {
-            exit = engine.wait(&id) => exit,
-            () = lifecycle::left(&mut leaving) => match tokio::time::timeout(stop_timeout, engine.wait(&id)).await {
-                Ok(exit) => exit,
-                Err(_) => {
-                    tracing::warn!(task = %arn, ?stop_timeout, "container ignored SIGTERM; sending SIGKILL");
-                    engine.kill(&id, "KILL").await;
-                    engine.wait(&id).await
-                }
-            },
+        let mut oom = oom;
+        let exit = async {
+            tokio::select! {
+                exit = engine.wait(&id, pid) => exit,
+                () = lifecycle::left(&mut leaving) => match tokio::time::timeout(stop_timeout, engine.wait(&id, pid)).await {
+                    Ok(exit) => exit,
+                    Err(_) => {
+                        tracing::warn!(task = %arn, ?stop_timeout, "container ignored its stop signal; sending SIGKILL");
+                        engine.kill(&id, "KILL").await;
+                        engine.wait(&id, pid).await
+                    }
+                },
+            }
         };
-        // The log stream ends with the container; its last lines are
-        // written before the container (and its logs) are removed.
-        let _ = tokio::time::timeout(Duration::from_secs(5), logs).await;
+        // OOM notifications are read while the container runs.
+        let exit = tokio::select! {
+            exit = exit => exit,
+            () = oom.follow() => unreachable!("follow never ends"),
+        };
         // A kill by the kernel is a SIGKILL (137); an OOM that killed only
         // some other process of the container is not the task's end.
         let oom_killed = exit.oom_killed || (exit.code == Some(137) && oom.fired().await);
-        engine.remove(&id).await;
+        // The log stream ends with the container: its last lines usually
+        // reach the log file first. STOPPED is not held back for long (the
+        // replacement waits on it); the rest is written before the removal.
+        let mut logs = logs;
+        let drained = tokio::time::timeout(LOG_GRACE, &mut logs).await.is_ok();
+        shared.cleanups.send_modify(|n| *n += 1);
         shared.finish_as(&arn, exit.code, oom_killed.then_some(OOM_REASON));
+        if !drained {
+            let _ = tokio::time::timeout(Duration::from_secs(5), logs).await;
+        }
+        engine.remove(&id).await;
+        shared.cleanups.send_modify(|n| *n -= 1);
     }
 }
+
+/// How long STOPPED waits for the end of a container's log stream.
+const LOG_GRACE: Duration = Duration::from_millis(200);
 
 /// Makes `volume` (and what is in it) owned by `user`, so a container
 /// running as a non-root user can write its own volume: `uid[:gid]` by

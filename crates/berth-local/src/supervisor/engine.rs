@@ -161,8 +161,30 @@ impl Engine {
         }
     }
 
-    /// Waits until the container has stopped and says how.
-    pub async fn wait(&self, id: &str) -> Exit {
+    /// Waits until the container has stopped and says how. With `pid`, its
+    /// main process on this machine, the end is seen the moment that
+    /// process dies (a pidfd), not at the engine's next poll of its state
+    /// (Podman's wait looks every 250 ms).
+    pub async fn wait(&self, id: &str, pid: Option<u32>) -> Exit {
+        if let Some(process) = pid.and_then(pidfd) {
+            tokio::select! {
+                exit = self.wait_long(id) => return exit,
+                _ = process.readable() => {
+                    // The engine records the exit a moment after the process dies.
+                    for _ in 0..200 {
+                        if !self.running(id).await {
+                            return self.exit(id).await;
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        }
+        self.wait_long(id).await
+    }
+
+    /// [`Self::wait`] through the engine's own wait.
+    async fn wait_long(&self, id: &str) -> Exit {
         loop {
             let options = WaitContainerOptions { condition: "not-running".into() };
             let mut waits = self.long.wait_container(id, Some(options));
@@ -298,6 +320,19 @@ impl Engine {
         let found = self.api.list_containers(Some(options)).await.map_err(|e| e.to_string())?;
         Ok(found.into_iter().filter_map(|c| c.id).collect())
     }
+}
+
+/// A pidfd of process `pid`, readable once it has exited; none where the
+/// kernel has no pidfd or the process is not ours to see (a remote engine).
+fn pidfd(pid: u32) -> Option<tokio::io::unix::AsyncFd<std::fs::File>> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::pid_t::try_from(pid).ok()?, 0) };
+    let raw = i32::try_from(raw).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: `raw` is a new fd that nothing else owns.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(raw) });
+    // SAFETY: the AsyncFd owns the open fd for its whole life.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(file, tokio::io::Interest::READABLE) }.ok()
 }
 
 /// Where an engine may answer, in the order tried.

@@ -320,6 +320,11 @@ impl HostRuntime for LocalRuntime {
         Ok(removed)
     }
 
+    async fn settle(&self, within: std::time::Duration) {
+        let mut cleanups = self.shared.cleanups.subscribe();
+        let _ = tokio::time::timeout(within, cleanups.wait_for(|n| *n == 0)).await;
+    }
+
     async fn wait_stopped(&self, arn: &TaskArn) -> Option<TaskInfo> {
         self.shared.wait_stopped(arn).await
     }

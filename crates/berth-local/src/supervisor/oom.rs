@@ -6,8 +6,11 @@
 //! `kill -9`. So berth asks the kernel itself, with cgroup v1's OOM
 //! notification: an eventfd registered on the container's
 //! `memory.oom_control` through `cgroup.event_control`. The kernel signals
-//! it when the cgroup hits an OOM, and once more when the cgroup is
-//! removed; a signal while the cgroup is still there is an OOM. Under
+//! it when the cgroup hits an OOM (and, on some kernels, once more when the
+//! cgroup is removed); a notification while the cgroup is still there is an
+//! OOM. The eventfd is polled on the runtime, never blocked on: a thread
+//! waiting for a removal notice that this machine's kernel never sends
+//! kept a test's runtime from shutting down. Under
 //! cgroup v2 engines read `memory.events` and report `OOMKilled`
 //! themselves, so there is nothing to watch.
 
@@ -15,46 +18,68 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
 
 /// The watch of one container's OOM notifications.
 pub(crate) struct OomWatch {
-    fired: Arc<AtomicBool>,
-    done: Arc<AtomicBool>,
-    thread: Option<tokio::task::JoinHandle<()>>,
+    watch: Option<(PathBuf, AsyncFd<File>, File)>,
+    fired: bool,
 }
 
 impl OomWatch {
-    /// Whether an OOM was seen, once the container has stopped: ends the
-    /// watch after a last look at the notifications still pending.
-    pub async fn fired(self) -> bool {
-        self.done.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread {
-            let _ = tokio::time::timeout(Duration::from_secs(2), thread).await;
+    /// Whether an OOM was seen, asked once the container has stopped: the
+    /// notifications still pending are read at once, without waiting.
+    pub async fn fired(mut self) -> bool {
+        if let Some((dir, event, _control)) = &self.watch {
+            // Readable now or not at all: the kernel notified before the kill.
+            if let Ok(Ok(mut ready)) = tokio::time::timeout(Duration::ZERO, event.readable()).await {
+                let mut count = [0u8; 8];
+                if ready.try_io(|e| e.get_ref().read_exact(&mut count)).is_ok_and(|r| r.is_ok()) && dir.exists() {
+                    self.fired = true;
+                }
+            }
         }
-        self.fired.load(Ordering::SeqCst)
+        self.fired
+    }
+
+    /// Reads notifications as they come (until dropped or the cgroup is
+    /// gone); one while the cgroup is still there is an OOM.
+    pub async fn follow(&mut self) {
+        let Some((dir, event, _control)) = &self.watch else { return std::future::pending().await };
+        loop {
+            let Ok(mut ready) = event.readable().await else { return std::future::pending().await };
+            let mut count = [0u8; 8];
+            match ready.try_io(|e| e.get_ref().read_exact(&mut count)) {
+                Ok(Ok(())) if dir.exists() => self.fired = true,
+                Ok(Ok(())) => return std::future::pending().await,
+                Ok(Err(_)) => return std::future::pending().await,
+                Err(_would_block) => continue,
+            }
+        }
     }
 }
 
 /// Watches the memory cgroup of process `pid` (a container's main process).
 pub(crate) fn watch(pid: Option<u32>) -> OomWatch {
-    let fired = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicBool::new(false));
     let registered = pid.and_then(memory_cgroup).map(|dir| register(&dir).map(|r| (dir, r)));
-    let thread = match registered {
-        Some(Ok((dir, (event, control)))) => {
-            let (fired, done) = (fired.clone(), done.clone());
-            Some(tokio::task::spawn_blocking(move || wait(&dir, event, control, &fired, &done)))
-        }
+    let watch = match registered {
+        // SAFETY: `event` is an open fd the AsyncFd owns for its whole life.
+        Some(Ok((dir, (event, control)))) => match unsafe { AsyncFd::register(event) } {
+            Ok(event) => Some((dir, event, control)),
+            Err(e) => {
+                tracing::debug!(?pid, error = %e, "cannot poll a container's OOM notifications");
+                None
+            }
+        },
         Some(Err(e)) => {
             tracing::debug!(?pid, error = %e, "cannot watch a container's memory cgroup for OOM");
             None
         }
         None => None,
     };
-    OomWatch { fired, done, thread }
+    OomWatch { watch, fired: false }
 }
 
 /// The cgroup v1 memory folder of `pid`, if memory is a v1 controller here.
@@ -69,12 +94,13 @@ fn memory_cgroup(pid: u32) -> Option<PathBuf> {
     dir.join("memory.oom_control").exists().then_some(dir)
 }
 
-/// Registers an eventfd for the OOM notifications of the cgroup `dir`.
+/// Registers a non-blocking eventfd for the OOM notifications of the
+/// cgroup `dir`; returns it and the control file it is registered on.
 fn register(dir: &Path) -> io::Result<(File, File)> {
     let control = File::open(dir.join("memory.oom_control"))?;
     // SAFETY: eventfd has no memory-safety preconditions; the fd it returns
     // is owned by the File below.
-    let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
     if raw < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -83,31 +109,4 @@ fn register(dir: &Path) -> io::Result<(File, File)> {
     let mut registry = fs::OpenOptions::new().write(true).open(dir.join("cgroup.event_control"))?;
     registry.write_all(format!("{} {}", event.as_raw_fd(), control.as_raw_fd()).as_bytes())?;
     Ok((event, control))
-}
-
-/// Waits for notifications until `done` (the container stopped) or the
-/// cgroup is gone; sets `fired` on one that came while the cgroup was
-/// there (an OOM). Polled, not blocked on: not every kernel notifies the
-/// removal of a cgroup, and a thread must not wait for it forever.
-fn wait(dir: &Path, mut event: File, _control: File, fired: &AtomicBool, done: &AtomicBool) {
-    loop {
-        // Read after `done` once more: an OOM notified just before the
-        // container's exit was seen is still pending.
-        let last = done.load(Ordering::SeqCst);
-        let mut poll = libc::pollfd { fd: event.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd, for the duration of the call.
-        let ready = unsafe { libc::poll(&mut poll, 1, if last { 0 } else { 200 }) };
-        if ready > 0 {
-            let mut count = [0u8; 8];
-            if event.read_exact(&mut count).is_err() {
-                return;
-            }
-            if dir.exists() {
-                fired.store(true, Ordering::SeqCst);
-            }
-        }
-        if last || !dir.exists() {
-            return;
-        }
-    }
 }

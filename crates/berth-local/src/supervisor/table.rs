@@ -86,6 +86,8 @@ pub(crate) struct Shared {
     pub config: SupervisorConfig,
     /// The container engine, found when a container task first needs it.
     pub engine: tokio::sync::OnceCell<Engine>,
+    /// Cleanups under way after a task's STOPPED (container removals).
+    pub cleanups: watch::Sender<usize>,
     table: Mutex<Table>,
     events: broadcast::Sender<TaskStateChange>,
 }
@@ -93,7 +95,13 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn new(config: SupervisorConfig) -> Self {
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
-        Self { config, engine: tokio::sync::OnceCell::new(), table: Mutex::new(Table::default()), events }
+        Self {
+            config,
+            engine: tokio::sync::OnceCell::new(),
+            cleanups: watch::Sender::new(0),
+            table: Mutex::new(Table::default()),
+            events,
+        }
     }
 
     /// The container engine, found on first use.
