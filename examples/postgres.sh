@@ -24,7 +24,7 @@ command -v psql >/dev/null || { echo "psql is needed: apt-get install -y postgre
 # shellcheck source=bench/container-engine.sh
 source "$REPO_DIR/bench/container-engine.sh" "$BERTH_BIN" >/dev/null
 
-IMAGE=localhost/berth-example-postgres:15
+IMAGE=localhost/berth-example-postgres:15-2
 if ! podman image exists "$IMAGE"; then
     echo "== building $IMAGE offline from $PG"
     root=$(mktemp -d)
@@ -52,6 +52,8 @@ set -e
 export PGDATA="\$STORAGE_PATH/pgdata"
 if [ ! -s "\$PGDATA/PG_VERSION" ]; then
     $PG/bin/initdb -D "\$PGDATA" -U postgres --auth=trust --no-locale -E UTF8 >/dev/null
+    # Connections come through the engine's bridge (published on 127.0.0.1 only).
+    echo "host all all 0.0.0.0/0 trust" >>"\$PGDATA/pg_hba.conf"
 fi
 exec $PG/bin/postgres -D "\$PGDATA" -c listen_addresses='*' -p 5432 -c unix_socket_directories=/tmp
 EOF
