@@ -17,6 +17,12 @@ use berth_core::task::{ContainerSpec, HealthCheck, Probe, TaskDefinition};
 use berth_core::ClaimName;
 use serde::{Deserialize, Deserializer};
 
+mod backup;
+mod lb;
+
+pub use backup::{BackupConfig, HookKind, LockConfig, ObjectivesConfig, ReplicaConfig};
+pub use lb::LbSettings;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -54,84 +60,6 @@ impl Default for Config {
             controller: ControllerConfig::default(),
             lb: LbSettings::default(),
             services: vec![ServiceConfig::default()],
-        }
-    }
-}
-
-/// `[lb]`: the load balancer in front of one service (the blog's ALB).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LbSettings {
-    pub enabled: bool,
-    /// The service it fronts (default: the first one).
-    pub service: Option<String>,
-    pub listen: String,
-    /// 0 picks a free port (tests); the ports in use are in `<state>/lb.json`.
-    pub http_port: u16,
-    /// `redirect` (to HTTPS, the default) or `forward` (proxy plain HTTP too).
-    pub http: crate::lb::HttpAction,
-    pub https_port: u16,
-    /// PEM certificate and key; without them a self-signed pair is made
-    /// on first start and kept in the state folder.
-    pub cert: Option<std::path::PathBuf>,
-    pub key: Option<std::path::PathBuf>,
-    pub health_path: String,
-    #[serde(deserialize_with = "duration")]
-    pub health_interval: Duration,
-    /// How often a new target is checked until it is first healthy.
-    #[serde(deserialize_with = "duration")]
-    pub health_start_interval: Duration,
-    #[serde(deserialize_with = "duration")]
-    pub health_timeout: Duration,
-    pub healthy_threshold: u32,
-    pub unhealthy_threshold: u32,
-    #[serde(deserialize_with = "duration")]
-    pub deregistration_delay: Duration,
-    #[serde(deserialize_with = "duration")]
-    pub grace_period: Duration,
-}
-
-impl Default for LbSettings {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            service: None,
-            listen: "127.0.0.1".into(),
-            http_port: 8080,
-            http: crate::lb::HttpAction::Redirect,
-            https_port: 8443,
-            cert: None,
-            key: None,
-            health_path: "/health".into(),
-            health_interval: Duration::from_secs(30),
-            health_start_interval: crate::lb::START_INTERVAL,
-            health_timeout: Duration::from_secs(5),
-            healthy_threshold: 2,
-            unhealthy_threshold: 3,
-            deregistration_delay: Duration::from_secs(30),
-            grace_period: Duration::from_secs(60),
-        }
-    }
-}
-
-impl LbSettings {
-    pub fn lb_config(&self) -> crate::lb::LbConfig {
-        crate::lb::LbConfig {
-            listen_host: self.listen.clone(),
-            http_port: self.http_port,
-            http_action: self.http,
-            https_port: self.https_port,
-            cert: self.cert.clone().zip(self.key.clone()),
-            health: crate::lb::TargetHealth {
-                path: self.health_path.clone(),
-                interval: self.health_interval,
-                start_interval: self.health_start_interval,
-                timeout: self.health_timeout,
-                healthy_threshold: self.healthy_threshold,
-                unhealthy_threshold: self.unhealthy_threshold,
-            },
-            deregistration_delay: self.deregistration_delay,
-            grace_period: self.grace_period,
         }
     }
 }
@@ -223,168 +151,6 @@ pub struct ServiceConfig {
     /// `bridge` (the default: its own network, its port published on
     /// 127.0.0.1) or `host` (the host's loopback; it listens on `PORT`).
     pub network: berth_core::NetworkMode,
-}
-
-/// `[service.backup]`: scheduled snapshots of running claims, copied to
-/// replicas, verified by restores, judged against recovery objectives.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BackupConfig {
-    /// A snapshot whenever a claim's newest is this old ("1h")…
-    #[serde(default, deserialize_with = "opt_duration")]
-    pub interval: Option<Duration>,
-    /// …or at the times of a cron expression ("0 * * * *", UTC).
-    pub cron: Option<String>,
-    /// How the task is quiesced first: `http` (POST to `quiesce_path` and
-    /// `resume_path` on the task's port; the default for `berth serve`),
-    /// `command` (run `quiesce_command` and `resume_command`), or `none`
-    /// (the default for other workloads). Without a working hook a
-    /// snapshot is marked crash-consistent.
-    pub hook: Option<HookKind>,
-    #[serde(default = "quiesce_path")]
-    pub quiesce_path: String,
-    #[serde(default = "resume_path")]
-    pub resume_path: String,
-    #[serde(default)]
-    pub quiesce_command: Vec<String>,
-    #[serde(default)]
-    pub resume_command: Vec<String>,
-    /// How long the task holds writes at most; a hook slower than this fails.
-    #[serde(default = "quiesce_timeout", deserialize_with = "duration")]
-    pub quiesce_timeout: Duration,
-    /// Retention of scheduled snapshots (stop snapshots keep `[service.retention]`).
-    #[serde(default = "backup_retention")]
-    pub retention: RetentionConfig,
-    pub lock: Option<LockConfig>,
-    #[serde(default, rename = "replica")]
-    pub replicas: Vec<ReplicaConfig>,
-    #[serde(default)]
-    pub objectives: ObjectivesConfig,
-    /// How often each claim's newest snapshot is restored and checked.
-    #[serde(default, deserialize_with = "opt_duration")]
-    pub verify_interval: Option<Duration>,
-    /// `berth doctor` reports a claim without a passed verification this
-    /// recent (default: twice verify_interval).
-    #[serde(default, deserialize_with = "opt_duration")]
-    pub verify_window: Option<Duration>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HookKind {
-    Http,
-    Command,
-    None,
-}
-
-fn quiesce_path() -> String {
-    "/v1/quiesce".into()
-}
-fn resume_path() -> String {
-    "/v1/resume".into()
-}
-fn quiesce_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-/// A day of hourly snapshots and a week of daily ones.
-fn backup_retention() -> RetentionConfig {
-    RetentionConfig { keep_last: Some(24), keep_daily: Some(7), ..RetentionConfig::none() }
-}
-
-/// `[service.backup.lock]`: every scheduled snapshot is locked this long.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LockConfig {
-    pub mode: berth_core::LockMode,
-    #[serde(deserialize_with = "duration")]
-    pub duration: Duration,
-}
-
-/// `[[service.backup.replica]]`: a second repository (folder or S3 URL).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReplicaConfig {
-    pub name: String,
-    pub repo: String,
-    /// Default: the primary's backup retention.
-    pub retention: Option<RetentionConfig>,
-}
-
-/// `[service.backup.objectives]`: what a recovery may lose at most.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ObjectivesConfig {
-    #[serde(default, deserialize_with = "opt_duration")]
-    pub rpo: Option<Duration>,
-    #[serde(default, deserialize_with = "opt_duration")]
-    pub rto: Option<Duration>,
-}
-
-impl BackupConfig {
-    /// The hook in effect: `http` for `berth serve` (an empty command), else `none`.
-    pub fn hook_for(&self, command: &[String]) -> HookKind {
-        self.hook.unwrap_or(if command.is_empty() { HookKind::Http } else { HookKind::None })
-    }
-
-    fn validate(&self, service: &str, command: &[String]) -> Result<(), String> {
-        let at = |m: String| format!("service {service:?}: [service.backup] {m}");
-        match (&self.interval, &self.cron) {
-            (Some(_), Some(_)) => return Err(at("has both interval and cron; pick one".into())),
-            (None, None) => return Err(at("needs interval (\"1h\") or cron (\"0 * * * *\")".into())),
-            (Some(d), None) if d.is_zero() => return Err(at("interval must be above 0".into())),
-            _ => {}
-        }
-        self.policy().map_err(at)?;
-        if self.hook_for(command) == HookKind::Command && self.quiesce_command.is_empty() {
-            return Err(at("hook = \"command\" needs quiesce_command (and usually resume_command)".into()));
-        }
-        if self.quiesce_timeout.is_zero() {
-            return Err(at("quiesce_timeout must be above 0".into()));
-        }
-        for (i, r) in self.replicas.iter().enumerate() {
-            if r.name.is_empty() || !r.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(at(format!("replica name {:?} must be letters, digits, '-' or '_'", r.name)));
-            }
-            if self.replicas[..i].iter().any(|o| o.name == r.name) {
-                return Err(at(format!("replica {:?} is configured twice", r.name)));
-            }
-            if r.repo.is_empty() {
-                return Err(at(format!("replica {:?} needs repo (a folder or an s3:// URL)", r.name)));
-            }
-        }
-        if self.verify_interval.is_some_and(|d| d.is_zero()) {
-            return Err(at("verify_interval must be above 0".into()));
-        }
-        Ok(())
-    }
-
-    /// Core's view of the policy.
-    pub fn policy(&self) -> Result<berth_core::backup::Policy, String> {
-        use berth_core::backup::{LockPolicy, Objectives, Policy, Replica, Schedule};
-        let schedule = match (&self.interval, &self.cron) {
-            (_, Some(c)) => Schedule::cron(c)?,
-            (Some(d), None) => Schedule::Every(*d),
-            (None, None) => return Err("needs interval or cron".into()),
-        };
-        let retention = self.retention.keep();
-        Ok(Policy {
-            schedule,
-            lock: self.lock.as_ref().map(|l| LockPolicy { mode: l.mode, duration: l.duration }),
-            replicas: self
-                .replicas
-                .iter()
-                .map(|r| Replica {
-                    name: r.name.clone(),
-                    location: r.repo.clone(),
-                    retention: r.retention.as_ref().map_or_else(|| retention.clone(), RetentionConfig::keep),
-                })
-                .collect(),
-            retention,
-            objectives: Objectives { rpo: self.objectives.rpo, rto: self.objectives.rto },
-            verify_every: self.verify_interval,
-            verify_window: self.verify_window,
-        })
-    }
 }
 
 impl Default for ServiceConfig {
