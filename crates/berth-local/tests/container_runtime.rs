@@ -73,16 +73,29 @@ fn request(dir: &std::path::Path, claim: &ClaimName, generation: Generation, scr
 /// only because it handles it).
 const SERVE: &str = "trap 'exit 0' TERM; while true; do sleep 0.2; done";
 
-async fn until(runtime: &LocalRuntime, arn: &TaskArn, what: &str, done: impl Fn(&TaskInfo) -> bool) -> TaskInfo {
+/// Asks `probe` until it answers `Ok`, at most [`PATIENCE`]; its `Err` says
+/// what it saw, for the failure message.
+async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Result<T, String>) -> T {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let task = runtime.tasks().await.unwrap().into_iter().find(|t| &t.arn == arn).expect("the task is listed");
-        if done(&task) {
-            return task;
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(Instant::now() < deadline, "{what}: still {seen}"),
         }
-        assert!(Instant::now() < deadline, "{what}: still {task:#?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+async fn until(runtime: &LocalRuntime, arn: &TaskArn, what: &str, done: impl Fn(&TaskInfo) -> bool) -> TaskInfo {
+    eventually(what, async || {
+        let task = runtime.tasks().await.unwrap().into_iter().find(|t| &t.arn == arn).expect("the task is listed");
+        if done(&task) {
+            Ok(task)
+        } else {
+            Err(format!("{task:#?}"))
+        }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -110,15 +123,15 @@ async fn a_container_writes_its_volume_reads_its_env_and_logs_its_output() {
     let said = std::fs::read_to_string(dir.path().join("volumes/box-0-1/said")).unwrap();
     assert_eq!(said, "hello from box-0 on 8080\n", "the container's port is the definition's on its own network");
     // STOPPED waits only briefly for the end of the engine's log stream.
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    eventually("stdout and stderr are in the log", async || {
         let log = std::fs::read_to_string(runtime.log_path(&task.arn).unwrap()).unwrap_or_default();
         if log.contains("10001") && log.contains("to-stderr") {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{log:?}"))
         }
-        assert!(Instant::now() < deadline, "stdout and stderr are in the log: {log:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(dir.path().join("volumes/box-0-1")).unwrap());
     assert_eq!(owner, 10001, "the volume is handed to the image's user");
 }
@@ -137,15 +150,15 @@ async fn a_container_ignoring_sigterm_is_killed_after_the_stop_timeout_and_remov
     assert!(asked.elapsed() >= Duration::from_secs(3), "SIGKILL comes only after the stop timeout");
     assert_eq!(stopped.stop_code, Some(StopCode::UserInitiated));
     // Removed just after STOPPED is reported.
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    eventually("a stopped task's container is removed", async || {
         let left = engine().containers_of(&dir.path().join("logs"));
         if left.is_empty() {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
         }
-        assert!(Instant::now() < deadline, "a stopped task's container is removed: {left:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -171,15 +184,15 @@ async fn the_task_size_is_enforced_and_usage_comes_from_the_engines_statistics()
     let limits = String::from_utf8_lossy(&limits.stdout);
     assert_eq!(limits.trim(), "134217728 134217728 250000000", "128 MiB, no swap, 256 CPU units = 1/4 core");
     let first = runtime.usage(&task.arn).await.unwrap().expect("a running container has a reading");
-    let deadline = Instant::now() + PATIENCE;
-    let later = loop {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    let later = eventually("the busy container's CPU time grows", async || {
         let later = runtime.usage(&task.arn).await.unwrap().expect("a reading");
         if later.cpu_time > first.cpu_time + Duration::from_millis(100) {
-            break later;
+            Ok(later)
+        } else {
+            Err(format!("{first:?} → {later:?}"))
         }
-        assert!(Instant::now() < deadline, "the busy container's CPU time grows: {first:?} → {later:?}");
-    };
+    })
+    .await;
     assert!(later.memory_bytes > 0 && later.memory_bytes <= 128 << 20, "memory within the limit: {later:?}");
     runtime.stop_task(&task.arn, StopCode::UserInitiated, "test").await.unwrap();
     runtime.wait_stopped(&task.arn).await.unwrap();
