@@ -9,7 +9,7 @@
 # Usage: source bench/container-engine.sh BERTH_BIN
 # Sets DOCKER_HOST (an engine that answers; started if none does),
 # CONTAINERS_CONF (for podman commands) and BENCH_IMAGE.
-# Prerequisites: podman runc busybox-static (apt-get install -y podman runc busybox-static), curl.
+# Prerequisites: podman runc slirp4netns busybox-static (apt-get install -y podman runc slirp4netns busybox-static), curl.
 
 berth_bin=$1
 engine_dir=/tmp/berth-bench-engine
@@ -23,8 +23,8 @@ runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 EOF
-for tool in podman runc /bin/busybox; do
-    command -v "$tool" >/dev/null || { echo "$tool is needed: apt-get install -y podman runc busybox-static" >&2; return 1; }
+for tool in podman runc slirp4netns /bin/busybox; do
+    command -v "$tool" >/dev/null || { echo "$tool is needed: apt-get install -y podman runc slirp4netns busybox-static" >&2; return 1; }
 done
 export DOCKER_HOST=${DOCKER_HOST:-unix://$engine_dir/podman.sock}
 socket=${DOCKER_HOST#unix://}

@@ -8,7 +8,7 @@
 # there. Everything runs on loopback; the state folder is a temporary one.
 #
 # Usage: examples/postgres.sh [--keep]   (--keep leaves the state folder for a look)
-# Prerequisites (as root): apt-get install -y postgresql-15 podman runc busybox-static curl;
+# Prerequisites (as root): apt-get install -y postgresql-15 podman runc slirp4netns busybox-static curl;
 # a berth binary (BERTH_BIN, default target/release/berth; `cargo build --release -p berth`).
 set -euo pipefail
 

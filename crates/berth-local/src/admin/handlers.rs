@@ -50,13 +50,30 @@ pub async fn tasks<R: HostRuntime>(State(app): State<AppState<R>>) -> Answer {
     Ok(Json(serde_json::to_value(views).map_err(ApiError::internal)?))
 }
 
+#[derive(Deserialize)]
+pub struct PeersQuery {
+    /// Name each peer on the host's loopback by this address instead: where
+    /// a container on its own network reaches the host's loopback.
+    host: Option<std::net::IpAddr>,
+}
+
 /// The running tasks of a service as `berth serve` reads a peer list
 /// (core's [`berth_core::membership`]).
-pub async fn peers<R: HostRuntime>(State(app): State<AppState<R>>, Path(service): Path<String>) -> Answer {
+pub async fn peers<R: HostRuntime>(
+    State(app): State<AppState<R>>,
+    Path(service): Path<String>,
+    Query(q): Query<PeersQuery>,
+) -> Answer {
     let tasks = app.platform.runtime.tasks().await.map_err(ApiError::internal)?;
     let claims = app.platform.ledger.claims().await.map_err(ApiError::internal)?;
     let m = berth_core::membership::membership(&service, &claims, &tasks);
-    let urls = |endpoints: Vec<String>| endpoints.into_iter().map(|e| format!("http://{e}")).collect::<Vec<_>>();
+    let url = |endpoint: String| match (q.host, endpoint.parse::<std::net::SocketAddr>()) {
+        (Some(host), Ok(addr)) if addr.ip().is_loopback() => {
+            format!("http://{}", std::net::SocketAddr::new(host, addr.port()))
+        }
+        _ => format!("http://{endpoint}"),
+    };
+    let urls = |endpoints: Vec<String>| endpoints.into_iter().map(url).collect::<Vec<_>>();
     Ok(Json(json!({ "peers": urls(m.members), "leaving": urls(m.leaving), "expected": m.expected })))
 }
 

@@ -66,12 +66,19 @@ pub(crate) fn container_port(spec: &ContainerSpec, definition_port: u16, host_po
 /// A container task's environment: the definition's variables, then the
 /// ones berth sets (which win). Nothing of berth up's own environment: the
 /// image sets its own `PATH` and the rest.
+///
+/// `host_loopback` is where the host's `127.0.0.1` answers from inside a
+/// container on its own network (see [`Engine::own_network`]). Through it
+/// the task finds the admin API's peer list, and the list is asked to name
+/// each peer by that address (`?host=`), as this task is advertised: so
+/// `berth serve` answers as one namespace from containers as from processes.
 pub(crate) fn task_env(
     config: &SupervisorConfig,
     request: &LaunchRequest,
     spec: &ContainerSpec,
     arn: &TaskArn,
-    port: u16,
+    host_port: u16,
+    host_loopback: Option<&str>,
 ) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     let listen = match spec.network {
@@ -80,13 +87,30 @@ pub(crate) fn task_env(
     };
     env.insert("BERTH_LISTEN".into(), listen.into());
     env.extend(request.definition.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    // The admin API listens on the host's loopback: only a container on the
-    // host's network reaches it.
-    if let (Some(admin), NetworkMode::Host) = (&config.admin_url, spec.network) {
-        env.entry("BERTH_PEERS_URL".into()).or_insert_with(|| format!("{admin}/v1/services/{}/peers", request.service));
+    let peers = |admin: &str| format!("{admin}/v1/services/{}/peers", request.service);
+    match (&config.admin_url, spec.network, host_loopback) {
+        (Some(admin), NetworkMode::Host, _) => {
+            env.entry("BERTH_PEERS_URL".into()).or_insert_with(|| peers(admin));
+        }
+        (Some(admin), NetworkMode::Bridge, Some(host)) => {
+            if let Some(admin) = via(admin, host) {
+                env.entry("BERTH_PEERS_URL".into()).or_insert_with(|| format!("{}?host={host}", peers(&admin)));
+                env.entry("BERTH_ADVERTISE_URL".into()).or_insert_with(|| format!("http://{host}:{host_port}"));
+            }
+        }
+        _ => {}
     }
+    let port = container_port(spec, request.definition.port, host_port);
     process::set_task_vars(&mut env, request, arn, &spec.mount_path, port);
     env
+}
+
+/// `url` (`http://ADDR:PORT`) as a container reaches it when the host's
+/// loopback answers at `host`; `None` when it is not on the host's loopback.
+fn via(url: &str, host: &str) -> Option<String> {
+    let addr: SocketAddr = url.strip_prefix("http://")?.parse().ok()?;
+    let local = addr.ip().is_loopback() || addr.ip().is_unspecified();
+    local.then(|| format!("http://{host}:{}", addr.port()))
 }
 
 /// The labels of a task's container.
@@ -161,6 +185,10 @@ pub(crate) async fn launch(shared: &Arc<Shared>, engine: &Engine, launch: Launch
 async fn create_and_start(engine: &Engine, launch: &Launch, user: Option<&str>) -> Result<String, String> {
     let spec = &launch.spec;
     let bridge = spec.network == NetworkMode::Bridge;
+    let network_mode = match spec.network {
+        NetworkMode::Bridge => engine.own_network().mode,
+        NetworkMode::Host => Some("host".to_owned()),
+    };
     let port_key = format!("{}/tcp", launch.container_port);
     let memory = i64::from(spec.memory) * 1024 * 1024;
     let host_config = HostConfig {
@@ -169,7 +197,7 @@ async fn create_and_start(engine: &Engine, launch: &Launch, user: Option<&str>) 
         // No swap beyond the limit: the task is held to its size.
         memory_swap: Some(memory),
         nano_cpus: Some(i64::from(spec.cpu) * 1_000_000_000 / 1024),
-        network_mode: (!bridge).then(|| "host".to_owned()),
+        network_mode,
         port_bindings: bridge.then(|| {
             let binding = PortBinding {
                 host_ip: Some(launch.addr.ip().to_string()),
@@ -384,5 +412,14 @@ mod tests {
         assert_eq!(named_user("postgres:7", passwd, group), Some((999, 7)));
         assert_eq!(named_user("nobody", passwd, group), None);
         assert_eq!(named_user("postgres:wheel", passwd, group), None);
+    }
+
+    #[test]
+    fn the_admin_url_is_reached_through_the_hosts_loopback_only_when_it_listens_there() {
+        assert_eq!(via("http://127.0.0.1:8081", "10.0.2.2").as_deref(), Some("http://10.0.2.2:8081"));
+        assert_eq!(via("http://0.0.0.0:8081", "10.0.2.2").as_deref(), Some("http://10.0.2.2:8081"));
+        assert_eq!(via("http://[::1]:8081", "10.0.2.2").as_deref(), Some("http://10.0.2.2:8081"));
+        assert_eq!(via("http://192.0.2.7:8081", "10.0.2.2"), None);
+        assert_eq!(via("https://127.0.0.1:8081", "10.0.2.2"), None);
     }
 }

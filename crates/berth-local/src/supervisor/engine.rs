@@ -39,7 +39,28 @@ pub struct Engine {
     long: Docker,
     /// Where it answered (`unix:///run/podman/podman.sock`).
     pub address: String,
+    /// Podman rather than Docker: they differ in how a container on its own
+    /// network reaches the host (see [`Engine::own_network`]).
+    pub podman: bool,
 }
+
+/// How a container on its own network is networked by an engine, and the
+/// address under which it reaches the host's loopback, if it can.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnNetwork {
+    /// `HostConfig.NetworkMode`; `None` is the engine's default bridge.
+    pub mode: Option<String>,
+    /// Where the host's `127.0.0.1` answers from inside the container.
+    pub host_loopback: Option<String>,
+}
+
+/// Podman's user-mode network with the host's loopback at its gateway
+/// address, and ports forwarded by slirp4netns itself (no iptables rule):
+/// a task keeps its own network namespace and port, yet reaches the admin
+/// API and its peers, which listen on the host's loopback only.
+const SLIRP: &str = "slirp4netns:allow_host_loopback=true,port_handler=slirp4netns";
+/// Where slirp4netns answers for the host's loopback.
+const SLIRP_HOST_LOOPBACK: &str = "10.0.2.2";
 
 /// No engine answered.
 #[derive(Debug, thiserror::Error)]
@@ -90,9 +111,20 @@ impl Engine {
             None => Docker::connect_with_http(address, REQUEST_TIMEOUT, API),
         }
         .map_err(|e| e.to_string())?;
-        api.version().await.map_err(|e| e.to_string())?;
+        let version = api.version().await.map_err(|e| e.to_string())?;
+        let podman = version.components.unwrap_or_default().iter().any(|c| c.name.starts_with("Podman"));
         let long = api.clone().with_timeout(Duration::from_secs(LONG_POLL));
-        Ok(Self { api, long, address: address.to_owned() })
+        Ok(Self { api, long, address: address.to_owned(), podman })
+    }
+
+    /// How this engine gives a container its own network. Docker's default
+    /// bridge reaches the host only at the bridge's gateway, where nothing
+    /// of berth listens, so a task there has no peers.
+    pub fn own_network(&self) -> OwnNetwork {
+        match self.podman {
+            true => OwnNetwork { mode: Some(SLIRP.into()), host_loopback: Some(SLIRP_HOST_LOOPBACK.into()) },
+            false => OwnNetwork { mode: None, host_loopback: None },
+        }
     }
 
     /// Whether the engine holds `image` (nothing is pulled: a task of an

@@ -47,6 +47,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 pub use config::SupervisorConfig;
 
 use crate::host::{HostError, HostRuntime};
+use engine::Engine;
 use table::{Shared, TaskRecord};
 
 /// The local supervisor. Cloning it gives another handle on the same tasks.
@@ -71,15 +72,24 @@ impl LocalRuntime {
     }
 
     /// The record of a new task for `request`, in no state yet.
-    fn record(&self, request: &LaunchRequest, volume: &VolumeInfo, id: &str, port: u16) -> TaskRecord {
+    ///
+    /// `engine` is the container engine of a container task, when one answered.
+    fn record(
+        &self,
+        request: &LaunchRequest,
+        volume: &VolumeInfo,
+        id: &str,
+        port: u16,
+        engine: Option<&Engine>,
+    ) -> TaskRecord {
         let config = &self.shared.config;
         let definition = &request.definition;
         let arn = names::task_arn(config, id);
         let definition_arn = names::definition_arn(config, &definition.family, definition.revision);
         let env = match &definition.container {
             Some(spec) => {
-                let container_port = container::container_port(spec, definition.port, port);
-                container::task_env(config, request, spec, &arn, container_port)
+                let host_loopback = engine.and_then(|e| e.own_network().host_loopback);
+                container::task_env(config, request, spec, &arn, port, host_loopback.as_deref())
             }
             None => process::task_env(config, request, volume, &arn, port),
         };
@@ -150,7 +160,13 @@ impl Runtime for LocalRuntime {
         let host = shared.config.listen_host;
         let port = names::free_port(host, &shared.ports_in_use())
             .map_err(|e| PortError::retryable(format!("no free port on {host} for a task: {e}")))?;
-        let mut record = self.record(request, volume, &names::task_id(), port);
+        // A container task's environment depends on its engine's networks.
+        let engine = match &request.definition.container {
+            Some(_) => Some(shared.engine().await.cloned()),
+            None => None,
+        };
+        let found = engine.as_ref().and_then(|e| e.as_ref().ok());
+        let mut record = self.record(request, volume, &names::task_id(), port, found);
         let arn = record.info.arn.clone();
         // Read as the task starts and kept only in memory: never in the
         // ledger, an event or a log line.
@@ -177,9 +193,9 @@ impl Runtime for LocalRuntime {
             return shared.fail_to_start(&arn, reason).ok_or_else(|| PortError::retryable("task vanished"));
         }
         tracing::info!(task = %arn, claim = %request.claim, generation = %request.generation, ?argv, "starting task");
-        if let Some(spec) = &request.definition.container {
-            let engine = match shared.engine().await {
-                Ok(engine) => engine.clone(),
+        if let (Some(spec), Some(engine)) = (&request.definition.container, engine) {
+            let engine = match engine {
+                Ok(engine) => engine,
                 Err(e) => {
                     let reason = format!("CannotStartContainerError: {e}");
                     return shared.fail_to_start(&arn, reason).ok_or_else(|| PortError::retryable("task vanished"));

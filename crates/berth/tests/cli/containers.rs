@@ -163,16 +163,15 @@ enabled = false
     assert!(reason.contains("OutOfMemoryError"), "the stop reason says OutOfMemoryError: {h:#}");
 }
 
-/// Two claims of the `berth serve` image on the host's network (so each
-/// task reaches the admin API's peer list on loopback and the two answer
-/// as one namespace), behind the load balancer.
+/// Two claims of the `berth serve` image, each on its own network, behind
+/// the load balancer. They answer as one namespace only if each reaches the
+/// admin API's peer list and the other task from inside its container.
 const TWO_CONTAINER_CLAIMS: &str = r#"
 
 [[service]]
 name = "files"
 desired_count = 2
 image = "{IMAGE}"
-network = "host"
 stop_timeout = "5s"
 
 [service.health_check]
@@ -187,10 +186,13 @@ timeout = "2m"
 
 [service.autoscaling]
 enabled = false
+
+[service.backup]
+interval = "1h"
 "#;
 
 #[test]
-fn the_blogs_sequence_on_two_container_tasks_survives_spot_health_and_image_deploys() {
+fn the_blogs_sequence_on_two_container_tasks_on_their_own_networks_survives_spot_health_and_image_deploys() {
     use crate::up_platform::{blog_sequence, events_of_kind, task_revision};
     let (site, env) = site(TWO_CONTAINER_CLAIMS);
     let _up = start(&site, &env);
@@ -199,6 +201,20 @@ fn the_blogs_sequence_on_two_container_tasks_survives_spot_health_and_image_depl
     site.wait_until("lb.json", || std::fs::metadata(site.state.join("lb.json")).ok());
     let mut all = std::collections::BTreeMap::new();
     blog_sequence(&site, &random_files("start", &[20, 100 * 1024, 1 << 20]), &mut all);
+    // Each task lists the files its peer holds: it reached the peer list and
+    // the peer from inside its container.
+    for claim in ["files-0", "files-1"] {
+        let t = site.wait_serving(claim, None);
+        let url = format!("http://{}/files", t["endpoint"].as_str().unwrap());
+        site.wait_until(&format!("{claim} lists every file"), || {
+            let listing: serde_json::Value = reqwest::blocking::get(&url).ok()?.json().ok()?;
+            let names: Vec<&str> = listing["files"].as_array()?.iter().filter_map(|f| f["name"].as_str()).collect();
+            all.keys().all(|name| names.contains(&name.as_str())).then_some(())
+        });
+    }
+    // A backup is quiesced through the container's published port.
+    let out = site.ok(&["backup", "now", "files-0"]);
+    assert!(out.contains("application-consistent"), "berth serve in a container quiesces: {out}");
 
     // A Spot-style stop.
     let t = site.wait_serving("files-0", None);
