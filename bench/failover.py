@@ -261,7 +261,8 @@ enabled = false
 
 def engine_floor(image, runs, work):
     """The engine's own start of the same image, as the floor of a container
-    failover: `podman run` with the volume and the port, until /health answers."""
+    failover: `podman run` with the volume, the port and the network berth
+    gives it, until /health answers."""
     import socket
     vol = Path(work) / "floor-volume"
     vol.mkdir(parents=True, exist_ok=True)
@@ -273,7 +274,9 @@ def engine_floor(image, runs, work):
             port = s.getsockname()[1]
         name = f"berth-bench-floor-{os.getpid()}-{i}"
         t0 = time.monotonic()
+        # The network berth gives a container task on Podman (engine.rs).
         subprocess.run(["podman", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:5000",
+                        "--network", "slirp4netns:allow_host_loopback=true,port_handler=slirp4netns",
                         "-v", f"{vol}:/data", "-e", "STORAGE_PATH=/data", "-e", "PORT=5000",
                         "-e", "BERTH_LISTEN=0.0.0.0", image], check=True, stdout=subprocess.DEVNULL)
         while True:
