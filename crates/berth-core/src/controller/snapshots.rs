@@ -1,0 +1,119 @@
+//! The controller's snapshot cache and the snapshots taken outside a
+//! handoff: scheduled backups, with their retention.
+//!
+//! The cache is read on resync and kept current by this controller's own
+//! snapshots and deletions: listing a repository on every step would be slow.
+
+use super::*;
+
+impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
+    /// The snapshots of one claim as this controller knows them.
+    pub fn snapshots_of(&self, claim: &ClaimName) -> Vec<SnapshotRecord> {
+        self.snapshots.lock().expect("snapshot cache lock").get(claim).cloned().unwrap_or_default()
+    }
+
+    /// Takes a snapshot outside a handoff (a scheduled backup of a running
+    /// claim's volume) and catalogues it as a handoff's own would be.
+    pub async fn take_snapshot(
+        &self,
+        volume: &crate::ports::VolumeId,
+        request: &crate::snapshot::SnapshotRequest,
+    ) -> Result<SnapshotRecord, ControllerError> {
+        let record = self.volumes.snapshot(volume, request).await?;
+        self.snapshots
+            .lock()
+            .expect("snapshot cache lock")
+            .entry(request.claim.clone())
+            .or_default()
+            .push(record.clone());
+        if let Err(e) = self.ledger.catalogue(std::slice::from_ref(&record)).await {
+            tracing::warn!(error = %e, snapshot = %record.id, "could not catalogue a snapshot; the next resync does");
+        }
+        Ok(record)
+    }
+
+    /// The volume of a claim that is due a scheduled snapshot now: a claim
+    /// running its own task, with no handoff open, whose newest snapshot of
+    /// any kind is older than the schedule allows. The caller quiesces the
+    /// task, calls [`Controller::back_up`], and resumes it.
+    pub async fn due_backup(
+        &self,
+        name: &ClaimName,
+        schedule: &crate::backup::Schedule,
+    ) -> Result<Option<crate::ports::VolumeId>, ControllerError> {
+        let Some(claim) = self.ledger.claim(name).await? else { return Ok(None) };
+        if claim.handoff.is_some() || claim.desired != crate::intent::DesiredState::Running {
+            return Ok(None);
+        }
+        let Some(task) = claim.task.as_ref() else { return Ok(None) };
+        let tasks = self.runtime.tasks().await?;
+        let running = tasks.iter().any(|t| {
+            &t.arn == task
+                && t.last_status == crate::event::TaskStatus::Running
+                && t.desired_status == crate::event::TaskStatus::Running
+        });
+        if !running || !crate::backup::due(schedule, &self.snapshots_of(name), self.now()) {
+            return Ok(None);
+        }
+        Ok(claim.volume.clone())
+    }
+
+    /// Takes a scheduled snapshot of a running claim's volume: backup
+    /// retention first (cleanup before create, so a full store is relieved
+    /// before it is written to), then the snapshot with the policy's lock
+    /// and the consistency the caller's quiesce hook achieved.
+    pub async fn back_up(
+        &self,
+        name: &ClaimName,
+        volume: &crate::ports::VolumeId,
+        policy: &crate::backup::Policy,
+        consistency: crate::snapshot::Consistency,
+    ) -> Result<SnapshotRecord, ControllerError> {
+        let claim = self.ledger.claim(name).await?;
+        let now = self.now();
+        let doomed =
+            crate::backup::forgettable_scheduled(claim.as_ref(), &self.snapshots_of(name), &policy.retention, now);
+        if !doomed.is_empty() {
+            self.forget_snapshots(name, &doomed).await?;
+            let message = format!("forgot {} scheduled snapshot(s) by backup retention", doomed.len());
+            self.log(EventRecord::new(now, Some(name), "retention", message)).await;
+        }
+        let generation = claim.map(|c| c.generation);
+        let request = crate::snapshot::SnapshotRequest {
+            lock: policy.lock.map(|l| l.lock_from(now)),
+            consistency: Some(consistency),
+            ..crate::snapshot::SnapshotRequest::new(name.clone(), generation, crate::snapshot::SnapshotKind::Scheduled)
+        };
+        self.take_snapshot(volume, &request).await
+    }
+
+    /// Deletes snapshots of one claim outside a handoff (backup retention).
+    pub async fn forget_snapshots(
+        &self,
+        claim: &ClaimName,
+        ids: &[crate::snapshot::SnapshotId],
+    ) -> Result<(), ControllerError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.volumes.delete_snapshots(ids).await?;
+        self.ledger.uncatalogue(ids).await?;
+        if let Some(list) = self.snapshots.lock().expect("snapshot cache lock").get_mut(claim) {
+            list.retain(|s| !ids.contains(&s.id));
+        }
+        Ok(())
+    }
+
+    /// Reads every snapshot from the store into the cache.
+    pub async fn refresh_snapshots(&self) -> Result<(), ControllerError> {
+        let all = self.volumes.snapshots().await?;
+        let mut by_claim: BTreeMap<ClaimName, Vec<SnapshotRecord>> = BTreeMap::new();
+        for s in all {
+            if let Some(c) = s.claim.clone() {
+                by_claim.entry(c).or_default().push(s);
+            }
+        }
+        *self.snapshots.lock().expect("snapshot cache lock") = by_claim;
+        Ok(())
+    }
+}

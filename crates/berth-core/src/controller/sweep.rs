@@ -1,0 +1,46 @@
+//! The sweep, carried out: the plan ([`crate::sweep::sweep`]) first, then
+//! exactly what it says is deleted. Nothing is deleted while the ledger is
+//! behind the stores.
+
+use super::*;
+
+impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
+    /// Removes volumes the ledger saw die and snapshots of deleted claims,
+    /// older than the grace period (see [`sweep`]); returns how many went.
+    /// Removes nothing while the ledger is behind the stores: what it does
+    /// not know it cannot judge.
+    pub async fn sweep(&self) -> Result<(usize, usize), ControllerError> {
+        let plan = self.sweep_plan().await?;
+        self.carry_out_sweep(&plan).await
+    }
+
+    /// What the sweep would delete now, and why ([`sweep`]); nothing is
+    /// deleted. Refused while the ledger is behind the stores.
+    pub async fn sweep_plan(&self) -> Result<Sweep, ControllerError> {
+        let claims = self.ledger.claims().await?;
+        let volumes = self.volumes.list().await?;
+        let snapshots: Vec<SnapshotRecord> =
+            self.snapshots.lock().expect("snapshot cache lock").values().flatten().cloned().collect();
+        crate::continuity::check(&claims, &volumes, &snapshots)?;
+        Ok(sweep(&claims, &volumes, &snapshots, self.now(), self.grace))
+    }
+
+    /// Deletes exactly what `found` plans; returns how many volumes and
+    /// snapshots went.
+    pub async fn carry_out_sweep(&self, found: &Sweep) -> Result<(usize, usize), ControllerError> {
+        for (v, verdict) in found.verdicts.iter().filter(|(_, verdict)| verdict.deletes()) {
+            self.volumes.delete(v).await?;
+            let message = format!("deleted orphaned volume {v}: {}", verdict.reason());
+            self.log(EventRecord::new(self.now(), None, "sweep", message)).await;
+        }
+        if !found.snapshots.is_empty() {
+            self.volumes.delete_snapshots(&found.snapshots).await?;
+            self.ledger.uncatalogue(&found.snapshots).await?;
+            let mut cache = self.snapshots.lock().expect("snapshot cache lock");
+            for list in cache.values_mut() {
+                list.retain(|s| !found.snapshots.contains(&s.id));
+            }
+        }
+        Ok((found.volumes().len(), found.snapshots.len()))
+    }
+}
