@@ -275,18 +275,7 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
                 self.runtime.stop_task(&task, code, &reason).await?;
             }
             Action::TakeSnapshot { volume, request } => {
-                let record = self.volumes.snapshot(&volume, &request).await?;
-                // The cache first: it is what the next pass finds the snapshot
-                // by; a failed catalogue write must not cause a second snapshot.
-                self.snapshots
-                    .lock()
-                    .expect("snapshot cache lock")
-                    .entry(claim.name.clone())
-                    .or_default()
-                    .push(record.clone());
-                if let Err(e) = self.ledger.catalogue(std::slice::from_ref(&record)).await {
-                    tracing::warn!(error = %e, snapshot = %record.id, "could not catalogue a snapshot; recording it does");
-                }
+                self.take_snapshot(&volume, &request).await?;
             }
             Action::DeleteSnapshots(ids) => {
                 self.volumes.delete_snapshots(&ids).await?;

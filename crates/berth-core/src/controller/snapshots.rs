@@ -12,14 +12,16 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
         self.snapshots.lock().expect("snapshot cache lock").get(claim).cloned().unwrap_or_default()
     }
 
-    /// Takes a snapshot outside a handoff (a scheduled backup of a running
-    /// claim's volume) and catalogues it as a handoff's own would be.
+    /// Takes a snapshot (a handoff's, or a scheduled backup of a running
+    /// claim's volume), keeps it in the cache and catalogues it.
     pub async fn take_snapshot(
         &self,
         volume: &crate::ports::VolumeId,
         request: &crate::snapshot::SnapshotRequest,
     ) -> Result<SnapshotRecord, ControllerError> {
         let record = self.volumes.snapshot(volume, request).await?;
+        // The cache first: it is what the next pass finds the snapshot by;
+        // a failed catalogue write must not cause a second snapshot.
         self.snapshots
             .lock()
             .expect("snapshot cache lock")
