@@ -229,6 +229,38 @@ impl std::fmt::Display for Metric {
     }
 }
 
+/// A decision of [`decide`] for a service whose count lives in its
+/// service record (`read`, as `expect` found it), as a plan: the record
+/// with the new count and the scaling activity, written back with a
+/// compare-and-swap. Empty when the count stays.
+pub fn plan(
+    read: crate::deploy::ServiceRecord,
+    expect: crate::ledger::Expect,
+    current: u32,
+    decision: &ScalingDecision,
+    usage: &[TaskUsage],
+    now: DateTime<Utc>,
+) -> crate::plan::Plan {
+    use crate::plan::{Plan, Why};
+    use crate::reconcile::Action;
+    let mut plan = Plan::default();
+    if decision.desired == current {
+        return plan;
+    }
+    let why = Why::Autoscale {
+        service: read.name.clone(),
+        from: current,
+        to: decision.desired,
+        reason: decision.reason.clone(),
+        readings: usage.to_vec(),
+    };
+    let mut record = read;
+    record.autoscaled_count = Some(decision.desired);
+    record.scaling = record.scaling.record(current, decision.desired, now);
+    plan.push(None, Action::WriteService { record: Box::new(record), expect }, why);
+    plan
+}
+
 /// The desired count of a service running `current` tasks whose readings
 /// are `usage` (one per task that has one), under `policy`, after the
 /// activities in `state`, at `now`. See the module documentation for the rules.

@@ -315,6 +315,30 @@ impl RolloutPlan {
     pub fn is_empty(&self) -> bool {
         self.service.is_none() && self.claims.is_empty() && self.events.is_empty()
     }
+
+    /// As a plan for the executor, over `read`, the service record it was
+    /// decided from: the record first (a crash before the claims are
+    /// written leaves a step the next look finds and writes again), then
+    /// the claims, then the events.
+    pub fn into_plan(self, read: &ServiceRecord) -> crate::plan::Plan {
+        use crate::plan::{Plan, Why};
+        use crate::reconcile::Action;
+        let why = || Why::Rollout { service: read.name.clone() };
+        let mut plan = Plan::default();
+        if let Some(next) = self.service {
+            let write = Action::WriteService { record: Box::new(next), expect: Expect::Version(read.version) };
+            plan.push(None, write, why());
+        }
+        for claim in self.claims {
+            let name = claim.name.clone();
+            plan.push(Some(&name), Action::WriteClaim(Box::new(claim)), why());
+        }
+        for event in self.events {
+            let claim = event.claim.clone();
+            plan.push(claim.as_ref(), Action::Log(event), Why::Report);
+        }
+        plan
+    }
 }
 
 /// Whether `claim` runs `revision` and is healthy there, since `since`.

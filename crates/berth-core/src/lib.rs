@@ -22,6 +22,7 @@ pub mod event;
 pub mod intent;
 pub mod ledger;
 pub mod membership;
+pub mod plan;
 pub mod ports;
 pub mod rebuild;
 pub mod reconcile;

@@ -90,6 +90,34 @@ pub enum ClaimChange {
     Update(ClaimRecord),
 }
 
+/// [`scale`]'s changes as a plan: each claim created, or written with its
+/// new desired state (conditional on the version read), and why.
+pub fn scale_plan(
+    service: &ServiceSpec,
+    claims: &[ClaimRecord],
+    now: DateTime<Utc>,
+) -> Result<crate::plan::Plan, ClaimNameError> {
+    use crate::plan::{Plan, ScaleChange, Why};
+    use crate::reconcile::Action;
+    let mut plan = Plan::default();
+    for change in scale(service, claims, now)? {
+        let (name, action, change) = match change {
+            ClaimChange::Create(c) => (c.name.clone(), Action::CreateClaim(Box::new(c)), ScaleChange::Created),
+            ClaimChange::Update(c) => {
+                let change = match c.desired {
+                    DesiredState::Running => ScaleChange::Resumed,
+                    DesiredState::Parked => ScaleChange::Parked,
+                    DesiredState::Deleted => ScaleChange::Deleted,
+                };
+                (c.name.clone(), Action::WriteClaim(Box::new(c)), change)
+            }
+        };
+        let why = Why::Scale { service: service.name.clone(), wants: service.desired_count, change };
+        plan.push(Some(&name), action, why);
+    }
+    Ok(plan)
+}
+
 /// The claim changes that make `claims` (the service's, any order) match
 /// the desired count: ordinals below it Running, the rest Parked. Deleted
 /// claims are left alone.

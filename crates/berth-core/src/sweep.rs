@@ -39,6 +39,21 @@ pub struct Sweep {
 }
 
 impl Sweep {
+    /// As a plan for the executor: each volume it deletes, with its
+    /// verdict, then the snapshots.
+    pub fn plan(&self) -> crate::plan::Plan {
+        use crate::plan::{Plan, Why};
+        use crate::reconcile::Action;
+        let mut plan = Plan::default();
+        for (v, verdict) in self.verdicts.iter().filter(|(_, verdict)| verdict.deletes()) {
+            plan.push(None, Action::DeleteVolume(v.clone()), Why::SweepVolume(verdict.clone()));
+        }
+        if !self.snapshots.is_empty() {
+            plan.push(None, Action::DeleteSnapshots(self.snapshots.clone()), Why::SweepSnapshots);
+        }
+        plan
+    }
+
     /// The volumes the sweep deletes.
     pub fn volumes(&self) -> Vec<VolumeId> {
         self.with(true)

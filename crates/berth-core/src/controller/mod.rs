@@ -8,6 +8,7 @@
 //! error: someone else moved the claim, so it reads again. The same code
 //! runs under `berth up` and in the Lambda; only the ports differ.
 
+mod plan;
 mod services;
 mod snapshots;
 mod sweep;
@@ -26,7 +27,7 @@ use crate::ledger::{ClaimRecord, EventRecord, Expect, GenerationRecord, Ledger, 
 use crate::ports::{PortError, Volumes};
 use crate::reconcile::{reconcile, Action, Context, Mark, World};
 use crate::scope::Scope;
-use crate::service::{scale, ClaimChange, ServiceSpec};
+use crate::service::{scale_plan, ServiceSpec};
 use crate::snapshot::SnapshotRecord;
 use crate::sweep::{sweep, Sweep};
 use crate::task::{Runtime, TaskArn, TaskDefinition, TaskInfo};
@@ -105,7 +106,8 @@ pub type ActionHook = Box<dyn Fn(&Action) + Send + Sync>;
 
 /// A short name for an action, for logs and crash-point tests:
 /// `write:<step>` (`write:done` when a handoff ends), `mark`, `stop-task`,
-/// `snapshot`, `forget`, `create-volume`, `run-task`, `delete-volume`, `log`.
+/// `snapshot`, `forget`, `create-volume`, `run-task`, `delete-volume`, `log`,
+/// and for service plans `create-claim` and `write-service`.
 pub fn action_name(action: &Action) -> String {
     match action {
         Action::WriteClaim(c) => match &c.handoff {
@@ -120,6 +122,8 @@ pub fn action_name(action: &Action) -> String {
         Action::RunTask(_) => "run-task".into(),
         Action::DeleteVolume(_) => "delete-volume".into(),
         Action::Log(_) => "log".into(),
+        Action::CreateClaim(_) => "create-claim".into(),
+        Action::WriteService { .. } => "write-service".into(),
     }
 }
 
@@ -234,7 +238,7 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
             let (marks, rest): (Vec<Action>, Vec<Action>) =
                 decision.actions.into_iter().partition(|a| matches!(a, Action::MarkGeneration { .. }));
             for action in marks.into_iter().chain(rest) {
-                match self.execute(&claim, action).await {
+                match self.execute(Some(&claim.name), action).await {
                     Ok(()) => {}
                     Err(ControllerError::Ledger(e)) if e.is_conflict() => break,
                     Err(e) => return Err(e),
@@ -244,20 +248,33 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
         Err(ControllerError::NoProgress(name.clone(), MAX_STEPS))
     }
 
-    async fn execute(&self, claim: &ClaimRecord, action: Action) -> Result<(), ControllerError> {
+    /// Carries out one action: of a claim's decision, or a step of a
+    /// service plan (`claim` is the claim it is about, if any).
+    async fn execute(&self, claim: Option<&ClaimName>, action: Action) -> Result<(), ControllerError> {
         if let Some(hook) = &self.before_action {
             hook(&action);
         }
+        let claim_of = |what: &str| {
+            claim.ok_or_else(|| ControllerError::Port(PortError::permanent(format!("{what} names no claim"))))
+        };
         match action {
             Action::WriteClaim(next) => {
                 self.ledger.put_claim(&next, Expect::Version(next.version)).await?;
             }
+            Action::CreateClaim(new) => {
+                self.ledger.put_claim(&new, Expect::Absent).await?;
+            }
+            Action::WriteService { record, expect } => {
+                let stored = self.ledger.put_service(&record, expect).await?;
+                self.apply_service_record(&stored);
+            }
             Action::MarkGeneration { generation, mark } => {
+                let claim = claim_of("a generation mark")?;
                 let mut record = self
                     .ledger
-                    .generation(&claim.name, generation)
+                    .generation(claim, generation)
                     .await?
-                    .unwrap_or_else(|| GenerationRecord::new(claim.name.clone(), generation));
+                    .unwrap_or_else(|| GenerationRecord::new(claim.clone(), generation));
                 mark.apply(&mut record);
                 self.ledger.put_generation(&record).await?;
                 if let Mark::StopSnapshot(id) = &mark {
@@ -265,7 +282,7 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
                     // between taking the snapshot and cataloguing it left it
                     // out of the catalogue for good (a CI run beside a busy
                     // core found `claim history` without it).
-                    let found = self.snapshots_of(&claim.name).into_iter().find(|s| &s.id == id);
+                    let found = self.snapshots_of(claim).into_iter().find(|s| &s.id == id);
                     if let Some(snapshot) = found {
                         self.ledger.catalogue(std::slice::from_ref(&snapshot)).await?;
                     }
@@ -280,12 +297,10 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
             Action::DeleteSnapshots(ids) => {
                 self.volumes.delete_snapshots(&ids).await?;
                 self.ledger.uncatalogue(&ids).await?;
-                if let Some(list) = self.snapshots.lock().expect("snapshot cache lock").get_mut(&claim.name) {
-                    list.retain(|s| !ids.contains(&s.id));
-                }
+                self.uncache_snapshots(&ids);
             }
             Action::CreateVolume { generation, source } => {
-                self.volumes.create(&claim.name, Some(generation), &source).await?;
+                self.volumes.create(claim_of("a volume")?, Some(generation), &source).await?;
             }
             Action::RunTask(request) => {
                 self.runtime.run_task(&request).await?;

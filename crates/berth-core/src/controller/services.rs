@@ -93,26 +93,15 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
         usage: &[TaskUsage],
     ) -> Result<Option<ScalingDecision>, ControllerError> {
         let Some(spec) = self.services().into_iter().find(|s| s.name == service) else { return Ok(None) };
-        let (mut record, expect) =
-            ServiceRecord::or_first(self.ledger.service(service).await?, service, &spec.definition);
+        let (record, expect) = ServiceRecord::or_first(self.ledger.service(service).await?, service, &spec.definition);
         let current = record.autoscaled_count.unwrap_or(spec.desired_count);
         let now = self.now();
         let decision = decide(policy, current, usage, &record.scaling, now);
-        if decision.desired == current {
-            return Ok(Some(decision));
+        let plan = crate::autoscale::plan(record, expect, current, &decision, usage, now);
+        match self.carry_out(plan).await?.lost {
+            0 => Ok(Some(decision)),
+            _ => Ok(None),
         }
-        record.autoscaled_count = Some(decision.desired);
-        record.scaling = record.scaling.record(current, decision.desired, now);
-        match self.ledger.put_service(&record, expect).await {
-            Ok(stored) => self.apply_service_record(&stored),
-            Err(e) if e.is_conflict() => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
-        let mut event = EventRecord::new(now, None, "autoscale", format!("{service}: {}", decision.reason));
-        event.data =
-            serde_json::json!({ "service": service, "from": current, "to": decision.desired, "readings": usage });
-        self.log(event).await;
-        Ok(Some(decision))
     }
 
     /// Takes one step of a service's deployment, if one is under way (see
@@ -126,29 +115,8 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
             return Ok(Vec::new());
         }
         let claims = self.ledger.claims().await?;
-        let plan = rollout(&record, &claims, self.now());
-        // The record first: a crash before the claims are written leaves a
-        // step the next look finds and writes again.
-        if let Some(next) = &plan.service {
-            match self.ledger.put_service(next, Expect::Version(record.version)).await {
-                Ok(stored) => self.apply_service_record(&stored),
-                Err(e) if e.is_conflict() => return Ok(Vec::new()),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let mut moved = Vec::new();
-        for claim in &plan.claims {
-            match self.ledger.put_claim(claim, Expect::Version(claim.version)).await {
-                Ok(_) => moved.push(claim.name.clone()),
-                // Moved by its reconciler meanwhile: the next look plans again.
-                Err(e) if e.is_conflict() => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        for event in plan.events {
-            self.log(event).await;
-        }
-        Ok(moved)
+        let plan = rollout(&record, &claims, self.now()).into_plan(&record);
+        Ok(self.carry_out(plan).await?.written)
     }
 
     /// Brings each service's claims in line with its desired count. Called
@@ -172,31 +140,8 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
         let claims = self.ledger.claims().await?;
         let mut lost = false;
         for service in self.services() {
-            let now = self.now();
-            let changes = scale(&service, &claims, now).map_err(|e| PortError::permanent(e.to_string()))?;
-            for change in changes {
-                let (record, expect, what) = match change {
-                    ClaimChange::Create(c) => (c, Expect::Absent, "created"),
-                    ClaimChange::Update(c) => {
-                        let what = match c.desired {
-                            crate::intent::DesiredState::Running => "resumed",
-                            crate::intent::DesiredState::Parked => "parked",
-                            crate::intent::DesiredState::Deleted => "deleted",
-                        };
-                        let v = c.version;
-                        (c, Expect::Version(v), what)
-                    }
-                };
-                match self.ledger.put_claim(&record, expect).await {
-                    Ok(_) => {
-                        let message =
-                            format!("claim {what} (service {} wants {})", service.name, service.desired_count);
-                        self.log(EventRecord::new(now, Some(&record.name), "claim-scaled", message)).await;
-                    }
-                    Err(e) if e.is_conflict() => lost = true,
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            let plan = scale_plan(&service, &claims, self.now()).map_err(|e| PortError::permanent(e.to_string()))?;
+            lost |= self.carry_out(plan).await?.lost > 0;
         }
         Ok(lost)
     }

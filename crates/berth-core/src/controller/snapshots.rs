@@ -98,12 +98,14 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
         if ids.is_empty() {
             return Ok(());
         }
-        self.volumes.delete_snapshots(ids).await?;
-        self.ledger.uncatalogue(ids).await?;
-        if let Some(list) = self.snapshots.lock().expect("snapshot cache lock").get_mut(claim) {
+        self.execute(Some(claim), Action::DeleteSnapshots(ids.to_vec())).await
+    }
+
+    /// Drops deleted snapshots from the cache, whichever claims they were of.
+    pub(super) fn uncache_snapshots(&self, ids: &[crate::snapshot::SnapshotId]) {
+        for list in self.snapshots.lock().expect("snapshot cache lock").values_mut() {
             list.retain(|s| !ids.contains(&s.id));
         }
-        Ok(())
     }
 
     /// Reads every snapshot from the store into the cache.

@@ -28,19 +28,7 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
     /// Deletes exactly what `found` plans; returns how many volumes and
     /// snapshots went.
     pub async fn carry_out_sweep(&self, found: &Sweep) -> Result<(usize, usize), ControllerError> {
-        for (v, verdict) in found.verdicts.iter().filter(|(_, verdict)| verdict.deletes()) {
-            self.volumes.delete(v).await?;
-            let message = format!("deleted orphaned volume {v}: {}", verdict.reason());
-            self.log(EventRecord::new(self.now(), None, "sweep", message)).await;
-        }
-        if !found.snapshots.is_empty() {
-            self.volumes.delete_snapshots(&found.snapshots).await?;
-            self.ledger.uncatalogue(&found.snapshots).await?;
-            let mut cache = self.snapshots.lock().expect("snapshot cache lock");
-            for list in cache.values_mut() {
-                list.retain(|s| !found.snapshots.contains(&s.id));
-            }
-        }
+        self.carry_out(found.plan()).await?;
         Ok((found.volumes().len(), found.snapshots.len()))
     }
 }

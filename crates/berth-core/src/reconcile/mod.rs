@@ -167,6 +167,14 @@ pub enum Action {
     RunTask(Box<LaunchRequest>),
     DeleteVolume(VolumeId),
     Log(EventRecord),
+    /// Create a claim that must not exist yet (scaling out).
+    CreateClaim(Box<ClaimRecord>),
+    /// Write a service record if the stored one is as `expect` says
+    /// (service plans: a deployment's step, auto scaling).
+    WriteService {
+        record: Box<crate::deploy::ServiceRecord>,
+        expect: crate::ledger::Expect,
+    },
 }
 
 /// The result of a pass: actions to run now, and when to look again if

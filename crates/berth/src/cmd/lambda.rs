@@ -283,5 +283,7 @@ fn describe(action: &Action) -> String {
         Action::RunTask(r) => format!("run {} generation {} (client token {})", r.claim, r.generation, r.client_token),
         Action::DeleteVolume(v) => format!("delete volume {v}"),
         Action::Log(e) => format!("{}: {}", e.kind, e.message),
+        Action::CreateClaim(c) => format!("create claim {} of service {}", c.name, c.service),
+        Action::WriteService { record, .. } => format!("service {} record", record.name),
     }
 }
