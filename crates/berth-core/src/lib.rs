@@ -17,6 +17,7 @@ pub mod contract;
 pub mod controller;
 pub mod cost;
 pub mod deploy;
+pub mod dry_run;
 pub mod ecs_task;
 pub mod event;
 pub mod intent;

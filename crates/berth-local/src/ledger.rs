@@ -56,6 +56,16 @@ impl SqliteLedger {
         Ok(Self { conn: Arc::new(Mutex::new(conn)), path: path.into() })
     }
 
+    /// A copy of this ledger at `dest` (a new file), consistent as of one
+    /// moment even while others write it (SQLite's `VACUUM INTO`); for
+    /// dry runs, which write their copy and leave this one alone.
+    pub fn copy_to(&self, dest: &Path) -> Result<Self, LedgerError> {
+        let dest_text =
+            dest.to_str().ok_or_else(|| LedgerError::Unavailable(format!("{} is not a UTF-8 path", dest.display())))?;
+        self.lock().execute("VACUUM INTO ?1", [dest_text]).map_err(|e| Fail::Db(e).at(&self.path))?;
+        Self::open(dest)
+    }
+
     /// The file this ledger lives in.
     pub fn path(&self) -> &Path {
         &self.path

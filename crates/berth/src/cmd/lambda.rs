@@ -5,23 +5,27 @@
 //! as the ECS runtime reads it (`berth_core::ecs_task`: claim and generation
 //! from `startedBy`), the claim and its snapshots come from the ledger given
 //! (a SQLite ledger such as `berth up`'s `<state>/ledger.sqlite`; none: an
-//! empty one), and core's reconciler decides the first step. Nothing is
-//! written: the ledger is only read, no action is carried out. The
-//! reconciler is asked again after each step's ledger writes, as the
-//! handler does, up to the first AWS call, whose effect on the world is
-//! not known offline.
+//! empty one). Then the handler's own controller handles the event, with
+//! its routing (scope, redelivery, stale versions) and its executor, over
+//! a copy of the ledger and ports wrapped in core's dry run
+//! ([`berth_core::dry_run`]): the ledger given is only read, and the pass
+//! goes up to the first AWS call, whose effect on the world is not known
+//! offline. Each action it took or would take is listed, in the order the
+//! executor runs them.
 
 use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use berth_core::controller::action_name;
+use berth_core::controller::{action_name, ActionHook, Controller, ControllerError, EventOutcome, SystemClock};
+use berth_core::dry_run::{DryRun, REFUSED};
 use berth_core::ecs_task::task_info;
 use berth_core::event::printable;
 use berth_core::ledger::{ClaimRecord, Ledger};
-use berth_core::ports::VolumeInfo;
-use berth_core::reconcile::{reconcile, Action, Context as ReconcileContext, World};
+use berth_core::ports::{PortError, VolumeInfo, Volumes};
+use berth_core::reconcile::Action;
 use berth_core::scope::Scope;
+use berth_core::task::Runtime;
 use berth_core::{TaskStateChange, VolumeId};
 use berth_local::platform::Config;
 use berth_local::SqliteLedger;
@@ -186,77 +190,165 @@ async fn judge(args: &DecideArgs, event: &TaskStateChange) -> Result<Verdict> {
     let config = Config::default();
     let mut spec = config.specs().into_iter().next().context("the default configuration has a service")?;
     spec.name = claim.service.clone();
-    if let Some(record) = ledger.service(&claim.service).await? {
-        if let Some(active) = record.active_definition() {
-            spec.definition = active.clone();
-        }
-        spec.revisions = record.revisions.clone();
-    }
-    let volumes = detail
-        .ebs_volume_id()
-        .map(|id| VolumeInfo {
-            id: VolumeId(id.to_owned()),
-            claim: claim.name.clone(),
-            generation: task.generation,
-            created: task.created_at,
-            source_snapshot: None,
-            adopted_from: None,
-            location: String::new(),
-        })
-        .into_iter()
-        .collect();
-    let world = World { tasks: vec![task], volumes, snapshots: ledger.snapshots(Some(&claim.name)).await? };
-    let cx = ReconcileContext {
-        controller: "berth-lambda",
-        now,
-        definition: spec.definition_for(claim.revision),
-        retention: &spec.retention,
-        lease: spec.lease,
-        adopt: false,
-        volumes_at_launch: true,
-        healthy_reset: spec.healthy_reset,
+    let record = ledger.service(&claim.service).await?;
+    let world = EventWorld {
+        volumes: detail
+            .ebs_volume_id()
+            .map(|id| VolumeInfo {
+                id: VolumeId(id.to_owned()),
+                claim: claim.name.clone(),
+                generation: task.generation,
+                created: task.created_at,
+                source_snapshot: None,
+                adopted_from: None,
+                location: String::new(),
+            })
+            .into_iter()
+            .collect(),
+        snapshots: ledger.snapshots(None).await?,
+        task,
     };
-    // The handler's pass: each decision's ledger writes are applied to a
-    // copy of the claim and the reconciler asked again, as the controller
-    // does, until it waits, has nothing to do, or calls AWS (whose effect
-    // on the world cannot be known offline).
-    let mut claim = claim.clone();
-    let mut waits_for_aws = None;
-    for _ in 0..16 {
-        let decision = reconcile(&claim, &world, &cx);
-        verdict.requeue_after_ms = decision.requeue_after.map(|d| d.as_millis());
-        if decision.actions.is_empty() {
-            break;
-        }
-        for action in &decision.actions {
-            verdict.actions.push(Step { action: action_name(action), detail: describe(action) });
-            match action {
-                Action::WriteClaim(next) => claim = ClaimRecord { version: claim.version + 1, ..(**next).clone() },
-                Action::MarkGeneration { .. } | Action::Log(_) => {}
-                other => waits_for_aws = waits_for_aws.or(Some(action_name(other))),
-            }
-        }
-        if waits_for_aws.is_some() {
-            break;
-        }
+    // The handler's own controller and executor, over a copy of the
+    // ledger (its writes go there) and ports that refuse every AWS call:
+    // the pass goes as far as its first one.
+    let scratch = tempfile::tempdir()?;
+    let copy = ledger.copy_to(&scratch.path().join("ledger.sqlite")).context("cannot copy the ledger for a dry run")?;
+    let scope = Scope {
+        clusters: args.cluster.iter().cloned().chain(detail.cluster_arn.clone()).collect(),
+        ..Default::default()
+    };
+    let steps = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Step>::new()));
+    let seen = steps.clone();
+    let hook: ActionHook = Box::new(move |action| {
+        let step = Step { action: action_name(action), detail: describe(action) };
+        seen.lock().expect("steps lock").push(step);
+    });
+    let controller = Controller::new(
+        "berth-lambda",
+        DryRun::new(world.clone()),
+        DryRun::new(world),
+        copy,
+        vec![spec],
+        scope,
+        Box::new(SystemClock),
+    )
+    .with_hook(hook);
+    if let Some(record) = &record {
+        controller.apply_service_record(record);
     }
-    match (&waits_for_aws, verdict.actions.is_empty()) {
-        (_, true) => {
-            verdict.outcome = "idle";
-            verdict.explanation = "nothing to do for this claim now".into();
+    controller.refresh_snapshots().await?;
+    let outcome = controller.on_event(event).await;
+    verdict.actions = std::mem::take(&mut *steps.lock().expect("steps lock"));
+    match outcome {
+        Ok(EventOutcome::Reconciled(_, requeue)) => {
+            verdict.requeue_after_ms = requeue.map(|d| d.as_millis());
+            (verdict.outcome, verdict.explanation) = match verdict.actions.is_empty() {
+                true => ("idle", "nothing to do for this claim now".into()),
+                false => ("act", "the handler's steps; it then waits for the next event or resync".into()),
+            };
         }
-        (Some(call), false) => {
+        Ok(EventOutcome::Stale) => {
+            verdict.outcome = "stale";
+            verdict.explanation =
+                "the ledger has seen this event (its id) or a newer version of the task: the handler drops it".into();
+        }
+        Ok(EventOutcome::OutOfScope) => {
+            verdict.outcome = "out-of-scope";
+            verdict.explanation = "the event names no cluster: the rule would not deliver it".into();
+        }
+        Ok(EventOutcome::Unclaimed) => {
+            verdict.outcome = "unclaimed";
+            verdict.explanation = "not a task of any claim in the ledger: the handler ignores it".into();
+        }
+        Err(ControllerError::Port(e)) if e.message.starts_with(REFUSED) => {
+            let call = verdict.actions.last().map_or_else(|| "?".to_owned(), |s| s.action.clone());
             verdict.outcome = "act";
             verdict.explanation = format!(
                 "the handler's steps up to its first AWS call ({call}); it then observes the world again and goes on"
             );
         }
-        (None, false) => {
-            verdict.outcome = "act";
-            verdict.explanation = "the handler's steps; it then waits for the next event or resync".into();
-        }
+        Err(e) => return Err(e).context("the controller's pass failed"),
     }
     Ok(verdict)
+}
+
+/// The world as one event shows it: its task, its volume (from the task's
+/// EBS attachment) and the snapshots the ledger catalogues. Read only: the
+/// controller sees it through [`DryRun`], which refuses every change.
+#[derive(Clone)]
+struct EventWorld {
+    task: berth_core::TaskInfo,
+    volumes: Vec<VolumeInfo>,
+    snapshots: Vec<berth_core::SnapshotRecord>,
+}
+
+/// The error of a change asked of the event's world itself (the dry run
+/// refuses them first).
+fn unchanged() -> PortError {
+    PortError::permanent("an event's world is read only")
+}
+
+impl Runtime for EventWorld {
+    type Events = berth_core::task::NoEvents;
+
+    async fn run_task(&self, _: &berth_core::LaunchRequest) -> Result<berth_core::TaskInfo, PortError> {
+        Err(unchanged())
+    }
+
+    async fn stop_task(&self, _: &berth_core::TaskArn, _: berth_core::StopCode, _: &str) -> Result<(), PortError> {
+        Err(unchanged())
+    }
+
+    async fn tasks(&self) -> Result<Vec<berth_core::TaskInfo>, PortError> {
+        Ok(vec![self.task.clone()])
+    }
+
+    fn subscribe(&self) -> Self::Events {
+        berth_core::task::NoEvents
+    }
+
+    async fn usage(&self, _: &berth_core::TaskArn) -> Result<Option<berth_core::autoscale::UsageSample>, PortError> {
+        Ok(None)
+    }
+}
+
+impl Volumes for EventWorld {
+    fn made_at_launch(&self) -> bool {
+        true
+    }
+
+    async fn create(
+        &self,
+        _: &berth_core::ClaimName,
+        _: Option<berth_core::Generation>,
+        _: &berth_core::ports::VolumeSource,
+    ) -> Result<VolumeInfo, PortError> {
+        Err(unchanged())
+    }
+
+    async fn snapshot(
+        &self,
+        _: &VolumeId,
+        _: &berth_core::snapshot::SnapshotRequest,
+    ) -> Result<berth_core::SnapshotRecord, PortError> {
+        Err(unchanged())
+    }
+
+    async fn delete(&self, _: &VolumeId) -> Result<(), PortError> {
+        Err(unchanged())
+    }
+
+    async fn list(&self) -> Result<Vec<VolumeInfo>, PortError> {
+        Ok(self.volumes.clone())
+    }
+
+    async fn snapshots(&self) -> Result<Vec<berth_core::SnapshotRecord>, PortError> {
+        Ok(self.snapshots.clone())
+    }
+
+    async fn delete_snapshots(&self, _: &[berth_core::SnapshotId]) -> Result<(), PortError> {
+        Err(unchanged())
+    }
 }
 
 /// One line on what an action does.

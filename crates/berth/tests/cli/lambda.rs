@@ -78,16 +78,23 @@ fn decide_replays_an_event_against_a_ledger_without_acting() {
     assert_eq!(v["claim"], "files-0");
     let steps: Vec<&str> = v["actions"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
     // The whole pass up to the first AWS call: claimed, then the snapshot
-    // of the stopped task's volume.
-    assert_eq!(steps[..3], ["write:claimed", "mark", "log"], "{v:#}");
+    // of the stopped task's volume. The generation's mark goes before the
+    // claim's write, as the executor runs them.
+    assert_eq!(steps[..3], ["mark", "write:claimed", "log"], "{v:#}");
     assert_eq!(steps.last(), Some(&"snapshot"), "{v:#}");
     assert!(steps.contains(&"write:snapshotting"), "{v:#}");
     assert!(v["explanation"].as_str().unwrap().contains("first AWS call (snapshot)"), "{v:#}");
-    assert!(v["actions"][0]["detail"].as_str().unwrap().contains("Replace"), "{v:#}");
+    assert!(v["actions"][1]["detail"].as_str().unwrap().contains("Replace"), "{v:#}");
     // A user's stop: the same step, to park.
     let (_, v, _) =
         decide(&stopped(&arn, "files-0", 1, "UserInitiated", &volume), &["--ledger", ledger.to_str().unwrap()]);
-    assert!(v["actions"][0]["detail"].as_str().unwrap().contains("Park"), "{v:#}");
+    assert!(v["actions"][1]["detail"].as_str().unwrap().contains("Park"), "{v:#}");
+    // An older version of the task than berth up saw: the handler drops it.
+    let mut old = stopped(&arn, "files-0", 1, "SpotInterruption", &volume);
+    old["detail"]["version"] = json!(1);
+    let (_, v, _) = decide(&old, &["--ledger", ledger.to_str().unwrap()]);
+    assert_eq!(v["outcome"], "stale", "{v:#}");
+    assert_eq!(v["actions"], json!([]), "{v:#}");
     // Nothing was written: claims and the event log are as berth up left them.
     assert!(ledger_state(&ledger) == before, "decide must not write the ledger");
 
