@@ -23,9 +23,11 @@
 
 use std::collections::BTreeSet;
 
-use berth_core::controller::{Controller, EventOutcome, SystemClock};
+use berth_core::autoscale::{ScalingPolicy, TaskUsage};
+use berth_core::controller::{Controller, ControllerError, Due, EventOutcome, Inline, Shell, SystemClock};
 use berth_core::scope::Scope;
 use berth_core::targets;
+use berth_core::ClaimName;
 use berth_core::{Ledger, Runtime, TaskDefinition, TaskStateChange};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -178,103 +180,38 @@ impl Handler {
         }
     }
 
-    /// Creates missing claims, reconciles every claim, sweeps orphans.
+    /// The scheduled resync: core's pass with every part due (see
+    /// [`berth_core::controller::Due`] for its order), on Container
+    /// Insights' readings for auto scaling, reconciling claims inline and
+    /// running the services' EBS backups.
     pub async fn resync(&self) -> ResyncReport {
         let mut report = ResyncReport::default();
-        // A ledger behind its volumes and snapshots (a table deleted, or
-        // restored from an older backup) would start its claims again from
-        // nothing: no claim is created, launched or swept until it is
-        // rebuilt (issue 20, defect 1).
-        let guard = match self.controller.refresh_snapshots().await {
-            Ok(()) => self.controller.check_continuity().await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = guard {
-            tracing::error!(error = %e, "resync refused: the ledger is behind the volumes and snapshots");
-            report.failed.push(format!("resync refused: {e}"));
-            return report;
-        }
-        self.autoscale(&mut report).await;
-        if let Err(e) = self.scale_once().await {
-            report.failed.push(format!("scaling: {e}"));
-        }
-        // A deployment under way moves on (one claim at a time, as under
-        // `berth up`); the resync reconciles the claims it moved, and the
-        // step after it notes a claim that became healthy meanwhile.
-        self.step_rollouts(&mut report).await;
-        match self.controller.resync().await {
-            Ok((_, failed)) => report.failed.extend(failed.into_iter().map(|(c, e)| format!("{c}: {e}"))),
-            Err(e) => report.failed.push(e.to_string()),
-        }
-        self.step_rollouts(&mut report).await;
-        for backup in &self.backups {
-            backup.pass(&self.controller, &mut report.backups).await;
-        }
+        let due = Due::all(self.readings(&mut report).await);
+        let shell =
+            LambdaShell { handler: self, backups: std::sync::Mutex::new(crate::backup::BackupReport::default()) };
+        let pass = self.controller.pass(&due, &shell).await;
+        report.backups = shell.backups.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        report.failed.extend(pass.refused);
+        report.failed.extend(pass.failed);
         report.failed.append(&mut report.backups.failed);
-        match self.controller.sweep().await {
-            Ok((v, s)) => (report.swept_volumes, report.swept_snapshots) = (v, s),
-            Err(e) => report.failed.push(format!("sweep: {e}")),
-        }
+        report.autoscaling = pass.autoscaling;
+        (report.swept_volumes, report.swept_snapshots) = (pass.swept_volumes, pass.swept_snapshots);
         report
     }
 
-    /// One target-tracking decision per auto-scaled service, on its
-    /// family's newest Container Insights reading; the count it sets is
-    /// applied by [`Self::scale_once`] right after.
-    async fn autoscale(&self, report: &mut ResyncReport) {
+    /// Each auto-scaled service's policy with its family's newest Container
+    /// Insights readings, for the pass's target-tracking decisions.
+    async fn readings(&self, report: &mut ResyncReport) -> Vec<(String, ScalingPolicy, Vec<TaskUsage>)> {
         let now = self.controller.now();
+        let mut readings = Vec::new();
         for a in &self.autoscaling {
             let Some(spec) = self.controller.services().into_iter().find(|s| s.name == a.service) else { continue };
-            let usage = match self.insights.usage(&spec.definition.family, now).await {
-                Ok(u) => u.into_iter().collect::<Vec<_>>(),
-                Err(e) => {
-                    report.failed.push(format!("autoscaling of {}: {e}", a.service));
-                    continue;
-                }
-            };
-            match self.controller.autoscale(&a.service, &a.policy, &usage).await {
-                Ok(Some(d)) => report.autoscaling.push(format!("{}: {}", a.service, d.reason)),
-                Ok(None) => {}
+            match self.insights.usage(&spec.definition.family, now).await {
+                Ok(u) => readings.push((a.service.clone(), a.policy.clone(), u.into_iter().collect())),
                 Err(e) => report.failed.push(format!("autoscaling of {}: {e}", a.service)),
             }
         }
-    }
-
-    async fn step_rollouts(&self, report: &mut ResyncReport) {
-        for spec in self.controller.services() {
-            if let Err(e) = self.controller.step_rollout(&spec.name).await {
-                report.failed.push(format!("deployment of {}: {e}", spec.name));
-            }
-        }
-    }
-
-    /// Scales each service to its configured count once per count: a
-    /// claim parked since (by a user's stop) stays parked, as under
-    /// `berth up`, where scaling runs at start and on a change of count.
-    async fn scale_once(&self) -> Result<(), berth_core::controller::ControllerError> {
-        use berth_core::deploy::ServiceRecord;
-        let services = self.controller.services();
-        let mut records = Vec::new();
-        for spec in &services {
-            let record = self.controller.ledger.service(&spec.name).await?;
-            if record.as_ref().and_then(|r| r.scaled_to) != Some(spec.desired_count) {
-                records.push((spec, record));
-            }
-        }
-        if records.is_empty() {
-            return Ok(());
-        }
-        self.controller.scale_services().await?;
-        for (spec, record) in records {
-            let (mut next, expect) = ServiceRecord::or_first(record, &spec.name, &spec.definition);
-            next.scaled_to = Some(spec.desired_count);
-            match self.controller.ledger.put_service(&next, expect).await {
-                Ok(_) => {}
-                Err(e) if e.is_conflict() => {} // another invocation recorded it
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+        readings
     }
 
     /// Brings each service's record in line with the revision the stack
@@ -329,4 +266,26 @@ fn describe(outcome: &EventOutcome) -> String {
 /// The report as the Lambda's JSON answer.
 pub fn answer(report: &Report) -> Value {
     serde_json::to_value(report).unwrap_or_else(|_| json!({ "batchItemFailures": [] }))
+}
+
+/// The Lambda's side of a pass: claims reconciled inline, and the
+/// services' EBS backup schedules.
+struct LambdaShell<'a> {
+    handler: &'a Handler,
+    backups: std::sync::Mutex<crate::backup::BackupReport>,
+}
+
+impl Shell for LambdaShell<'_> {
+    async fn reconcile(&self, claims: Vec<ClaimName>) -> Vec<(ClaimName, ControllerError)> {
+        Inline(&self.handler.controller).reconcile(claims).await
+    }
+
+    async fn back_up(&self) -> Vec<String> {
+        let mut report = crate::backup::BackupReport::default();
+        for backup in &self.handler.backups {
+            backup.pass(&self.handler.controller, &mut report).await;
+        }
+        *self.backups.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = report;
+        Vec::new()
+    }
 }

@@ -8,10 +8,14 @@
 //! error: someone else moved the claim, so it reads again. The same code
 //! runs under `berth up` and in the Lambda; only the ports differ.
 
+mod pass;
 mod plan;
 mod services;
 mod snapshots;
 mod sweep;
+
+pub use pass::{Due, Inline, PassReport, Shell};
+pub use plan::Carried;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

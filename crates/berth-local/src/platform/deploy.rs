@@ -12,12 +12,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_core::controller::Due;
 use berth_core::deploy::{same_task, DeployError, ServiceRecord};
 use berth_core::ledger::{EventRecord, Expect, Ledger};
 use berth_core::task::TaskDefinition;
 use chrono::Utc;
 use serde::Deserialize;
 
+use super::queue::Wake;
 use super::{Platform, PlatformError};
 use crate::host::HostRuntime;
 
@@ -143,20 +145,12 @@ impl<R: HostRuntime> Platform<R> {
     pub(super) async fn rollout_loop(self: Arc<Self>) {
         let mut every = tokio::time::interval(TICK);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let due = Due { rollouts: true, ..Default::default() };
         loop {
             every.tick().await;
-            for service in self.config.services.iter().map(|s| s.name.clone()).collect::<Vec<_>>() {
-                if let Err(e) = self.rollout_once(&service).await {
-                    tracing::warn!(service, error = %e, "deployment step failed; trying again");
-                }
+            for failure in self.controller.pass(&due, &Wake(&self.queue)).await.failed {
+                tracing::warn!(error = %failure, "deployment step failed; trying again");
             }
         }
-    }
-
-    async fn rollout_once(&self, service: &str) -> Result<(), PlatformError> {
-        for claim in self.controller.step_rollout(service).await? {
-            self.queue.wake(claim);
-        }
-        Ok(())
     }
 }

@@ -38,10 +38,11 @@ use berth_core::ClaimName;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
+use berth_core::controller::Due;
 pub use config::{Config, ConfigError};
 pub use deploy::DeployRequest;
 pub use lock::StateLock;
-use queue::Queue;
+use queue::{Queue, Wake};
 
 use crate::host::HostRuntime;
 use crate::ledger::SqliteLedger;
@@ -450,18 +451,21 @@ impl<R: HostRuntime> Platform<R> {
         let mut every = tokio::time::interval(self.config.controller.resync_interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         every.tick().await;
+        // Core's pass, for the claims and the sweep (the deployment timer
+        // asks for the rollouts; auto scaling and backups have loops of
+        // their own, with their own cadences).
+        let due = Due { claims: true, sweep: true, ..Default::default() };
         loop {
             every.tick().await;
-            if let Err(e) = self.controller.refresh_snapshots().await {
-                tracing::warn!(error = %e, "resync could not list snapshots");
+            let report = self.controller.pass(&due, &Wake(&self.queue)).await;
+            for failure in &report.failed {
+                tracing::warn!(error = %failure, "resync");
             }
-            let _ = self.wake_all().await;
+            if report.swept_volumes + report.swept_snapshots > 0 {
+                let (volumes, snapshots) = (report.swept_volumes, report.swept_snapshots);
+                tracing::info!(volumes, snapshots, "sweep removed orphans");
+            }
             self.refresh_targets().await;
-            match self.controller.sweep().await {
-                Ok((0, 0)) => {}
-                Ok((v, s)) => tracing::info!(volumes = v, snapshots = s, "sweep removed orphans"),
-                Err(e) => tracing::warn!(error = %e, "sweep failed"),
-            }
             let _ = self.ledger.purge(Utc::now()).await;
             self.prune_logs().await;
         }
