@@ -81,10 +81,10 @@ pub struct ScalingPolicy {
 impl Default for ScalingPolicy {
     fn default() -> Self {
         Self {
-            min_capacity: 2,
-            max_capacity: 10,
-            cpu_target_percent: 70.0,
-            memory_target_percent: 80.0,
+            min_capacity: crate::defaults::MIN_CAPACITY,
+            max_capacity: crate::defaults::MAX_CAPACITY,
+            cpu_target_percent: f64::from(crate::defaults::CPU_TARGET_PERCENT),
+            memory_target_percent: f64::from(crate::defaults::MEMORY_TARGET_PERCENT),
             scale_out_cooldown: Duration::from_secs(120),
             scale_in_cooldown: Duration::from_secs(300),
         }

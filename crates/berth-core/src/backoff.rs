@@ -17,7 +17,7 @@ use crate::ports::PortError;
 pub const FIRST_DELAY: Duration = Duration::from_secs(10);
 pub const MAX_DELAY: Duration = Duration::from_secs(5 * 60);
 /// Healthy this long, a generation counts as good: the count resets.
-pub const HEALTHY_RESET: Duration = Duration::from_secs(10 * 60);
+pub const HEALTHY_RESET: Duration = crate::defaults::HEALTHY_RESET;
 
 /// A claim's crash-loop state, persisted with the claim.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ pub mod continuity;
 pub mod contract;
 pub mod controller;
 pub mod cost;
+pub mod defaults;
 pub mod deploy;
 pub mod dry_run;
 pub mod ecs_task;

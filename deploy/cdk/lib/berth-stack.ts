@@ -28,6 +28,10 @@ import * as lambda from "aws-cdk-lib/aws-lambda";
 import * as sources from "aws-cdk-lib/aws-lambda-event-sources";
 import * as logs from "aws-cdk-lib/aws-logs";
 import * as sqs from "aws-cdk-lib/aws-sqs";
+
+// berth's defaults, each a constant of crates/berth-core/src/defaults.rs;
+// a Rust test (crates/berth-core/tests/defaults.rs) keeps this file equal to them.
+const defaults = JSON.parse(fs.readFileSync(path.join(__dirname, "defaults.json"), "utf8"));
 import { Construct } from "constructs";
 
 export interface BerthStackProps extends StackProps {
@@ -104,8 +108,8 @@ export class BerthStack extends Stack {
     });
 
     const taskDefinition = new ecs.FargateTaskDefinition(this, "TaskDef", {
-      cpu: 256,
-      memoryLimitMiB: 512,
+      cpu: defaults.task_cpu,
+      memoryLimitMiB: defaults.task_memory,
     });
     taskDefinition.addVolume({ name: "data", configuredAtLaunch: true });
     // The container's health check, also told to the controller.
@@ -115,18 +119,18 @@ export class BerthStack extends Stack {
         file: "deploy/docker/Dockerfile",
         exclude: ["target", ".git", "bench/out", "deploy/cdk/node_modules", "deploy/cdk/cdk.out"],
       }),
-      memoryLimitMiB: 512,
+      memoryLimitMiB: defaults.task_memory,
       portMappings: [{ containerPort: 5000 }],
       environment: { STORAGE_PATH: "/data", PORT: "5000" },
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: "berth", logGroup }),
       healthCheck: {
         command: healthCommand,
-        interval: Duration.seconds(30),
-        timeout: Duration.seconds(5),
-        retries: 3,
-        startPeriod: Duration.seconds(60),
+        interval: Duration.seconds(defaults.health_interval_seconds),
+        timeout: Duration.seconds(defaults.health_timeout_seconds),
+        retries: defaults.health_retries,
+        startPeriod: Duration.seconds(defaults.health_start_period_seconds),
       },
-      stopTimeout: Duration.seconds(30),
+      stopTimeout: Duration.seconds(defaults.stop_timeout_seconds),
     });
     container.addMountPoints({ sourceVolume: "data", containerPath: "/data", readOnly: false });
 
@@ -147,11 +151,11 @@ export class BerthStack extends Stack {
       port: 5000,
       protocol: elbv2.ApplicationProtocol.HTTP,
       targetType: elbv2.TargetType.IP,
-      deregistrationDelay: Duration.seconds(30),
+      deregistrationDelay: Duration.seconds(defaults.deregistration_delay_seconds),
       healthCheck: {
         path: "/health",
-        interval: Duration.seconds(30),
-        timeout: Duration.seconds(5),
+        interval: Duration.seconds(defaults.lb_health_interval_seconds),
+        timeout: Duration.seconds(defaults.lb_health_timeout_seconds),
         healthyThresholdCount: 2,
         unhealthyThresholdCount: 3,
       },
@@ -241,17 +245,17 @@ export class BerthStack extends Stack {
             {
               service: "files",
               policy: {
-                min_capacity: props.minCapacity ?? 2,
-                max_capacity: props.maxCapacity ?? 10,
-                cpu_target_percent: 70,
-                memory_target_percent: 80,
+                min_capacity: props.minCapacity ?? defaults.min_capacity,
+                max_capacity: props.maxCapacity ?? defaults.max_capacity,
+                cpu_target_percent: defaults.cpu_target_percent,
+                memory_target_percent: defaults.memory_target_percent,
               },
             },
           ],
           services: [
             {
               name: "files",
-              desired_count: props.desiredCount ?? 2,
+              desired_count: props.desiredCount ?? defaults.desired_count,
               definition: {
                 family: taskDefinition.family,
                 revision: 1,
@@ -262,16 +266,16 @@ export class BerthStack extends Stack {
                 // waits for ECS's HEALTHY (UNKNOWN also means "no check").
                 health_check: {
                   probe: { command: healthCommand },
-                  interval: 30,
-                  timeout: 5,
-                  retries: 3,
-                  start_period: 60,
+                  interval: defaults.health_interval_seconds,
+                  timeout: defaults.health_timeout_seconds,
+                  retries: defaults.health_retries,
+                  start_period: defaults.health_start_period_seconds,
                 },
-                stop_timeout: 30,
+                stop_timeout: defaults.stop_timeout_seconds,
               },
               retention: { last: 7 },
               lease: 60,
-              healthy_reset: 600,
+              healthy_reset: defaults.healthy_reset_seconds,
             },
           ],
         }),

@@ -52,12 +52,12 @@ impl Default for LbSettings {
             cert: None,
             key: None,
             health_path: "/health".into(),
-            health_interval: Duration::from_secs(30),
+            health_interval: berth_core::defaults::LB_HEALTH_INTERVAL,
             health_start_interval: crate::lb::START_INTERVAL,
-            health_timeout: Duration::from_secs(5),
+            health_timeout: berth_core::defaults::LB_HEALTH_TIMEOUT,
             healthy_threshold: 2,
             unhealthy_threshold: 3,
-            deregistration_delay: Duration::from_secs(30),
+            deregistration_delay: berth_core::defaults::DEREGISTRATION_DELAY,
             grace_period: Duration::from_secs(60),
         }
     }

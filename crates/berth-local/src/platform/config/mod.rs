@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_core::autoscale::ScalingPolicy;
+use berth_core::defaults;
 use berth_core::retention::KeepPolicy;
 use berth_core::service::ServiceSpec;
 use berth_core::task::{ContainerSpec, HealthCheck, Probe, TaskDefinition};
@@ -102,7 +103,7 @@ impl Default for ControllerConfig {
             sweep_grace: Duration::from_secs(600),
             admin_listen: "127.0.0.1:0".into(),
             adopt: true,
-            crash_loop_reset: berth_core::backoff::HEALTHY_RESET,
+            crash_loop_reset: defaults::HEALTHY_RESET,
             log_retention: Duration::from_secs(7 * 24 * 3600),
             down_timeout: Duration::from_secs(120),
         }
@@ -157,14 +158,14 @@ impl Default for ServiceConfig {
     fn default() -> Self {
         Self {
             name: "files".into(),
-            desired_count: 2,
+            desired_count: defaults::DESIRED_COUNT,
             command: Vec::new(),
             env: BTreeMap::new(),
             secrets: BTreeMap::new(),
-            port: 5000,
-            cpu: 256,
-            memory: 512,
-            stop_timeout: Duration::from_secs(30),
+            port: defaults::PORT,
+            cpu: defaults::TASK_CPU,
+            memory: defaults::TASK_MEMORY,
+            stop_timeout: defaults::STOP_TIMEOUT,
             health_check: HealthCheckConfig::default(),
             retention: RetentionConfig::default(),
             autoscaling: AutoscalingConfig::default(),
@@ -276,10 +277,10 @@ impl Default for HealthCheckConfig {
             http: None,
             command: None,
             enabled: true,
-            interval: Duration::from_secs(30),
-            timeout: Duration::from_secs(5),
-            retries: 3,
-            start_period: Duration::from_secs(60),
+            interval: defaults::HEALTH_INTERVAL,
+            timeout: defaults::HEALTH_TIMEOUT,
+            retries: defaults::HEALTH_RETRIES,
+            start_period: defaults::HEALTH_START_PERIOD,
             start_interval: berth_core::task::HEALTH_START_INTERVAL,
         }
     }
@@ -550,6 +551,17 @@ impl ServiceConfig {
 
 #[cfg(test)]
 mod tests {
+    /// The README's `berth.toml` spells out every default: a default changed
+    /// in code and not in the documentation (or the other way) fails here.
+    #[test]
+    fn the_readmes_berth_toml_states_the_defaults() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+        let after = readme.split("`berth.toml` (every key optional; unknown keys are errors):").nth(1).unwrap();
+        let block = after.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
+        let documented = Config::parse(block).unwrap_or_else(|e| panic!("the README's berth.toml: {e}"));
+        assert_eq!(format!("{documented:#?}"), format!("{:#?}", Config::default()));
+    }
+
     use super::*;
 
     #[test]
