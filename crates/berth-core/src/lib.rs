@@ -21,6 +21,8 @@ pub mod deploy;
 pub mod dry_run;
 pub mod ecs_task;
 pub mod event;
+#[cfg(feature = "fakes")]
+pub mod fake;
 pub mod intent;
 pub mod ledger;
 pub mod membership;

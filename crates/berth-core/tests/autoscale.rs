@@ -5,7 +5,7 @@
 //! highest claim, and two controllers deciding on the same readings
 //! change the count once.
 
-mod fake;
+use berth_core::fake;
 
 use std::time::Duration;
 

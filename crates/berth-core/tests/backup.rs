@@ -4,7 +4,7 @@
 //! consistency on it, and stop-snapshot retention leaving scheduled
 //! snapshots alone.
 
-mod fake;
+use berth_core::fake;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The port contracts against the in-memory fakes: the same checks the
 //! local adapters and the AWS adapters on moto run.
 
-mod fake;
+use berth_core::fake;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -4,7 +4,7 @@
 //! handoff must wait for its snapshot without blocking, restore (never
 //! adopt), and delete the old volume only once its snapshot is complete.
 
-mod fake;
+use berth_core::fake;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! duplicate, reordered and lost events, backoff, pinning, fencing, and a
 //! crash at every step of a handoff.
 
-mod fake;
+use berth_core::fake;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

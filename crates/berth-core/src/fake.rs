@@ -1,30 +1,36 @@
-//! A fake world for the reconciler's tests: an in-memory runtime, volume
+//! A fake world for tests of every crate: an in-memory runtime, volume
 //! store and ledger, a clock the test moves, and faults to inject. Real
 //! adapters are tested against the real things in their own crates; this
 //! world exists so every rule can be driven through every case quickly.
-
-#![allow(dead_code)]
+//! Built with the `fakes` feature only (tests enable it), so the product
+//! never links it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_core::controller::{Clock, Controller};
-use berth_core::deploy::ServiceRecord;
-use berth_core::event::{StopCode, TaskDetail, TaskStateChange, TaskStatus};
-use berth_core::ledger::{ClaimRecord, EventRecord, Expect, GenerationRecord, Ledger, LedgerError, Remembered};
-use berth_core::ports::{PortError, VolumeId, VolumeInfo, VolumeSource, Volumes};
-use berth_core::retention::KeepPolicy;
-use berth_core::scope::Scope;
-use berth_core::service::ServiceSpec;
-use berth_core::snapshot::{SnapshotId, SnapshotRecord, SnapshotRequest};
-use berth_core::task::{Health, LaunchRequest, LaunchVolume, Runtime, TaskArn, TaskDefinition, TaskInfo};
-use berth_core::{ClaimName, Generation};
+use crate::controller::{Clock, Controller};
+use crate::deploy::ServiceRecord;
+use crate::event::{StopCode, TaskDetail, TaskStateChange, TaskStatus};
+use crate::ledger::{ClaimRecord, EventRecord, Expect, GenerationRecord, Ledger, LedgerError, Remembered};
+use crate::ports::{PortError, VolumeId, VolumeInfo, VolumeSource, Volumes};
+use crate::retention::KeepPolicy;
+use crate::scope::Scope;
+use crate::service::ServiceSpec;
+use crate::snapshot::{SnapshotId, SnapshotRecord, SnapshotRequest};
+use crate::task::{Health, LaunchRequest, LaunchVolume, Runtime, TaskArn, TaskDefinition, TaskInfo};
+use crate::{ClaimName, Generation};
 use chrono::{DateTime, TimeZone, Utc};
 
 #[derive(Clone)]
 pub struct FakeClock(pub Arc<Mutex<DateTime<Utc>>>);
+
+impl Default for FakeClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl FakeClock {
     pub fn new() -> Self {
@@ -175,13 +181,13 @@ pub fn event_of(t: &TaskInfo) -> TaskStateChange {
 
 impl Runtime for FakeRuntime {
     // The fake world's events are handed to the controller by each test.
-    type Events = berth_core::NoEvents;
+    type Events = crate::NoEvents;
 
     fn subscribe(&self) -> Self::Events {
-        berth_core::NoEvents
+        crate::NoEvents
     }
 
-    async fn usage(&self, _task: &TaskArn) -> Result<Option<berth_core::autoscale::UsageSample>, PortError> {
+    async fn usage(&self, _task: &TaskArn) -> Result<Option<crate::autoscale::UsageSample>, PortError> {
         Ok(None)
     }
 
@@ -577,7 +583,7 @@ pub fn service(count: u32) -> ServiceSpec {
         retention: KeepPolicy { last: Some(3), ..Default::default() },
         lease: Duration::from_secs(60),
         adopt: true,
-        healthy_reset: berth_core::backoff::HEALTHY_RESET,
+        healthy_reset: crate::backoff::HEALTHY_RESET,
         when_scaled: Default::default(),
     }
 }
@@ -591,6 +597,12 @@ pub struct World {
     pub runtime: Arc<FakeRuntime>,
     pub volumes: Arc<FakeVolumes>,
     pub ledger: Arc<FakeLedger>,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl World {
