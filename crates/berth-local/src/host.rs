@@ -16,8 +16,12 @@ use berth_core::{Runtime, TaskArn, TaskDefinition, TaskInfo};
 pub enum HostError {
     #[error(transparent)]
     NoEngine(#[from] crate::supervisor::engine::NoEngine),
-    #[error("service {service}: {reason}")]
-    Image { service: String, reason: String },
+    #[error("service {service}: {source}")]
+    Image {
+        service: String,
+        #[source]
+        source: crate::supervisor::engine::EngineError,
+    },
 }
 
 /// A runtime whose tasks run on this machine.

@@ -26,7 +26,7 @@ use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use chrono::Utc;
 
 use super::config::SupervisorConfig;
-use super::engine::Engine;
+use super::engine::{Engine, EngineError};
 use super::table::Shared;
 use super::{health, lifecycle, oom, process};
 
@@ -36,6 +36,30 @@ pub(crate) const STATE_LABEL: &str = "berth.state";
 
 /// ECS's reason for a container the kernel killed for memory.
 pub(crate) const OOM_REASON: &str = "OutOfMemoryError: Container killed due to memory usage";
+
+/// Why a container could not be started or cleaned up.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ContainerError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("the image's /etc/passwd has no user {0:?}")]
+    NoUser(String),
+    #[error("cannot change the owner of the volume: {0}")]
+    Chown(#[from] std::io::Error),
+    #[error("cannot open the log file {}: {source}", path.display())]
+    Log {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot hand volume {volume} to user {user}: {source}")]
+    Owner {
+        volume: String,
+        user: String,
+        #[source]
+        source: Box<ContainerError>,
+    },
+}
 
 /// What a container launch needs beyond the task's record.
 pub(crate) struct Launch {
@@ -148,7 +172,7 @@ pub(crate) async fn launch(shared: &Arc<Shared>, engine: &Engine, launch: Launch
     let user = launch.spec.user.clone().or(image_user);
     let started = match process::open_log(&launch.log_path) {
         Ok(log) => create_and_start(engine, &launch, user.as_deref()).await.map(|id| (id, log)),
-        Err(e) => Err(format!("cannot open the log file {}: {e}", launch.log_path.display())),
+        Err(e) => Err(ContainerError::Log { path: launch.log_path.clone(), source: e }),
     };
     let (id, log) = match started {
         Ok(started) => started,
@@ -182,7 +206,7 @@ pub(crate) async fn launch(shared: &Arc<Shared>, engine: &Engine, launch: Launch
 
 /// Creates the container, hands the volume to the user it runs as, and
 /// starts it; returns its id. A container that cannot start is removed.
-async fn create_and_start(engine: &Engine, launch: &Launch, user: Option<&str>) -> Result<String, String> {
+async fn create_and_start(engine: &Engine, launch: &Launch, user: Option<&str>) -> Result<String, ContainerError> {
     let spec = &launch.spec;
     let bridge = spec.network == NetworkMode::Bridge;
     let network_mode = match spec.network {
@@ -219,14 +243,15 @@ async fn create_and_start(engine: &Engine, launch: &Launch, user: Option<&str>) 
         host_config: Some(host_config),
         ..Default::default()
     };
-    let id = engine.create(&launch.name, body).await.map_err(|e| format!("cannot create the container: {e}"))?;
+    let id = engine.create(&launch.name, body).await?;
     if let Err(e) = own_volume(engine, &id, &launch.volume, user).await {
         engine.remove(&id).await;
-        return Err(format!("cannot hand volume {} to user {user:?}: {e}", launch.volume));
+        let (volume, user) = (launch.volume.clone(), format!("{user:?}"));
+        return Err(ContainerError::Owner { volume, user, source: Box::new(e) });
     }
     if let Err(e) = engine.start(&id).await {
         engine.remove(&id).await;
-        return Err(format!("cannot start the container: {e}"));
+        return Err(e.into());
     }
     Ok(id)
 }
@@ -294,7 +319,7 @@ const LOG_GRACE: Duration = Duration::from_millis(200);
 /// running as a non-root user can write its own volume: `uid[:gid]` by
 /// number, or names looked up in the image's own `/etc/passwd` and
 /// `/etc/group` (read from the created container, as the engine would).
-async fn own_volume(engine: &Engine, id: &str, volume: &str, user: Option<&str>) -> Result<(), String> {
+async fn own_volume(engine: &Engine, id: &str, volume: &str, user: Option<&str>) -> Result<(), ContainerError> {
     let Some(user) = user.filter(|u| !u.is_empty()) else { return Ok(()) };
     let ids = match numeric_user(user) {
         Some(ids) => ids,
@@ -302,7 +327,7 @@ async fn own_volume(engine: &Engine, id: &str, volume: &str, user: Option<&str>)
             let passwd = engine.read_file(id, "/etc/passwd").await?;
             let group = engine.read_file(id, "/etc/group").await.unwrap_or_default();
             named_user(user, &String::from_utf8_lossy(&passwd), &String::from_utf8_lossy(&group))
-                .ok_or_else(|| format!("the image's /etc/passwd has no user {user:?}"))?
+                .ok_or_else(|| ContainerError::NoUser(user.to_owned()))?
         }
     };
     if ids == (0, 0) {
@@ -311,8 +336,8 @@ async fn own_volume(engine: &Engine, id: &str, volume: &str, user: Option<&str>)
     let volume = volume.to_owned();
     tokio::task::spawn_blocking(move || chown_tree(Path::new(&volume), ids.0, ids.1))
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+        .map_err(std::io::Error::other)??;
+    Ok(())
 }
 
 /// `uid[:gid]` of a user given by number (gid defaults to the uid's own
@@ -374,12 +399,12 @@ fn chown_tree(root: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
 /// folder left (a killed `berth up`'s tasks keep running in the engine,
 /// writing to volumes the next start snapshots, adopts or restores);
 /// returns how many.
-pub(crate) async fn reap(engine: &Engine, config: &SupervisorConfig) -> Result<usize, String> {
+pub(crate) async fn reap(engine: &Engine, config: &SupervisorConfig) -> Result<usize, EngineError> {
     reap_scope(engine, &state_scope(config)).await
 }
 
 /// [`reap`] of the containers labelled with `scope`.
-pub(crate) async fn reap_scope(engine: &Engine, scope: &str) -> Result<usize, String> {
+pub(crate) async fn reap_scope(engine: &Engine, scope: &str) -> Result<usize, EngineError> {
     let left = engine.labelled(&[(STATE_LABEL, scope)]).await?;
     for id in &left {
         tracing::warn!(container = %id, "removing a container a previous run's task left behind");

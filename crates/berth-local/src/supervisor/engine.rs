@@ -72,6 +72,36 @@ pub struct NoEngine {
     tried: String,
 }
 
+/// A request the engine refused or could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no such socket")]
+    NoSocket,
+    #[error("the engine at {address} has no image {image}; build, import or pull it first")]
+    NoImage { address: String, image: String },
+    #[error("cannot {what}: {source}")]
+    Api {
+        what: String,
+        #[source]
+        source: ApiError,
+    },
+    #[error("{path} in the container: {reason}")]
+    Archive { path: String, reason: String },
+    #[error("{program} exited with {code}")]
+    Exited { program: String, code: i64 },
+    #[error("{program} did not report an exit code")]
+    NoExitCode { program: String },
+    #[error("{program} did not finish within {timeout:?}")]
+    TimedOut { program: String, timeout: Duration },
+}
+
+impl EngineError {
+    fn api(what: impl Into<String>) -> impl FnOnce(ApiError) -> Self {
+        let what = what.into();
+        move |source| Self::Api { what, source }
+    }
+}
+
 /// What a container looked like once it stopped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Exit {
@@ -100,18 +130,18 @@ impl Engine {
     }
 
     /// The engine at `address` (`unix:///PATH` or `tcp://HOST:PORT`), if it answers.
-    pub async fn at(address: &str) -> Result<Self, String> {
+    pub async fn at(address: &str) -> Result<Self, EngineError> {
         let api = match address.strip_prefix("unix://") {
             Some(path) => {
                 if !std::path::Path::new(path).exists() {
-                    return Err("no such socket".into());
+                    return Err(EngineError::NoSocket);
                 }
                 Docker::connect_with_unix(address, REQUEST_TIMEOUT, API)
             }
             None => Docker::connect_with_http(address, REQUEST_TIMEOUT, API),
         }
-        .map_err(|e| e.to_string())?;
-        let version = api.version().await.map_err(|e| e.to_string())?;
+        .map_err(EngineError::api("connect"))?;
+        let version = api.version().await.map_err(EngineError::api("ask its version"))?;
         let podman = version.components.unwrap_or_default().iter().any(|c| c.name.starts_with("Podman"));
         let long = api.clone().with_timeout(Duration::from_secs(LONG_POLL));
         Ok(Self { api, long, address: address.to_owned(), podman })
@@ -129,46 +159,48 @@ impl Engine {
 
     /// Whether the engine holds `image` (nothing is pulled: a task of an
     /// image the engine lacks fails to start, as ECS's CannotPullContainerError).
-    pub async fn image_user(&self, image: &str) -> Result<Option<String>, String> {
+    pub async fn image_user(&self, image: &str) -> Result<Option<String>, EngineError> {
         let inspected = self.api.inspect_image(image).await.map_err(|e| match e {
             ApiError::DockerResponseServerError { status_code: 404, .. } => {
-                format!("the engine at {} has no image {image}; build, import or pull it first", self.address)
+                EngineError::NoImage { address: self.address.clone(), image: image.to_owned() }
             }
-            e => format!("cannot inspect image {image}: {e}"),
+            e => EngineError::api(format!("inspect image {image}"))(e),
         })?;
         Ok(inspected.config.and_then(|c| c.user).filter(|u| !u.is_empty()))
     }
 
     /// The content of the file at `path` in the container (created or
     /// running), from the engine's archive of it.
-    pub async fn read_file(&self, id: &str, path: &str) -> Result<Vec<u8>, String> {
+    pub async fn read_file(&self, id: &str, path: &str) -> Result<Vec<u8>, EngineError> {
         use std::io::Read;
         let options = DownloadFromContainerOptions { path: path.to_owned() };
         let mut archive = Vec::new();
         let mut chunks = self.api.download_from_container(id, Some(options));
         while let Some(chunk) = chunks.next().await {
-            archive.extend_from_slice(&chunk.map_err(|e| format!("cannot read {path} in the container: {e}"))?);
+            archive.extend_from_slice(&chunk.map_err(EngineError::api(format!("read {path} in the container")))?);
         }
+        let damaged = |reason: String| EngineError::Archive { path: path.to_owned(), reason };
         let mut entries = tar::Archive::new(archive.as_slice());
         let mut entry = entries
             .entries()
             .and_then(|mut e| e.next().transpose())
-            .map_err(|e| format!("{path} in the container: {e}"))?
-            .ok_or_else(|| format!("{path} in the container: an empty archive"))?;
+            .map_err(|e| damaged(e.to_string()))?
+            .ok_or_else(|| damaged("an empty archive".into()))?;
         let mut content = Vec::new();
-        entry.read_to_end(&mut content).map_err(|e| format!("{path} in the container: {e}"))?;
+        entry.read_to_end(&mut content).map_err(|e| damaged(e.to_string()))?;
         Ok(content)
     }
 
     /// Creates a container named `name`; returns its id.
-    pub async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<String, String> {
+    pub async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<String, EngineError> {
         let options = CreateContainerOptions { name: Some(name.to_owned()), ..Default::default() };
-        let created = self.api.create_container(Some(options), body).await.map_err(|e| e.to_string())?;
+        let created =
+            self.api.create_container(Some(options), body).await.map_err(EngineError::api("create the container"))?;
         Ok(created.id)
     }
 
-    pub async fn start(&self, id: &str) -> Result<(), String> {
-        self.api.start_container(id, None).await.map_err(|e| e.to_string())
+    pub async fn start(&self, id: &str) -> Result<(), EngineError> {
+        self.api.start_container(id, None).await.map_err(EngineError::api("start the container"))
     }
 
     /// The host process id of the container's main process, once it runs,
@@ -292,7 +324,7 @@ impl Engine {
     }
 
     /// Runs `argv` in the container; Ok when it exits 0 within `timeout`.
-    pub async fn exec(&self, id: &str, argv: &[String], timeout: Duration) -> Result<(), String> {
+    pub async fn exec(&self, id: &str, argv: &[String], timeout: Duration) -> Result<(), EngineError> {
         use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
         let program = argv.first().cloned().unwrap_or_default();
         let run = async {
@@ -302,36 +334,37 @@ impl Engine {
                 attach_stderr: Some(true),
                 ..Default::default()
             };
-            let exec = self.api.create_exec(id, options).await.map_err(|e| format!("cannot run {program}: {e}"))?;
+            let exec = self.api.create_exec(id, options).await.map_err(EngineError::api(format!("run {program}")))?;
             let start = StartExecOptions { detach: false, ..Default::default() };
             // The output is read to its end: that is when the command has exited.
             if let StartExecResults::Attached { mut output, .. } =
-                self.api.start_exec(&exec.id, Some(start)).await.map_err(|e| format!("cannot run {program}: {e}"))?
+                self.api.start_exec(&exec.id, Some(start)).await.map_err(EngineError::api(format!("run {program}")))?
             {
                 while output.next().await.is_some() {}
             }
-            let inspected = self.api.inspect_exec(&exec.id).await.map_err(|e| e.to_string())?;
+            let inspected =
+                self.api.inspect_exec(&exec.id).await.map_err(EngineError::api(format!("inspect {program}")))?;
             match inspected.exit_code {
                 Some(0) => Ok(()),
-                Some(code) => Err(format!("{program} exited with {code}")),
-                None => Err(format!("{program} did not report an exit code")),
+                Some(code) => Err(EngineError::Exited { program: program.clone(), code }),
+                None => Err(EngineError::NoExitCode { program: program.clone() }),
             }
         };
         tokio::time::timeout(timeout, run)
             .await
-            .unwrap_or_else(|_| Err(format!("{program} did not finish within {timeout:?}")))
+            .unwrap_or_else(|_| Err(EngineError::TimedOut { program: program.clone(), timeout }))
     }
 
     /// The container's CPU time (ns) and memory in use (bytes, less the
     /// page cache, as `docker stats` shows it).
-    pub async fn stats(&self, id: &str) -> Result<Option<(u64, u64)>, String> {
+    pub async fn stats(&self, id: &str) -> Result<Option<(u64, u64)>, EngineError> {
         let options = StatsOptions { stream: false, one_shot: true };
         let mut stats = self.api.stats(id, Some(options));
         let Some(reading) = stats.next().await else { return Ok(None) };
         let reading = match reading {
             Ok(r) => r,
             Err(ApiError::DockerResponseServerError { status_code: 404 | 409, .. }) => return Ok(None),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(EngineError::api("read its statistics")(e)),
         };
         let cpu = reading.cpu_stats.and_then(|c| c.cpu_usage).and_then(|u| u.total_usage);
         let memory = reading.memory_stats.map(|m| {
@@ -342,14 +375,14 @@ impl Engine {
     }
 
     /// The ids of the containers carrying every label of `labels`, running or not.
-    pub async fn labelled(&self, labels: &[(&str, &str)]) -> Result<Vec<String>, String> {
+    pub async fn labelled(&self, labels: &[(&str, &str)]) -> Result<Vec<String>, EngineError> {
         let filter = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let options = ListContainersOptions {
             all: true,
             filters: Some(HashMap::from([("label".to_owned(), filter)])),
             ..Default::default()
         };
-        let found = self.api.list_containers(Some(options)).await.map_err(|e| e.to_string())?;
+        let found = self.api.list_containers(Some(options)).await.map_err(EngineError::api("list containers"))?;
         Ok(found.into_iter().filter_map(|c| c.id).collect())
     }
 }

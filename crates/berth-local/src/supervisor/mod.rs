@@ -327,7 +327,7 @@ impl HostRuntime for LocalRuntime {
             self.shared.engine().await?
         };
         for (service, image) in images {
-            engine.image_user(image).await.map_err(|reason| HostError::Image { service: service.into(), reason })?;
+            engine.image_user(image).await.map_err(|source| HostError::Image { service: service.into(), source })?;
         }
         let removed = container::reap(engine, &self.shared.config).await.unwrap_or_else(|e| {
             tracing::warn!(engine = %engine.address, error = %e, "cannot look for containers a previous run left");
@@ -350,7 +350,7 @@ impl HostRuntime for LocalRuntime {
 /// an engine answers within a few seconds (none answering: nothing can be
 /// running in one); returns how many. For commands that work on a state
 /// folder while no `berth up` runs (`berth ledger rebuild`).
-pub async fn reap_left_containers(logs: &std::path::Path) -> Result<usize, String> {
+pub async fn reap_left_containers(logs: &std::path::Path) -> Result<usize, engine::EngineError> {
     let found = tokio::time::timeout(std::time::Duration::from_secs(5), engine::Engine::connect(None)).await;
     let Ok(Ok(engine)) = found else { return Ok(0) };
     container::reap_scope(&engine, &logs.display().to_string()).await

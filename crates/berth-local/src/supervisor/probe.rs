@@ -23,7 +23,9 @@ use super::process;
 /// its container), failing it after `timeout`.
 pub(crate) async fn run(probe: &Probe, target: &Target, timeout: Duration) -> Result<(), String> {
     match (probe, &target.container) {
-        (Probe::Command(argv), Some((engine, id))) => engine.exec(id, &argv_of(argv), timeout).await,
+        (Probe::Command(argv), Some((engine, id))) => {
+            engine.exec(id, &argv_of(argv), timeout).await.map_err(|e| e.to_string())
+        }
         (Probe::Command(argv), None) => command(argv, &target.env, timeout).await,
         (Probe::Http { path }, _) => match tokio::time::timeout(timeout, http_get(target.addr, path)).await {
             Ok(result) => result,
