@@ -81,6 +81,10 @@ struct Record {
     source_snapshot: Option<SnapshotId>,
     adopted_from: Option<VolumeId>,
     seal: Option<Seal>,
+    /// When it was restored from a snapshot: its next snapshot does not
+    /// read again what the restore wrote and nothing changed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    restored: Option<berth_repo::Restored>,
 }
 
 /// Volumes as folders in the state folder, snapshots in a repository.
@@ -190,12 +194,13 @@ impl LocalVolumes {
             source_snapshot: None,
             adopted_from: None,
             seal: None,
+            restored: None,
         };
         let result = (|| {
             match source {
                 VolumeSource::Empty => fs::create_dir(&staging).map_err(|e| VolumeError::io(&id.0, e))?,
                 VolumeSource::Snapshot(snap) => {
-                    self.restore_into(snap, &staging)?;
+                    record.restored = Some(self.restore_into(snap, &staging)?);
                     record.source_snapshot = Some(snap.clone());
                 }
                 VolumeSource::AdoptOrRestore { volume, snapshot } => {
@@ -203,7 +208,7 @@ impl LocalVolumes {
                     if self.try_adopt(volume, snapshot, &staging)? {
                         record.adopted_from = Some(volume.clone());
                     } else {
-                        self.restore_into(snapshot, &staging)?;
+                        record.restored = Some(self.restore_into(snapshot, &staging)?);
                     }
                 }
             }
@@ -222,10 +227,10 @@ impl LocalVolumes {
         Ok(self.info(&record))
     }
 
-    fn restore_into(&self, snapshot: &SnapshotId, target: &Path) -> Result<(), VolumeError> {
+    fn restore_into(&self, snapshot: &SnapshotId, target: &Path) -> Result<berth_repo::Restored, VolumeError> {
         fs::create_dir(target).map_err(|e| VolumeError::io(target.display().to_string(), e))?;
         self.repo()?.restore(&snapshot.0, target)?;
-        Ok(())
+        Ok(berth_repo::Restored::of(&snapshot.0, target)?)
     }
 
     /// Moves `volume` to `target` if it is sealed by `snapshot` and unchanged.
@@ -272,11 +277,12 @@ impl LocalVolumes {
             exclude: left_out(),
             ..SnapshotMeta::new(request.claim.to_string(), request.kind)
         };
+        let restored = record.restored.clone();
         if request.consistency.is_some() {
-            return Ok(to_record(&self.repo()?.snapshot(&path, &meta)?));
+            return Ok(to_record(&self.repo()?.snapshot_restored(&path, &meta, restored.as_ref())?));
         }
         let before = fingerprint(&path).map_err(|e| VolumeError::io(&id.0, e))?;
-        let info = self.repo()?.snapshot(&path, &meta)?;
+        let info = self.repo()?.snapshot_restored(&path, &meta, restored.as_ref())?;
         let after = fingerprint(&path).map_err(|e| VolumeError::io(&id.0, e))?;
         // Sealed only if nothing moved while the snapshot read it.
         record.seal = (before == after).then(|| Seal { snapshot: SnapshotId(info.id.clone()), fingerprint: after });

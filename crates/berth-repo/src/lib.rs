@@ -40,7 +40,7 @@ pub use maintenance::{BlobAmounts, CheckReport, PackCounts, PruneStats};
 pub use progress::Progress;
 pub use repo::Repo;
 pub use restore::RestoreStats;
-pub use snapshot::VOLUME_PATH;
+pub use snapshot::{Restored, VOLUME_PATH};
 pub use snapshot_meta::{Consistency, SnapshotInfo, SnapshotKind, SnapshotMeta};
 
 #[cfg(test)]

@@ -41,6 +41,18 @@ impl Repo {
     /// entry of the volume could not be read (no snapshot is kept then),
     /// `NoSpace` when the repository's disk fills up.
     pub fn snapshot(&self, source: &Path, meta: &SnapshotMeta) -> Result<SnapshotInfo, RepoError> {
+        self.snapshot_restored(source, meta, None)
+    }
+
+    /// [`Self::snapshot`] of a volume that was restored from a snapshot (see
+    /// [`Restored`]): while that snapshot is still the parent, the files the
+    /// restore wrote and nothing changed since are not read again.
+    pub fn snapshot_restored(
+        &self,
+        source: &Path,
+        meta: &SnapshotMeta,
+        restored: Option<&Restored>,
+    ) -> Result<SnapshotInfo, RepoError> {
         let tags = meta.to_tags()?;
         let source = source.canonicalize().map_err(|e| RepoError::io("open volume", source, e))?;
         if !source.is_dir() {
@@ -55,6 +67,7 @@ impl Repo {
         let claim = claim_tag(&meta.claim);
         let (snaps, _unreadable) = load_snapshots_lenient(&repo, self)?;
         let parent = snaps.iter().rev().find(|s| s.tags.contains(&claim)).map(|s| s.id.to_hex().to_string());
+        let restored_before = restored.filter(|r| parent.as_deref() == Some(r.snapshot.as_str())).map(|r| r.before);
 
         let mut snap = SnapshotOptions::default()
             .command(format!("berth snapshot {}", meta.claim))
@@ -71,12 +84,15 @@ impl Repo {
                 // so another claim's files would count as unchanged ones.
                 .force(parent.is_none())
                 .parents(parent.into_iter().collect::<Vec<_>>())
-                // A restored volume has new inodes and ctimes, so the
-                // first snapshot of every generation would read all its
-                // bytes again; size and mtime decide instead (as with
-                // restic's --ignore-inode --ignore-ctime).
-                .ignore_inode(true)
-                .ignore_ctime(true),
+                // A file is unchanged if its type, size, mtime, ctime and
+                // inode are the parent's (restic's default)...
+                .ignore_inode(false)
+                .ignore_ctime(false)
+                // ...or, in a volume restored from the parent, if the
+                // restore was the last to change it: a restored file has a
+                // new inode and ctime, and without this the first snapshot
+                // of every restored generation read all its bytes again.
+                .restored_before(restored_before),
         );
 
         // An override glob prefixed with `!` leaves its matches out; with no
@@ -104,6 +120,62 @@ impl Repo {
         // Only a durable snapshot may be reported: the ledger records it next.
         self.sync()?;
         Ok(SnapshotInfo::from_file(&snap))
+    }
+}
+
+/// A volume restored from a snapshot, as its next snapshot needs to know.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Restored {
+    /// The full id of the snapshot it was restored from.
+    pub snapshot: String,
+    /// Nanoseconds since the epoch: no entry the restore wrote has a later
+    /// ctime, and the clock had passed it before anything else could write
+    /// (see [`wait_past`]). An entry with a later ctime changed since.
+    pub before: i128,
+}
+
+impl Restored {
+    /// The restore of `snapshot` into `target`, which has just finished:
+    /// the newest ctime in it, once the coarse clock the kernel stamps
+    /// ctimes with has passed it.
+    pub fn of(snapshot: &str, target: &Path) -> Result<Self, RepoError> {
+        let before = newest_ctime(target).map_err(|e| RepoError::io("read the restored volume", target, e))?;
+        wait_past(before);
+        Ok(Self { snapshot: snapshot.to_owned(), before })
+    }
+}
+
+/// The newest ctime (ns since the epoch) of `root` and everything in it.
+fn newest_ctime(root: &Path) -> io::Result<i128> {
+    use std::os::unix::fs::MetadataExt;
+    let ctime = |m: &std::fs::Metadata| i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec());
+    let mut newest = ctime(&std::fs::symlink_metadata(root)?);
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            newest = newest.max(ctime(&meta));
+            if meta.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    Ok(newest)
+}
+
+/// Waits until the kernel's coarse real-time clock, which it stamps ctimes
+/// with, is past `ns`: a write after this returns gets a later ctime even
+/// within the same clock tick (a few milliseconds at most).
+fn wait_past(ns: i128) {
+    loop {
+        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes one timespec into `now`.
+        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut now) };
+        if i128::from(now.tv_sec) * 1_000_000_000 + i128::from(now.tv_nsec) > ns {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 

@@ -168,6 +168,8 @@ pub struct SnapshotInfo {
     pub files: u64,
     /// Bytes of all files in the snapshot.
     pub bytes: u64,
+    /// Files found unchanged since the parent, so not read again.
+    pub files_unmodified: u64,
     /// Uncompressed bytes this snapshot added to the repository.
     pub data_added: u64,
     /// Bytes (compressed, encrypted) this snapshot added to the repository.
@@ -230,6 +232,7 @@ impl SnapshotInfo {
             parent: snap.parent.map(|p| p.to_hex().to_string()),
             files: summary.map_or(0, |s| s.total_files_processed),
             bytes: summary.map_or(0, |s| s.total_bytes_processed),
+            files_unmodified: summary.map_or(0, |s| s.files_unmodified),
             data_added: summary.map_or(0, |s| s.data_added),
             data_added_packed: summary.map_or(0, |s| s.data_added_packed),
             duration_secs: summary.map_or(0.0, |s| s.backup_duration),

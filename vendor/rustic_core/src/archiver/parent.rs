@@ -41,6 +41,8 @@ pub struct Parent {
     ignore_ctime: bool,
     /// Ignore inode number when comparing nodes.
     ignore_inode: bool,
+    /// berth patch: see `ParentOptions::restored_before`.
+    restored_before: Option<i128>,
 }
 
 /// The result of a parent search.
@@ -122,7 +124,14 @@ impl Parent {
             stack: Vec::new(),
             ignore_ctime,
             ignore_inode,
+            restored_before: None,
         }
+    }
+
+    /// berth patch: see `ParentOptions::restored_before`.
+    pub(crate) fn restored_before(mut self, restored_before: Option<i128>) -> Self {
+        self.restored_before = restored_before;
+        self
     }
 
     /// Returns the parent node with the given name.
@@ -172,6 +181,11 @@ impl Parent {
         // use new variables as the mutable borrow is used later
         let ignore_ctime = self.ignore_ctime;
         let ignore_inode = self.ignore_inode;
+        // berth patch: a node last changed by the restore of the parent.
+        let restored = self
+            .restored_before
+            .zip(node.meta.ctime)
+            .is_some_and(|(before, ctime)| ctime.as_nanosecond() <= before);
 
         let mut p_node = self.p_node(name).peekable();
         if p_node.peek().is_none() {
@@ -185,7 +199,9 @@ impl Parent {
 
                 let match_ctime =
                     ignore_ctime || p_meta.ctime.zip(meta.ctime).is_none_or(|(x, y)| x == y);
-                let match_inode = !ignore_inode
+                // berth patch: `ignore_inode` was inverted (`!ignore_inode ||`),
+                // so inodes were compared only when asked to be ignored.
+                let match_inode = ignore_inode
                     || p_meta.inode == 0
                     || meta.inode == 0
                     || p_meta.inode == meta.inode;
@@ -193,8 +209,7 @@ impl Parent {
                 p_node.node_type == node.node_type
                     && p_meta.size == meta.size
                     && p_meta.mtime == meta.mtime
-                    && match_ctime
-                    && match_inode
+                    && (restored || (match_ctime && match_inode))
             })
             .map_or(ParentResult::NotMatched, ParentResult::Matched)
     }

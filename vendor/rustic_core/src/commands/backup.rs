@@ -76,6 +76,15 @@ pub struct ParentOptions {
     #[cfg_attr(feature = "clap", clap(long, conflicts_with = "force"))]
     #[cfg_attr(feature = "merge", merge(strategy = conflate::bool::overwrite_false))]
     pub ignore_inode: bool,
+
+    /// berth patch: the source was restored from the (one) parent snapshot,
+    /// and the restore finished at this time (nanoseconds since the epoch).
+    /// A file whose ctime is not later was last changed by that restore, so
+    /// it holds the parent's content: it is unchanged if its type, size and
+    /// mtime match, whatever its new inode and ctime say.
+    #[cfg_attr(feature = "clap", clap(skip))]
+    #[cfg_attr(feature = "merge", merge(skip))]
+    pub restored_before: Option<i128>,
 }
 
 impl ParentOptions {
@@ -135,7 +144,9 @@ impl ParentOptions {
                 parent_trees,
                 self.ignore_ctime,
                 self.ignore_inode,
-            ),
+            )
+            // berth patch: see `restored_before`.
+            .restored_before(self.restored_before),
         )
     }
 }
