@@ -13,7 +13,9 @@
 # floor: the engine's own `podman run` of that image until it answers.
 #
 # Usage: bench/failover.sh [--build] [--runs N] [--sizes 10M,1G,4G] [--paths adopt,restore] [--mass N]
-#                          [--runtimes process,container] [--defaults]
+#                          [--runtimes process,container] [--defaults] [--background 2s]
+# --background sets the service's background_snapshots (issue 23): the first failover
+# after writing the data is timed once a background snapshot holds it.
 # --defaults adds the shipped-defaults scenario (issue 23): one task, the blog's health
 # check settings and the load balancer's, first `berth up` → /health through HTTPS, and
 # Spot stop → an uploaded file downloads through the load balancer again.
@@ -29,10 +31,10 @@ ARGS=()
 while [ $# -gt 0 ]; do
     case $1 in
     --build) (cd "$REPO_DIR" && cargo build --release --locked -p berth) ;;
-    --runs | --sizes | --paths | --mass) ARGS+=("$1" "$2"); shift ;;
+    --runs | --sizes | --paths | --mass | --background) ARGS+=("$1" "$2"); shift ;;
     --runtimes) RUNTIMES=$2; ARGS+=("$1" "$2"); shift ;;
     --defaults) ARGS+=("$1") ;;
-    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift

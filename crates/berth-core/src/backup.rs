@@ -170,6 +170,17 @@ pub fn due(schedule: &Schedule, snapshots: &[SnapshotRecord], now: DateTime<Utc>
     }
 }
 
+/// The background snapshots ([`SnapshotKind::Background`]) of one claim
+/// that a newer one replaces: all but the newest. They exist only to be
+/// the next snapshot's parent, so one is enough.
+pub fn superseded_background(snapshots: &[SnapshotRecord]) -> Vec<SnapshotId> {
+    let mut background: Vec<&SnapshotRecord> =
+        snapshots.iter().filter(|s| s.kind == Some(SnapshotKind::Background) && !s.pending).collect();
+    background.sort_by_key(|s| s.time);
+    background.pop();
+    background.into_iter().map(|s| s.id.clone()).collect()
+}
+
 /// When the next scheduled snapshot is due.
 pub fn next_due(schedule: &Schedule, snapshots: &[SnapshotRecord], now: DateTime<Utc>) -> DateTime<Utc> {
     newest(snapshots).and_then(|s| schedule.next_after(s.time)).map_or(now, |t| t.max(now))
@@ -379,5 +390,18 @@ mod tests {
         assert!(at_or_before(&snaps, at(8, 0)).is_none());
         let lock = LockPolicy { mode: LockMode::Compliance, duration: Duration::from_secs(3600) }.lock_from(at(9, 0));
         assert_eq!(lock.until, at(10, 0));
+    }
+
+    #[test]
+    fn only_the_newest_background_snapshot_is_kept() {
+        let snaps = [
+            snap("b2", at(10, 0), SnapshotKind::Background),
+            snap("b1", at(9, 0), SnapshotKind::Background),
+            snap("stop", at(9, 30), SnapshotKind::OnStop),
+            snap("b3", at(11, 0), SnapshotKind::Background),
+            snap("sched", at(8, 0), SnapshotKind::Scheduled),
+        ];
+        assert_eq!(superseded_background(&snaps), vec![SnapshotId("b1".into()), SnapshotId("b2".into())]);
+        assert_eq!(superseded_background(&snaps[2..3]), Vec::<SnapshotId>::new());
     }
 }

@@ -84,7 +84,10 @@ pub fn stored_generations(volumes: &[VolumeInfo], snapshots: &[SnapshotRecord]) 
             see(&v.claim, g);
         }
     }
-    for s in snapshots.iter().filter(|s| matches!(s.kind, Some(SnapshotKind::OnStop | SnapshotKind::Scheduled))) {
+    for s in snapshots
+        .iter()
+        .filter(|s| matches!(s.kind, Some(SnapshotKind::OnStop | SnapshotKind::Scheduled | SnapshotKind::Background)))
+    {
         if let (Some(c), Some(g)) = (&s.claim, s.generation) {
             see(c, g);
         }

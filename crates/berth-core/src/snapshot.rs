@@ -39,6 +39,10 @@ pub enum SnapshotKind {
     Scheduled,
     /// Taken by a person (`berth snapshot create`).
     Manual,
+    /// Taken of a running task's volume when it changed, so the stop
+    /// snapshot reads only what changed since: crash-consistent, a parent
+    /// for the next snapshot, not a backup (only the newest is kept).
+    Background,
 }
 
 impl SnapshotKind {
@@ -47,6 +51,7 @@ impl SnapshotKind {
             Self::OnStop => "on-stop",
             Self::Scheduled => "scheduled",
             Self::Manual => "manual",
+            Self::Background => "background",
         }
     }
 
@@ -55,6 +60,7 @@ impl SnapshotKind {
             "on-stop" => Some(Self::OnStop),
             "scheduled" => Some(Self::Scheduled),
             "manual" => Some(Self::Manual),
+            "background" => Some(Self::Background),
             _ => None,
         }
     }
@@ -64,7 +70,8 @@ impl std::str::FromStr for SnapshotKind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s).ok_or_else(|| format!("'{s}' is not a snapshot kind: use on-stop, scheduled or manual"))
+        Self::parse(s)
+            .ok_or_else(|| format!("'{s}' is not a snapshot kind: use on-stop, scheduled, manual or background"))
     }
 }
 

@@ -334,7 +334,7 @@ mod tests {
 
     #[test]
     fn kinds_parse_from_their_tag_text() {
-        for kind in [SnapshotKind::OnStop, SnapshotKind::Scheduled, SnapshotKind::Manual] {
+        for kind in [SnapshotKind::OnStop, SnapshotKind::Scheduled, SnapshotKind::Manual, SnapshotKind::Background] {
             assert_eq!(SnapshotKind::parse(kind.as_str()), Some(kind));
         }
         assert_eq!(SnapshotKind::parse("weekly"), None);

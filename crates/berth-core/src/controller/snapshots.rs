@@ -54,7 +54,11 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
                 && t.last_status == crate::event::TaskStatus::Running
                 && t.desired_status == crate::event::TaskStatus::Running
         });
-        if !running || !crate::backup::due(schedule, &self.snapshots_of(name), self.now()) {
+        // Background snapshots are no backups: they are crash-consistent and
+        // replaced within minutes, so they must not put the next one off.
+        let mut snapshots = self.snapshots_of(name);
+        snapshots.retain(|s| s.kind != Some(crate::snapshot::SnapshotKind::Background));
+        if !running || !crate::backup::due(schedule, &snapshots, self.now()) {
             return Ok(None);
         }
         Ok(claim.volume.clone())
@@ -87,6 +91,25 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
             ..crate::snapshot::SnapshotRequest::new(name.clone(), generation, crate::snapshot::SnapshotKind::Scheduled)
         };
         self.take_snapshot(volume, &request).await
+    }
+
+    /// Takes a background snapshot of a running claim's volume (see
+    /// [`crate::snapshot::SnapshotKind::Background`]), crash-consistent, and
+    /// forgets the background snapshots it replaces.
+    pub async fn back_up_in_background(
+        &self,
+        name: &ClaimName,
+        volume: &crate::ports::VolumeId,
+    ) -> Result<SnapshotRecord, ControllerError> {
+        let generation = self.ledger.claim(name).await?.map(|c| c.generation);
+        let request = crate::snapshot::SnapshotRequest {
+            consistency: Some(crate::snapshot::Consistency::Crash),
+            ..crate::snapshot::SnapshotRequest::new(name.clone(), generation, crate::snapshot::SnapshotKind::Background)
+        };
+        let record = self.take_snapshot(volume, &request).await?;
+        let superseded = crate::backup::superseded_background(&self.snapshots_of(name));
+        self.forget_snapshots(name, &superseded).await?;
+        Ok(record)
     }
 
     /// Deletes snapshots of one claim outside a handoff (backup retention).

@@ -151,7 +151,8 @@ pub fn forgettable(
     if policy.is_empty() {
         return Vec::new();
     }
-    let marked = protect(Some(claim), snapshots.iter().filter(|s| s.kind != Some(SnapshotKind::Scheduled)));
+    let own = |s: &&SnapshotRecord| !matches!(s.kind, Some(SnapshotKind::Scheduled | SnapshotKind::Background));
+    let marked = protect(Some(claim), snapshots.iter().filter(own));
     retention::forgotten(&marked, policy, now)
 }
 

@@ -10,6 +10,7 @@
 //! next `berth up` brings the same data back.
 
 mod autoscale;
+mod background;
 mod backup;
 pub mod backup_book;
 pub mod backup_report;
@@ -408,6 +409,11 @@ impl<R: HostRuntime> Platform<R> {
             vec![tokio::spawn(Arc::clone(self).resync_loop()), tokio::spawn(Arc::clone(self).rollout_loop())];
         loops.push(tokio::spawn(Arc::clone(self).backup_loop()));
         loops.push(tokio::spawn(Arc::clone(self).verify_loop()));
+        for service in &self.config.services {
+            if let Some(every) = service.background_snapshots {
+                loops.push(tokio::spawn(Arc::clone(self).background_loop(service.clone(), every)));
+            }
+        }
         for service in self.config.services.iter().filter(|s| s.autoscaling.enabled) {
             loops.push(tokio::spawn(Arc::clone(self).autoscale_loop(service.clone())));
         }

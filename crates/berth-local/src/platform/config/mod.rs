@@ -135,6 +135,11 @@ pub struct ServiceConfig {
     pub when_scaled: berth_core::service::WhenScaled,
     /// Scheduled snapshots, replicas, verification (none by default).
     pub backup: Option<BackupConfig>,
+    /// How often a running task's volume is snapshotted in the background
+    /// when it changed, so a stop snapshot reads only what changed since
+    /// (off by default). Crash-consistent; only the newest is kept.
+    #[serde(deserialize_with = "opt_duration")]
+    pub background_snapshots: Option<Duration>,
     /// An ECS task definition (JSON, as `aws ecs describe-task-definition`
     /// prints it) whose essential container and size the service runs; a
     /// relative path is from berth.toml's folder. See `taskdef`.
@@ -172,6 +177,7 @@ impl Default for ServiceConfig {
             deployment: DeploymentConfig::default(),
             when_scaled: Default::default(),
             backup: None,
+            background_snapshots: None,
             task_definition: None,
             image: None,
             entry_point: Vec::new(),
@@ -402,6 +408,11 @@ impl Config {
         }
         if self.lb.health_interval.is_zero() || self.lb.health_start_interval.is_zero() {
             return Err("[lb] health_interval and health_start_interval must be above 0".into());
+        }
+        if let Some(s) =
+            self.services.iter().find(|s| s.background_snapshots.is_some_and(|d| d < Duration::from_secs(1)))
+        {
+            return Err(format!("service {}: background_snapshots must be at least 1s", s.name));
         }
         if self.lb.cert.is_some() != self.lb.key.is_some() {
             return Err("[lb] cert and key go together: give both or neither".into());
