@@ -177,7 +177,11 @@ impl<R: HostRuntime> Platform<R> {
     /// Copies the claim's snapshots each replica lacks, then applies the
     /// replica's retention; records lag and errors in the book.
     pub(super) async fn replicate_claim(&self, name: &ClaimName, policy: &Policy) {
-        let primary_snaps: Vec<_> = self.controller.snapshots_of(name).into_iter().filter(|s| !s.pending).collect();
+        // Background snapshots are no backups: replaced within minutes, a
+        // replica copying them would copy and forget them over and over.
+        let backup =
+            |s: &berth_core::SnapshotRecord| !s.pending && s.kind != Some(berth_core::SnapshotKind::Background);
+        let primary_snaps: Vec<_> = self.controller.snapshots_of(name).into_iter().filter(backup).collect();
         for replica in &policy.replicas {
             let known = self.backups.get(name).replicas.get(&replica.name).and_then(|r| r.snapshots.clone());
             let wanted: Vec<String> = match &known {
