@@ -260,14 +260,20 @@ enabled = false
     return first_start, times
 
 
-def wait_background(up, size):
-    """Seconds until a background snapshot holds at least `size` bytes."""
+def wait_background(up, files, written):
+    """Seconds until a background snapshot started after `written` (epoch
+    seconds, when the data was written) holds all `files`."""
+    import datetime
     t0 = time.monotonic()
     while True:
         out = subprocess.run([up.berth, "snapshot", "list", "--json", "--state", str(up.state)],
-                             check=True, capture_output=True, text=True).stdout
-        if any(s.get("kind") == "background" and s.get("bytes", 0) >= size for s in json.loads(out)):
-            return time.monotonic() - t0
+                             check=True, capture_output=True, text=True,
+                             env=dict(os.environ, BERTH_PASSWORD="bench")).stdout
+        for s in json.loads(out):
+            head, _, frac = s["time"].rstrip("Z").partition(".")
+            started = datetime.datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00").timestamp()
+            if s.get("kind") == "background" and s.get("files") == files and started >= written:
+                return time.monotonic() - t0
         time.sleep(0.1)
 
 
@@ -331,9 +337,10 @@ def main():
         up = Up(a.berth, work, 1, adopt=(path == "adopt"), image=image, background=a.background)
         task = up.wait_ready(["files-0"])["files-0"]
         fill(volume_dir(up, task), SIZES[size_name])
+        written = time.time()
         expect = files_of(task["endpoint"])
         if a.background:
-            caught_up = wait_background(up, SIZES[size_name])
+            caught_up = wait_background(up, len(expect), written)
             print(f"    a background snapshot held the data {caught_up:.2f} s after it was written", flush=True)
         # The first failover after writing the data also snapshots every
         # new byte (there is no earlier snapshot to be incremental to):
