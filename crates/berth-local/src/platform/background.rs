@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use berth_core::backup::Schedule;
 use berth_core::ledger::Ledger;
-use berth_core::ports::Volumes;
 use berth_core::ClaimName;
 
 use super::config::ServiceConfig;
@@ -49,9 +48,8 @@ impl<R: HostRuntime> Platform<R> {
         let Some(volume) = self.controller.due_backup(name, &Schedule::Every(Duration::ZERO)).await? else {
             return Ok(());
         };
-        let volumes = self.controller.volumes.list().await.map_err(berth_core::controller::ControllerError::from)?;
-        let Some(path) = volumes.into_iter().find(|v| v.id == volume).map(|v| v.location) else { return Ok(()) };
-        let fingerprint = tokio::task::spawn_blocking(move || crate::fingerprint::fingerprint(path.as_ref()))
+        let path = self.controller.volumes.path(&volume);
+        let fingerprint = tokio::task::spawn_blocking(move || crate::fingerprint::fingerprint(&path))
             .await
             .map_err(std::io::Error::other)??;
         if seen.get(name) == Some(&fingerprint) {
