@@ -200,6 +200,7 @@ impl Runtime for EcsRuntime {
             .cluster(&self.settings.cluster)
             .task_definition(format!("{}:{}", request.definition.family, request.definition.revision))
             .started_by(&started)
+            .group(berth_core::ecs_task::group(&request.service))
             .client_token(&request.client_token)
             .network_configuration(NetworkConfiguration::builder().awsvpc_configuration(network).build())
             .volume_configurations(volume_configuration(&self.settings, request, source)?)

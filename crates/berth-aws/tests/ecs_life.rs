@@ -14,14 +14,12 @@ mod moto;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, Tag, TagSpecification};
-use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode, PortMapping};
+use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetTypeEnum};
 use berth_aws::handler::Handler;
-use berth_aws::{tags, AwsSettings, DynamoLedger, EbsVolumeSpec};
+use berth_aws::{tags, AwsSettings, DynamoLedger};
 use berth_core::retention::KeepPolicy;
-use berth_core::service::ServiceSpec;
-use berth_core::{ClaimName, Generation, Ledger, TaskDefinition};
+use berth_core::{ClaimName, Generation, Ledger};
 use serde_json::{json, Value};
 
 const CLUSTER: &str = "berth-test";
@@ -47,25 +45,7 @@ impl Stack {
         let ec2 = aws_sdk_ec2::Client::new(&config);
         let ecs = aws_sdk_ecs::Client::new(&config);
         let elb = aws_sdk_elasticloadbalancingv2::Client::new(&config);
-        let vpc = ec2.create_vpc().cidr_block("10.0.0.0/16").send().await.unwrap();
-        let vpc = vpc.vpc().unwrap().vpc_id().unwrap().to_owned();
-        ec2.modify_vpc_attribute()
-            .vpc_id(&vpc)
-            .enable_dns_hostnames(AttributeBooleanValue::builder().value(true).build())
-            .send()
-            .await
-            .unwrap();
-        let subnet = ec2
-            .create_subnet()
-            .vpc_id(&vpc)
-            .cidr_block("10.0.1.0/24")
-            .availability_zone("us-east-1a")
-            .send()
-            .await
-            .unwrap();
-        let subnet = subnet.subnet().unwrap().subnet_id().unwrap().to_owned();
-        let sg = ec2.create_security_group().group_name("tasks").description("tasks").vpc_id(&vpc).send().await;
-        let sg = sg.unwrap().group_id().unwrap().to_owned();
+        let (vpc, subnet, sg) = moto::network(&ec2).await;
         ecs.create_cluster().cluster_name(CLUSTER).send().await.unwrap();
         let group = elb
             .create_target_group()
@@ -80,50 +60,8 @@ impl Stack {
             .unwrap();
         let group = group.target_groups()[0].target_group_arn().unwrap().to_owned();
         DynamoLedger::create_table(&aws_sdk_dynamodb::Client::new(&config), TABLE).await.unwrap();
-        let settings = AwsSettings {
-            cluster: CLUSTER.into(),
-            subnets: vec![subnet],
-            security_groups: vec![sg],
-            assign_public_ip: false,
-            spot: false,
-            container: "app".into(),
-            target_group_arn: Some(group),
-            volume: EbsVolumeSpec {
-                name: "data".into(),
-                role_arn: "arn:aws:iam::123456789012:role/berth-ecs-infrastructure".into(),
-                size_gib: 10,
-                volume_type: "gp3".into(),
-                iops: None,
-                throughput: None,
-                encrypted: true,
-                kms_key_id: None,
-                filesystem_type: "ext4".into(),
-            },
-            task_definition_arn: None,
-            backups: Vec::new(),
-            autoscaling: Vec::new(),
-            services: vec![ServiceSpec {
-                name: "files".into(),
-                desired_count: 1,
-                definition: TaskDefinition {
-                    family: "files".into(),
-                    revision: 1,
-                    command: vec![],
-                    env: Default::default(),
-                    port: 5000,
-                    health_check: None,
-                    stop_timeout: Duration::from_secs(30),
-                    secrets: Default::default(),
-                    container: None,
-                },
-                revisions: vec![],
-                retention: KeepPolicy { last: Some(5), ..Default::default() },
-                lease: Duration::from_secs(60),
-                adopt: true,
-                healthy_reset: Duration::from_secs(600),
-                when_scaled: Default::default(),
-            }],
-        };
+        let mut settings = moto::files_settings(CLUSTER, subnet, sg);
+        settings.target_group_arn = Some(group);
         let stack = Self { moto, config, ec2, ecs, elb, settings };
         assert_eq!(stack.register_revision("berth:test").await, 1);
         stack
@@ -524,26 +462,7 @@ impl Stack {
     /// with a changed task definition does; returns its number. moto needs
     /// the container's own memory (task-level alone gives HTTP 500).
     async fn register_revision(&self, image: &str) -> u32 {
-        let d = self
-            .ecs
-            .register_task_definition()
-            .family("files")
-            .network_mode(NetworkMode::Awsvpc)
-            .requires_compatibilities(Compatibility::Fargate)
-            .cpu("256")
-            .memory("512")
-            .container_definitions(
-                ContainerDefinition::builder()
-                    .name("app")
-                    .image(image)
-                    .memory(512)
-                    .port_mappings(PortMapping::builder().container_port(5000).build())
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        u32::try_from(d.task_definition().unwrap().revision()).unwrap()
+        moto::register_files_revision(&self.ecs, image).await
     }
 }
 

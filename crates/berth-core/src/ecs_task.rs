@@ -34,9 +34,22 @@ pub fn parse_started_by(value: &str) -> Option<(ClaimName, Generation)> {
     Some((ClaimName::parse(claim).ok()?, Generation(generation.parse().ok()?)))
 }
 
-/// The service of a claim (`<service>-<ordinal>`).
-fn service_of(claim: &ClaimName) -> Option<String> {
-    claim.as_str().rsplit_once('-').map(|(service, _)| service.to_owned())
+/// The `group` prefix of berth's tasks: RunTask's `group` names the
+/// service (`berth:<service>`), in every event and DescribeTasks answer.
+pub const GROUP_PREFIX: &str = "berth:";
+
+/// RunTask's `group` for a task of `service` (at most 255 characters).
+pub fn group(service: &str) -> String {
+    format!("{GROUP_PREFIX}{service}")
+}
+
+/// The service of a task: its `group`, or for a task started before berth
+/// set one, the claim's name (`<service>-<ordinal>`), which a fork's is not.
+fn service_of(group: Option<&str>, claim: &ClaimName) -> Option<String> {
+    match group.and_then(|g| g.strip_prefix(GROUP_PREFIX)) {
+        Some(service) => Some(service.to_owned()),
+        None => claim.as_str().rsplit_once('-').map(|(service, _)| service.to_owned()),
+    }
 }
 
 /// The task an event describes, as core's `TaskInfo`; `observed` stands
@@ -58,7 +71,7 @@ pub fn task_info(detail: &TaskDetail, port: u16, observed: DateTime<Utc>) -> Tas
         .and_then(|d| d.value.clone());
     TaskInfo {
         arn: TaskArn(detail.task_arn.clone()),
-        service: claimed.as_ref().and_then(|(c, _)| service_of(c)),
+        service: claimed.as_ref().and_then(|(c, _)| service_of(detail.group.as_deref(), c)),
         claim: claimed.as_ref().map(|(c, _)| c.clone()),
         generation: claimed.map(|(_, g)| g),
         last_status: detail.last_status.clone().unwrap_or(TaskStatus::Other("UNKNOWN".into())),
@@ -181,5 +194,19 @@ mod tests {
         assert_eq!(t.endpoint.as_deref(), Some("10.0.1.17:5000"));
         assert_eq!(t.revision(), Some(4));
         assert_eq!(e.detail.ebs_volume_id(), Some("vol-0abc"));
+    }
+
+    #[test]
+    fn a_forks_task_names_its_service_by_group_not_by_its_claims_name() {
+        let mut detail: crate::event::TaskDetail = serde_json::from_value(serde_json::json!({
+            "taskArn": "arn:aws:ecs:us-east-1:111122223333:task/berth/f1",
+            "lastStatus": "RUNNING",
+            "startedBy": "berth/restored/1",
+            "group": group("files"),
+        }))
+        .unwrap();
+        assert_eq!(task_info(&detail, 5000, Utc::now()).service.as_deref(), Some("files"));
+        detail.group = None;
+        assert_eq!(task_info(&detail, 5000, Utc::now()).service, None, "a claim name with no `-` names no service");
     }
 }

@@ -23,6 +23,7 @@ pub mod ecs_task;
 pub mod event;
 #[cfg(feature = "fakes")]
 pub mod fake;
+pub mod fault;
 pub mod intent;
 pub mod ledger;
 pub mod membership;

@@ -128,3 +128,107 @@ impl Moto {
         );
     }
 }
+
+/// The blog's network in miniature: a VPC with DNS hostnames, one subnet
+/// in us-east-1a and a security group; returns (vpc, subnet, group).
+pub async fn network(ec2: &aws_sdk_ec2::Client) -> (String, String, String) {
+    let vpc = ec2.create_vpc().cidr_block("10.0.0.0/16").send().await.unwrap();
+    let vpc = vpc.vpc().unwrap().vpc_id().unwrap().to_owned();
+    ec2.modify_vpc_attribute()
+        .vpc_id(&vpc)
+        .enable_dns_hostnames(aws_sdk_ec2::types::AttributeBooleanValue::builder().value(true).build())
+        .send()
+        .await
+        .unwrap();
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(&vpc)
+        .cidr_block("10.0.1.0/24")
+        .availability_zone("us-east-1a")
+        .send()
+        .await
+        .unwrap();
+    let subnet = subnet.subnet().unwrap().subnet_id().unwrap().to_owned();
+    let sg = ec2.create_security_group().group_name("tasks").description("tasks").vpc_id(&vpc).send().await;
+    let sg = sg.unwrap().group_id().unwrap().to_owned();
+    (vpc, subnet, sg)
+}
+
+/// Registers a revision of the `files` task definition (a Fargate task of
+/// one container, `app`, serving on 5000) running `image`.
+pub async fn register_files_revision(ecs: &aws_sdk_ecs::Client, image: &str) -> u32 {
+    use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode, PortMapping};
+    let d = ecs
+        .register_task_definition()
+        .family("files")
+        .network_mode(NetworkMode::Awsvpc)
+        .requires_compatibilities(Compatibility::Fargate)
+        .cpu("256")
+        .memory("512")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("app")
+                .image(image)
+                .memory(512)
+                .port_mappings(PortMapping::builder().container_port(5000).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    u32::try_from(d.task_definition().unwrap().revision()).unwrap()
+}
+
+/// The `files` service's task definition as berth knows it.
+pub fn files_definition() -> berth_core::TaskDefinition {
+    berth_core::TaskDefinition {
+        family: "files".into(),
+        revision: 1,
+        command: vec![],
+        env: Default::default(),
+        port: 5000,
+        health_check: None,
+        stop_timeout: Duration::from_secs(30),
+        secrets: Default::default(),
+        container: None,
+    }
+}
+
+/// The Lambda's settings for one `files` service of one task on
+/// `cluster`, in `subnet` with security group `sg`, with no target group.
+pub fn files_settings(cluster: &str, subnet: String, sg: String) -> berth_aws::AwsSettings {
+    berth_aws::AwsSettings {
+        cluster: cluster.into(),
+        subnets: vec![subnet],
+        security_groups: vec![sg],
+        assign_public_ip: false,
+        spot: false,
+        container: "app".into(),
+        target_group_arn: None,
+        volume: berth_aws::EbsVolumeSpec {
+            name: "data".into(),
+            role_arn: "arn:aws:iam::123456789012:role/berth-ecs-infrastructure".into(),
+            size_gib: 10,
+            volume_type: "gp3".into(),
+            iops: None,
+            throughput: None,
+            encrypted: true,
+            kms_key_id: None,
+            filesystem_type: "ext4".into(),
+        },
+        task_definition_arn: None,
+        backups: Vec::new(),
+        autoscaling: Vec::new(),
+        services: vec![berth_core::service::ServiceSpec {
+            name: "files".into(),
+            desired_count: 1,
+            definition: files_definition(),
+            revisions: vec![],
+            retention: berth_core::retention::KeepPolicy { last: Some(5), ..Default::default() },
+            lease: Duration::from_secs(60),
+            adopt: true,
+            healthy_reset: Duration::from_secs(600),
+            when_scaled: Default::default(),
+        }],
+    }
+}

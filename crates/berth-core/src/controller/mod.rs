@@ -101,14 +101,17 @@ pub struct Controller<R, V, L> {
     /// repository on every step would be slow).
     snapshots: Mutex<BTreeMap<ClaimName, Vec<SnapshotRecord>>>,
     grace: Duration,
-    /// Called before each action runs: crash-point tests stop the process here.
-    before_action: Option<ActionHook>,
+    /// Sees each action before it runs: `berth lambda decide` lists the
+    /// steps the handler would take. (Faults are injected at the ports,
+    /// by [`crate::fault::Faulty`], not here.)
+    observer: Option<ActionObserver>,
 }
 
-/// A hook that sees each action before it runs.
-pub type ActionHook = Box<dyn Fn(&Action) + Send + Sync>;
+/// Sees each action before it runs.
+pub type ActionObserver = Box<dyn Fn(&Action) + Send + Sync>;
 
-/// A short name for an action, for logs and crash-point tests:
+/// A short name for an action, for logs and the crash-point tests (whose
+/// hook, [`crate::fault::Faulty`], names the port calls alike):
 /// `write:<step>` (`write:done` when a handoff ends), `mark`, `stop-task`,
 /// `snapshot`, `forget`, `create-volume`, `run-task`, `delete-volume`, `log`,
 /// and for service plans `create-claim` and `write-service`.
@@ -164,12 +167,12 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
             scope,
             snapshots: Mutex::new(BTreeMap::new()),
             grace: DEFAULT_GRACE,
-            before_action: None,
+            observer: None,
         }
     }
 
-    pub fn with_hook(mut self, hook: ActionHook) -> Self {
-        self.before_action = Some(hook);
+    pub fn with_observer(mut self, observer: ActionObserver) -> Self {
+        self.observer = Some(observer);
         self
     }
 
@@ -255,8 +258,8 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
     /// Carries out one action: of a claim's decision, or a step of a
     /// service plan (`claim` is the claim it is about, if any).
     async fn execute(&self, claim: Option<&ClaimName>, action: Action) -> Result<(), ControllerError> {
-        if let Some(hook) = &self.before_action {
-            hook(&action);
+        if let Some(observer) = &self.observer {
+            observer(&action);
         }
         let claim_of = |what: &str| {
             claim.ok_or_else(|| ControllerError::Port(PortError::permanent(format!("{what} names no claim"))))

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_core::controller::Controller;
+use berth_core::fault::{CallHook, Faulty};
 use berth_core::intent::DesiredState;
 use berth_core::ledger::{ClaimRecord, EventRecord, Expect, Ledger};
 use berth_core::scope::Scope;
@@ -67,7 +68,10 @@ enum Update {
 }
 
 /// The controller over a local runtime and the local volumes and ledger.
-pub type LocalController<R = LocalRuntime> = Controller<Arc<R>, Arc<LocalVolumes>, Arc<SqliteLedger>>;
+/// Its ports are [`Faulty`] so the crash-point tests can stop `berth up`
+/// between any two calls (no hook unless `BERTH_TEST_CRASH_BEFORE` is set).
+pub type LocalController<R = LocalRuntime> =
+    Controller<Faulty<Arc<R>>, Faulty<Arc<LocalVolumes>>, Faulty<Arc<SqliteLedger>>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
@@ -185,20 +189,17 @@ impl<R: HostRuntime> Platform<R> {
         };
         // One identity per state folder: a restarted `berth up` holds the
         // leases its predecessor took and resumes at once.
+        let hook = crash_point();
         let controller = Controller::new(
             "berth-up",
-            Arc::clone(&runtime),
-            Arc::new(volumes),
-            Arc::clone(&ledger),
+            Faulty::new(Arc::clone(&runtime), hook.clone()),
+            Faulty::new(Arc::new(volumes), hook.clone()),
+            Faulty::new(Arc::clone(&ledger), hook),
             services,
             scope,
             Box::new(berth_core::controller::SystemClock),
         )
         .with_grace(config.controller.sweep_grace);
-        let controller = match crash_point() {
-            Some(hook) => controller.with_hook(hook),
-            None => controller,
-        };
         let controller = Arc::new(controller);
         let (down, _) = watch::channel(false);
         let (lb_targets, _) = watch::channel(Vec::new());
@@ -551,20 +552,18 @@ fn not_parked(claims: &[ClaimRecord]) -> String {
 }
 
 /// `BERTH_TEST_CRASH_BEFORE=<action>[#<n>]` kills this process with SIGKILL
-/// just before the n-th (default first) action of that name (see
-/// [`berth_core::controller::action_name`]): the crash-point tests use it to
-/// stop the controller between any two steps of a handoff.
-fn crash_point() -> Option<berth_core::controller::ActionHook> {
+/// just before the controller's n-th (default first) port call of that
+/// name (see [`berth_core::fault`]): the crash-point tests use it to stop
+/// the controller between any two steps of a handoff.
+fn crash_point() -> Option<CallHook> {
     let spec = std::env::var("BERTH_TEST_CRASH_BEFORE").ok()?;
     let (name, nth) = match spec.rsplit_once('#') {
         Some((name, n)) => (name.to_owned(), n.parse::<u32>().unwrap_or(1)),
         None => (spec, 1),
     };
     let seen = std::sync::atomic::AtomicU32::new(0);
-    Some(Box::new(move |action| {
-        if berth_core::controller::action_name(action) == name
-            && seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == nth
-        {
+    Some(Arc::new(move |call: &str| {
+        if call == name && seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == nth {
             eprintln!("berth up: BERTH_TEST_CRASH_BEFORE={name}#{nth}: killing myself");
             // SAFETY: raising a signal at ourselves; nothing is shared.
             unsafe { libc::raise(libc::SIGKILL) };

@@ -17,7 +17,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use berth_core::controller::{action_name, ActionHook, Controller, ControllerError, EventOutcome, SystemClock};
+use berth_core::controller::{action_name, ActionObserver, Controller, ControllerError, EventOutcome, SystemClock};
 use berth_core::dry_run::{DryRun, REFUSED};
 use berth_core::ecs_task::task_info;
 use berth_core::event::printable;
@@ -219,7 +219,7 @@ async fn judge(args: &DecideArgs, event: &TaskStateChange) -> Result<Verdict> {
     };
     let steps = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Step>::new()));
     let seen = steps.clone();
-    let hook: ActionHook = Box::new(move |action| {
+    let observer: ActionObserver = Box::new(move |action| {
         let step = Step { action: action_name(action), detail: describe(action) };
         seen.lock().expect("steps lock").push(step);
     });
@@ -232,7 +232,7 @@ async fn judge(args: &DecideArgs, event: &TaskStateChange) -> Result<Verdict> {
         scope,
         Box::new(SystemClock),
     )
-    .with_hook(hook);
+    .with_observer(observer);
     if let Some(record) = &record {
         controller.apply_service_record(record);
     }
