@@ -3,8 +3,9 @@
 //!
 //! The Lambda's schedule asks for all of it each minute; `berth up`'s
 //! timers each ask for their part (the resync timer for the claims and the
-//! sweep, the deployment timer for the rollouts), and its events reconcile
-//! single claims between. The order is the one place where the parts meet:
+//! sweep, the deployment timer for the rollouts, the backup timer for the
+//! backups, each auto-scaled service's sampler for its decision), and its
+//! events reconcile single claims between. The order is the one place where the parts meet:
 //!
 //! 1. the snapshot cache is read again (for the parts that read it), and
 //!    with `guard` a ledger behind

@@ -1,25 +1,26 @@
-//! Auto scaling under `berth up`: samples each task's CPU and memory and
-//! applies core's target-tracking decision to the service's desired count.
+//! Auto scaling under `berth up`: samples each task's CPU and memory, and
+//! asks core's pass for the service's decision.
 //!
 //! Every `sample_interval` the loop asks the runtime for a usage sample of
 //! each running task of an auto-scaled service (`Runtime::usage`: the
-//! process tree from `/proc` for processes), turns two consecutive samples
-//! into a usage reading, and asks
-//! `berth_core::autoscale::decide` for the desired count. A change goes
-//! through [`Platform::scale`], as `berth scale` does (scale-out resumes
-//! parked claims first, scale-in parks the highest with a snapshot), and is
-//! logged as an `autoscale` event with the decision's reason. The times of
-//! the last activities (the cooldowns) are kept in memory: a restarted
-//! `berth up` starts without cooldowns.
+//! process tree from `/proc` for processes, the engine's statistics for
+//! containers) and turns two consecutive samples into a usage reading: the
+//! platform's part, as Container Insights' readings are the Lambda's. The
+//! decision is core's, in the same pass the Lambda runs
+//! (`Controller::pass` with `Due::autoscale`): it writes the service's new
+//! count and its cooldowns to the ledger, and logs an `autoscale` event
+//! with the decision's reason. A change is then applied as `berth scale`
+//! applies one (scale-out resumes parked
+//! claims first, scale-in parks the highest with a snapshot). The cooldowns
+//! are in the ledger, so a restarted `berth up` keeps them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use berth_core::autoscale::{decide, ScalingState, TaskUsage, UsageSample};
-use berth_core::ledger::EventRecord;
+use berth_core::autoscale::{TaskUsage, UsageSample};
+use berth_core::controller::Due;
 use berth_core::task::Runtime;
 use berth_core::TaskStatus;
-use chrono::Utc;
 
 use super::config::ServiceConfig;
 use super::Platform;
@@ -32,7 +33,6 @@ impl<R: HostRuntime> Platform<R> {
         let mut every = tokio::time::interval(service.autoscaling.sample_interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut samples: BTreeMap<String, UsageSample> = BTreeMap::new();
-        let mut state = ScalingState::default();
         loop {
             every.tick().await;
             let Ok(tasks) = self.runtime.tasks().await else { continue };
@@ -50,29 +50,26 @@ impl<R: HostRuntime> Platform<R> {
                 next_samples.insert(t.arn.0.clone(), now);
             }
             samples = next_samples;
-            let Some(current) =
-                self.controller.services().into_iter().find(|s| s.name == service.name).map(|s| s.desired_count)
-            else {
-                continue;
-            };
-            let now = Utc::now();
-            let decision = decide(&policy, current, &readings, &state, now);
-            tracing::debug!(service = %service.name, current, desired = decision.desired, reason = %decision.reason, "autoscale");
-            if decision.desired == current {
-                continue;
+            let Some(current) = self.desired_count(&service.name) else { continue };
+            let due = Due { autoscale: vec![(service.name.clone(), policy.clone(), readings)], ..Default::default() };
+            let report = self.controller.pass(&due, &super::Local(&self)).await;
+            for failure in &report.failed {
+                tracing::warn!(service = %service.name, error = %failure, "autoscale");
             }
-            let mut event = EventRecord::new(now, None, "autoscale", format!("{}: {}", service.name, decision.reason));
-            event.data = serde_json::json!({
-                "service": service.name,
-                "from": current,
-                "to": decision.desired,
-                "readings": readings,
-            });
-            self.controller.log(event).await;
-            match self.scale(&service.name, decision.desired).await {
-                Ok(_) => state = state.record(current, decision.desired, now),
-                Err(e) => tracing::warn!(service = %service.name, error = %e, "autoscale could not apply its decision"),
+            // The decision, once in the ledger, set the controller's count.
+            match self.desired_count(&service.name) {
+                Some(desired) if desired != current => {
+                    if let Err(e) = self.apply_count(&service.name, current, desired).await {
+                        tracing::warn!(service = %service.name, error = %e, "autoscale could not apply its decision");
+                    }
+                }
+                _ => {}
             }
         }
+    }
+
+    /// A service's desired count, as the controller holds it.
+    fn desired_count(&self, service: &str) -> Option<u32> {
+        self.controller.services().into_iter().find(|s| s.name == service).map(|s| s.desired_count)
     }
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_core::backup::{self, Policy};
+use berth_core::controller::Due;
 use berth_core::ledger::{ClaimRecord, EventRecord, Ledger};
 use berth_core::task::Runtime;
 use berth_core::{ClaimName, Consistency, DesiredState, TaskInfo, TaskStatus};
@@ -49,12 +50,11 @@ impl<R: HostRuntime> Platform<R> {
         }
         let mut every = tokio::time::interval(tick(&policies));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let due = Due { backups: true, ..Default::default() };
         loop {
             every.tick().await;
-            for (service, policy) in &policies {
-                if let Err(e) = self.backup_pass(service, policy).await {
-                    tracing::warn!(service = %service.name, error = %e, "backup pass failed; retrying next tick");
-                }
+            for failure in self.controller.pass(&due, &super::Local(&self)).await.failed {
+                tracing::warn!(error = %failure, "backup pass failed; retrying next tick");
             }
         }
     }
@@ -82,7 +82,7 @@ impl<R: HostRuntime> Platform<R> {
         }
     }
 
-    async fn backup_pass(&self, service: &ServiceConfig, policy: &Policy) -> Result<(), PlatformError> {
+    pub(super) async fn backup_pass(&self, service: &ServiceConfig, policy: &Policy) -> Result<(), PlatformError> {
         let claims: Vec<ClaimRecord> =
             self.ledger.claims().await?.into_iter().filter(|c| c.service == service.name).collect();
         for claim in &claims {

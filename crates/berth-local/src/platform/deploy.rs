@@ -19,7 +19,6 @@ use berth_core::task::TaskDefinition;
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::queue::Wake;
 use super::{Platform, PlatformError};
 use crate::host::HostRuntime;
 
@@ -148,7 +147,7 @@ impl<R: HostRuntime> Platform<R> {
         let due = Due { rollouts: true, ..Default::default() };
         loop {
             every.tick().await;
-            for failure in self.controller.pass(&due, &Wake(&self.queue)).await.failed {
+            for failure in self.controller.pass(&due, &super::Local(&self)).await.failed {
                 tracing::warn!(error = %failure, "deployment step failed; trying again");
             }
         }

@@ -23,6 +23,7 @@ pub mod logs;
 pub mod offline;
 mod queue;
 mod scale_file;
+mod shell;
 mod taskdef;
 
 use std::path::PathBuf;
@@ -44,7 +45,8 @@ use berth_core::controller::Due;
 pub use config::{Config, ConfigError};
 pub use deploy::DeployRequest;
 pub use lock::StateLock;
-use queue::{Queue, Wake};
+use queue::Queue;
+use shell::Local;
 
 use crate::host::HostRuntime;
 use crate::ledger::SqliteLedger;
@@ -285,10 +287,19 @@ impl<R: HostRuntime> Platform<R> {
 
     /// Sets a service's desired count (kept across restarts) and applies it.
     pub async fn scale(&self, service: &str, count: u32) -> Result<bool, PlatformError> {
+        let Some(spec) = self.controller.services().into_iter().find(|s| s.name == service) else {
+            return Ok(false);
+        };
+        self.keep_autoscaled_count(service, count).await?;
+        self.apply_count(service, spec.desired_count, count).await
+    }
+
+    /// Brings a service's claims to `count` (from `before`), kept in the
+    /// state folder for the next `berth up`.
+    async fn apply_count(&self, service: &str, before: u32, count: u32) -> Result<bool, PlatformError> {
         let Some(mut spec) = self.controller.services().into_iter().find(|s| s.name == service) else {
             return Ok(false);
         };
-        let before = spec.desired_count;
         spec.desired_count = count;
         self.controller.set_service(spec);
         scale_file::write(&self.state, service, count)?;
@@ -298,6 +309,27 @@ impl<R: HostRuntime> Platform<R> {
         self.controller.log(event).await;
         self.wake_all().await?;
         Ok(true)
+    }
+
+    /// Keeps the count auto scaling works from (the service record's, which
+    /// the next `berth up` starts from too) equal to a count set by hand;
+    /// a service without auto scaling has none.
+    async fn keep_autoscaled_count(&self, service: &str, count: u32) -> Result<(), PlatformError> {
+        let enabled = self.config.services.iter().any(|s| s.name == service && s.autoscaling.enabled);
+        for _ in 0..8 {
+            let Some(mut record) = self.ledger.service(service).await? else { return Ok(()) };
+            let wanted = enabled.then_some(count);
+            if record.autoscaled_count == wanted {
+                return Ok(());
+            }
+            record.autoscaled_count = wanted;
+            match self.ledger.put_service(&record, Expect::Version(record.version)).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(PlatformError::ServiceBusy(service.to_owned()))
     }
 
     /// Sets a desired count by hand (`berth scale`): 0 or within the
@@ -458,13 +490,12 @@ impl<R: HostRuntime> Platform<R> {
         let mut every = tokio::time::interval(self.config.controller.resync_interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         every.tick().await;
-        // Core's pass, for the claims and the sweep (the deployment timer
-        // asks for the rollouts; auto scaling and backups have loops of
-        // their own, with their own cadences).
+        // Core's pass, for the claims and the sweep (the deployment,
+        // backup and auto scaling timers ask for their parts; see shell.rs).
         let due = Due { claims: true, sweep: true, ..Default::default() };
         loop {
             every.tick().await;
-            let report = self.controller.pass(&due, &Wake(&self.queue)).await;
+            let report = self.controller.pass(&due, &Local(&self)).await;
             for failure in &report.failed {
                 tracing::warn!(error = %failure, "resync");
             }

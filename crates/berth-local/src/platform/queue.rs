@@ -132,16 +132,3 @@ impl<R: HostRuntime> Queue<R> {
         }
     }
 }
-
-/// `berth up`'s side of a controller pass: claims are reconciled by waking
-/// the queue's workers, so a pass never waits for a handoff.
-pub(super) struct Wake<'a, R: HostRuntime>(pub &'a Arc<Queue<R>>);
-
-impl<R: HostRuntime> berth_core::controller::Shell for Wake<'_, R> {
-    async fn reconcile(&self, claims: Vec<ClaimName>) -> Vec<(ClaimName, berth_core::controller::ControllerError)> {
-        for claim in claims {
-            self.0.wake(claim);
-        }
-        Vec::new()
-    }
-}

@@ -36,10 +36,10 @@ const enc = encodeURIComponent;
 
 // A table in a wrapper that scrolls sideways on a narrow screen; the
 // wrapper is focusable so a keyboard can scroll it too.
-function table(id, caption, headers, rows, attrs) {
+function table(id, caption, headers, rows) {
   const body = rows.length ? rows : [el('tr', {}, el('td', { colspan: headers.length, class: 'none' }, 'None.'))];
   return el('div', { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': caption },
-    el('table', Object.assign({ id }, attrs || {}),
+    el('table', { id },
       el('caption', {}, caption),
       el('thead', {}, el('tr', {}, headers.map((h) => el('th', { scope: 'col' }, h)))),
       el('tbody', {}, body)));
@@ -348,7 +348,9 @@ function overview(root) {
 function lbSection(lb, byTask) {
   if (!lb) return el('p', {}, 'No load balancer (set [lb] in berth.toml).');
   return [
-    el('p', {}, 'In front of ', el('a', { href: `#/services/${enc(lb.service)}` }, lb.service), ' at ', el('a', { href: lb.url, rel: 'noopener' }, lb.url), '.'),
+    // Only an http(s) address becomes a link: never a javascript: URL.
+    el('p', {}, 'In front of ', el('a', { href: `#/services/${enc(lb.service)}` }, lb.service), ' at ',
+      /^https?:\/\//.test(lb.url) ? el('a', { href: lb.url, rel: 'noopener' }, lb.url) : el('code', {}, lb.url), '.'),
     table('lb-targets', 'Load balancer targets and their health', ['Claim', 'Task', 'Address', 'State', 'Healthy'],
       (lb.targets || []).map((t) => row({ 'data-target': t.id, 'data-state': t.state }, [
         byTask.has(t.id) ? el('a', { href: `#/claims/${enc(byTask.get(t.id))}` }, byTask.get(t.id)) : '—',
@@ -522,7 +524,11 @@ function claimActions(name, current) {
   const restoreAt = el('input', { type: 'datetime-local', id: 'restore-at', step: 1, value: localInput(new Date()) });
   const forkName = el('input', { id: 'fork-name', autocomplete: 'off', spellcheck: 'false', placeholder: `${name}-copy` });
   const forkAt = el('input', { type: 'datetime-local', id: 'fork-at', step: 1 });
-  const button = (action, text, handler) => { const b = el('button', { type: 'button', 'data-action': action }, text); b.addEventListener('click', () => handler(b)); return b; };
+  const button = (action, text, handler) => {
+    const b = el('button', { type: 'button', 'data-action': action }, text);
+    b.addEventListener('click', () => handler(b));
+    return b;
+  };
   const when = (input, fallbackNow) => {
     if (!input.value) { if (fallbackNow) return new Date(); throw new Error('Choose a date and time first.'); }
     return new Date(input.value); // datetime-local reads as local time
@@ -544,8 +550,12 @@ function claimActions(name, current) {
       return `Snapshot ${shortId(o.snapshot)} taken in ${fmtSecs(o.seconds)} (${o.consistency || 'unknown'}-consistent${o.hook_error ? `; quiesce failed: ${o.hook_error}` : ''}).`;
     },
   }));
-  const verify = button('verify', 'Verify a restore', (b) => act(b, { start: `Verifying ${name}'s newest snapshot…`, run: () => post(`${path}/verify`), done: checkDone('Verification') }));
-  const drill = button('drill', 'DR drill', (b) => act(b, { start: `Running a DR drill of ${name}…`, run: () => post(`${path}/drill`), done: checkDone('Drill') }));
+  const verify = button('verify', 'Verify a restore', (b) => act(b, {
+    start: `Verifying ${name}'s newest snapshot…`, run: () => post(`${path}/verify`), done: checkDone('Verification'),
+  }));
+  const drill = button('drill', 'DR drill', (b) => act(b, {
+    start: `Running a DR drill of ${name}…`, run: () => post(`${path}/drill`), done: checkDone('Drill'),
+  }));
   const restore = button('restore', 'Restore', (b) => {
     let at;
     try { at = when(restoreAt, false); } catch (e) { flash(e.message, false); return; }
@@ -580,7 +590,7 @@ function setOptions(select, values, all) {
   if (select.dataset.key === key) return;
   select.dataset.key = key;
   const keep = select.value;
-  select.replaceChildren(el('option', { value: '' }, all), values.map((v) => el('option', { value: v }, v)));
+  select.replaceChildren(el('option', { value: '' }, all), ...values.map((v) => el('option', { value: v }, v)));
   select.value = values.includes(keep) ? keep : '';
 }
 
@@ -625,7 +635,10 @@ function barChart(id, title, rows) {
   rows.forEach((r, i) => {
     const y = gap + i * (bar + gap);
     chart.append(svg('text', { x: 0, y: y + bar - 3, class: 'lane-label' }, r.label));
-    if (Number.isFinite(r.value)) chart.append(svg('rect', { x: labelW, y, width: Math.max(1, x(r.value) - labelW), height: bar, class: met(r) === false ? 'over' : 'within' }));
+    if (Number.isFinite(r.value)) {
+      const width = Math.max(1, x(r.value) - labelW);
+      chart.append(svg('rect', { x: labelW, y, width, height: bar, class: met(r) === false ? 'over' : 'within' }));
+    }
     if (r.objective) chart.append(svg('line', { x1: x(r.objective), x2: x(r.objective), y1: y - 3, y2: y + bar + 3, class: 'objective' }));
     chart.append(svg('text', { x: W - valueW + 6, y: y + bar - 3, class: 'tick' }, Number.isFinite(r.value) ? fmtSecs(r.value) : 'none'));
   });
@@ -633,7 +646,9 @@ function barChart(id, title, rows) {
     el('figcaption', {}, title, el('span', { class: 'meta' }, ' (bar: measured; line: objective)')),
     el('div', { class: 'chart-wrap' }, chart),
     table(`${id}-table`, title, ['Claim', 'Measured', 'Objective', 'Within objective'],
-      rows.map((r) => row({ 'data-claim': r.claim, 'data-row': r.label }, [r.label, Number.isFinite(r.value) ? fmtSecs(r.value) : 'none', fmtSecs(r.objective), met(r) === null ? '—' : met(r) ? 'yes' : 'no']))));
+      rows.map((r) => row({ 'data-claim': r.claim, 'data-row': r.label }, [
+        r.label, Number.isFinite(r.value) ? fmtSecs(r.value) : 'none', fmtSecs(r.objective),
+        met(r) === null ? '—' : met(r) ? 'yes' : 'no']))));
 }
 
 function backupsView(root) {
@@ -644,7 +659,8 @@ function backupsView(root) {
     render(box, report, () => {
       if (!report.length) return el('p', {}, 'No claim has a backup policy ([service.backup] in berth.toml).');
       const age = report.map((c) => ({ claim: c.claim, label: c.claim, value: c.newest_snapshot ? c.newest_snapshot.age_seconds : null, objective: c.objectives.rpo }));
-      const lag = report.flatMap((c) => Object.entries(c.replicas || {}).map(([n, r]) => ({ claim: c.claim, label: `${c.claim} → ${n}`, value: r.state.lag, objective: c.objectives.rpo })));
+      const lag = report.flatMap((c) => Object.entries(c.replicas || {}).map(([n, r]) => (
+        { claim: c.claim, label: `${c.claim} → ${n}`, value: r.state.lag, objective: c.objectives.rpo })));
       const checks = (field, key) => report.flatMap((c) => [['verify', c.last_verification], ['drill', c.last_drill]]
         .filter(([, d]) => d).map(([what, d]) => ({ claim: c.claim, label: `${c.claim} ${what}`, value: d[field], objective: c.objectives[key] })));
       return [
@@ -718,7 +734,9 @@ function serviceView(root, name) {
     try { changes = parseEnv(envText.value); } catch (e) { flash(e.message, false); return; }
     const body = { env: changes.env, unset_env: changes.unset };
     if (image.value.trim()) body.image = image.value.trim();
-    const said = [body.image && `image ${body.image}`, Object.keys(body.env).length && `set ${Object.keys(body.env).join(', ')}`, body.unset_env.length && `remove ${body.unset_env.join(', ')}`].filter(Boolean);
+    const keys = Object.keys(body.env);
+    const said = [body.image && `image ${body.image}`, keys.length && `set ${keys.join(', ')}`,
+      body.unset_env.length && `remove ${body.unset_env.join(', ')}`].filter(Boolean);
     if (!said.length) { flash('Nothing to deploy: give an image or environment changes.', false); return; }
     act(deployBtn, {
       ask: `Deploy a new revision of ${name} (${said.join('; ')})? Each claim's task is stopped and replaced, one at a time; a failure rolls back.`,
@@ -764,7 +782,7 @@ function rolloutView(d) {
 function filesView(root, svc) {
   const base = `/v1/services/${enc(svc)}/http/files`;
   const box = el('div');
-  const file = el('input', { type: 'file', id: 'upload-file', multiple: true, required: true });
+  const file = el('input', { type: 'file', id: 'upload-file', multiple: true });
   const upload = el('button', { type: 'submit', 'data-action': 'upload' }, 'Upload');
   const form = el('form', { id: 'upload-form', class: 'action' }, el('label', { class: 'field' }, el('span', {}, 'File'), file), upload);
   root.append(el('h1', { tabindex: -1 }, 'Files of ', el('code', {}, svc)),
@@ -823,6 +841,7 @@ function route(first) {
   view = { timers: [], subs: [] };
   const main = $('#main');
   main.replaceChildren();
+  if (!first) flash('', true); // an outcome belongs to the page it happened on
   const found = ROUTES.map(([re, fn, title]) => [hash.match(re), fn, title]).find(([m]) => m);
   if (found) {
     const args = found[0].slice(1).map(decodeURIComponent);
