@@ -66,6 +66,16 @@ impl SqliteLedger {
         Self::open(dest)
     }
 
+    /// The newest event's sequence number (0 with none): where a stream of
+    /// events from now on starts.
+    pub fn last_event_seq(&self) -> Result<u64, LedgerError> {
+        let seq: i64 = self
+            .lock()
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| row.get(0))
+            .map_err(|e| Fail::Db(e).at(&self.path))?;
+        Ok(u64::try_from(seq).unwrap_or(0))
+    }
+
     /// The file this ledger lives in.
     pub fn path(&self) -> &Path {
         &self.path

@@ -49,6 +49,8 @@ enum Command {
     Down(cmd::down::Args),
     /// List the tasks of a running `berth up`.
     Ps(cmd::ps::Args),
+    /// Print a one-time login URL for the web console of a running `berth up`.
+    Console(cmd::console::Args),
     /// List the claims of a running `berth up`.
     Claims(cmd::claims::ListArgs),
     /// Inspect one claim of a running `berth up`.
@@ -99,6 +101,7 @@ fn main() -> ExitCode {
         Command::Volume(args) => cmd::volume::run(args),
         Command::Up(args) => cmd::up::run(args),
         Command::Down(args) => cmd::down::run(args),
+        Command::Console(args) => cmd::console::run(args),
         Command::Ps(args) => cmd::ps::run(args),
         Command::Claims(args) => cmd::claims::list(args),
         Command::Claim(args) => cmd::claims::run(args),

@@ -31,19 +31,24 @@ fn write_whole(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// `bytes` random bytes in hex, from the kernel's randomness (fastrand,
+/// which is no CSPRNG, only where /dev/urandom cannot be read).
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut raw = vec![0u8; bytes];
+    for b in &mut raw {
+        *b = fastrand::u8(..);
+    }
+    if let Ok(mut urandom) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = urandom.read_exact(&mut raw);
+    }
+    hex::encode(raw)
+}
+
 impl Discovery {
     /// Writes a new token and the address; returns the token.
     pub fn publish(state: &StateDir, info: &AdminInfo) -> std::io::Result<(Self, String)> {
-        let mut raw = [0u8; 32];
-        for b in &mut raw {
-            *b = fastrand::u8(..);
-        }
-        // fastrand is not a CSPRNG; mix in the kernel's randomness.
-        if let Ok(mut urandom) = std::fs::File::open("/dev/urandom") {
-            use std::io::Read;
-            let _ = urandom.read_exact(&mut raw);
-        }
-        let token = hex::encode(raw);
+        let token = random_hex(32);
         write_whole(&state.admin_token(), token.as_bytes(), 0o600)?;
         write_whole(&state.admin(), &serde_json::to_vec_pretty(info)?, 0o644)?;
         Ok((Self { files: vec![state.admin(), state.admin_token()] }, token))

@@ -39,6 +39,18 @@ pub async fn status<R: HostRuntime>(State(app): State<AppState<R>>) -> Answer {
         "started_at": p.started_at,
         "state": p.state.root().display().to_string(),
         "services": services,
+        "load_balancer": app.lb.as_ref().map(|lb| json!({
+            "url": lb.url,
+            "service": p.config.lb_service(),
+            "targets": lb.targets().iter().map(|t| json!({
+                "id": t.id,
+                "addr": t.addr,
+                "healthy": t.state == crate::lb::HealthState::Healthy,
+                "state": t.state,
+                "since": t.since,
+                "reason": t.reason,
+            })).collect::<Vec<_>>(),
+        })),
     })))
 }
 

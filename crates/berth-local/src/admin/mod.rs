@@ -6,7 +6,8 @@
 //! to the platform; no rule lives here.
 
 mod backups;
-mod discovery;
+mod console;
+pub(crate) mod discovery;
 mod handlers;
 mod sweep;
 mod task_view;
@@ -14,10 +15,10 @@ mod task_view;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use subtle::ConstantTimeEq;
 
@@ -25,6 +26,7 @@ pub use discovery::{AdminInfo, Discovery};
 pub use task_view::TaskView;
 
 use crate::host::HostRuntime;
+use crate::lb::LbView;
 use crate::platform::Platform;
 
 /// An error answer.
@@ -51,12 +53,23 @@ impl IntoResponse for ApiError {
 struct AppState<R: HostRuntime> {
     platform: Arc<Platform<R>>,
     token: Arc<String>,
+    /// The console's sessions and login links.
+    console: Arc<console::sessions::Sessions>,
+    /// The load balancer, when `berth up` runs one.
+    lb: Option<LbView>,
+    lb_client: Arc<std::sync::OnceLock<reqwest::Client>>,
 }
 
 // By hand: a derive would ask the runtime itself to be Clone.
 impl<R: HostRuntime> Clone for AppState<R> {
     fn clone(&self) -> Self {
-        Self { platform: Arc::clone(&self.platform), token: Arc::clone(&self.token) }
+        Self {
+            platform: Arc::clone(&self.platform),
+            token: Arc::clone(&self.token),
+            console: Arc::clone(&self.console),
+            lb: self.lb.clone(),
+            lb_client: Arc::clone(&self.lb_client),
+        }
     }
 }
 
@@ -70,17 +83,35 @@ async fn auth<R: HostRuntime>(State(app): State<AppState<R>>, request: Request, 
         .map(|(_, token)| token.trim_start())
         .unwrap_or("");
     if given.as_bytes().ct_eq(app.token.as_bytes()).into() {
-        next.run(request).await
-    } else {
-        ApiError(StatusCode::UNAUTHORIZED, "missing or wrong admin token (see <state>/admin.token)".into())
-            .into_response()
+        return next.run(request).await;
     }
+    // The console's session: reads as they are; anything else only with
+    // the session's CSRF token, which no other site's page can know.
+    if let Some(id) = console::sessions::session_of(request.headers()) {
+        if let Some(csrf) = app.console.csrf(&id) {
+            let safe = request.method() == Method::GET || request.method() == Method::HEAD;
+            let sent = request.headers().get(console::sessions::CSRF_HEADER).map(|v| v.as_bytes()).unwrap_or(b"");
+            if safe || bool::from(sent.ct_eq(csrf.as_bytes())) {
+                return next.run(request).await;
+            }
+            return ApiError(
+                StatusCode::FORBIDDEN,
+                "missing or wrong CSRF token: the console's actions are taken from its own page".into(),
+            )
+            .into_response();
+        }
+    }
+    ApiError(StatusCode::UNAUTHORIZED, "missing or wrong admin token (see <state>/admin.token)".into()).into_response()
 }
 
-/// The admin router for `platform`, guarded by `token`.
-pub fn router<R: HostRuntime>(platform: Arc<Platform<R>>, token: String) -> Router {
-    let state = AppState { platform, token: Arc::new(token) };
+/// The admin router for `platform`, guarded by `token`, with the console
+/// (and its view of the load balancer `lb`, if berth up runs one).
+pub fn router<R: HostRuntime>(platform: Arc<Platform<R>>, token: String, lb: Option<LbView>) -> Router {
+    let state = AppState { platform, token: Arc::new(token), console: Arc::default(), lb, lb_client: Arc::default() };
     Router::new()
+        .route("/v1/console/links", post(console::new_link::<R>))
+        .route("/v1/events/stream", get(console::stream::events::<R>))
+        .route("/v1/services/{name}/http/{*path}", any(console::files::forward::<R>))
         .route("/v1/status", get(handlers::status::<R>))
         .route("/v1/tasks", get(handlers::tasks::<R>))
         .route("/v1/tasks/{task}/stop", post(handlers::stop_task::<R>))
@@ -103,5 +134,11 @@ pub fn router<R: HostRuntime>(platform: Arc<Platform<R>>, token: String) -> Rout
         // The peer list is for the service's own tasks (`berth serve
         // --peers-url`), which hold no token: it names loopback endpoints only.
         .route("/v1/services/{name}/peers", get(handlers::peers::<R>))
+        // The console's pages hold their own session check.
+        .route("/console", get(console::index::<R>))
+        .route("/console/login", get(console::login_page).post(console::login::<R>))
+        .route("/console/login/{code}", get(console::login_link::<R>))
+        .route("/console/logout", post(console::logout::<R>))
+        .route("/console/assets/{file}", get(console::asset))
         .with_state(state)
 }

@@ -59,6 +59,24 @@ use proxy::Proxy;
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A running load balancer as the admin API sees it: its targets' health
+/// for the console, and its HTTPS listener with the certificate to trust
+/// for the console's file browser.
+#[derive(Clone)]
+pub struct LbView {
+    pool: Arc<Pool>,
+    pub https_addr: SocketAddr,
+    /// `https://localhost:PORT` for a loopback listener.
+    pub url: String,
+    pub cert: PathBuf,
+}
+
+impl LbView {
+    pub fn targets(&self) -> Vec<TargetState> {
+        self.pool.states()
+    }
+}
+
 /// A running load balancer. Dropping it stops it too; [`LoadBalancer::shutdown`]
 /// also waits for its listeners to close.
 pub struct LoadBalancer {
@@ -110,6 +128,16 @@ impl LoadBalancer {
     /// Every known target with its state, in registration order.
     pub fn targets(&self) -> Vec<TargetState> {
         self.pool.states()
+    }
+
+    /// What the admin API shows of it, and how it reaches it.
+    pub fn view(&self) -> LbView {
+        LbView {
+            pool: Arc::clone(&self.pool),
+            https_addr: self.https_addr,
+            url: self.https_url(),
+            cert: self.cert_path.clone(),
+        }
     }
 
     /// The PEM certificate the HTTPS listener presents (`curl --cacert` it when self-signed).

@@ -5,6 +5,7 @@ pub mod aws;
 pub mod backup;
 pub mod claim_restore;
 pub mod claims;
+pub mod console;
 pub mod cost;
 pub mod deploy;
 pub mod doctor;

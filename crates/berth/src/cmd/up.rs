@@ -77,7 +77,7 @@ pub fn run(args: Args) -> Result<()> {
         };
         let info = AdminInfo { url: url.clone(), pid: std::process::id(), started_at: Utc::now() };
         let (discovery, token) = Discovery::publish(&state, &info).context("cannot write the admin API's address")?;
-        let app = admin::router(Arc::clone(&platform), token);
+        let app = admin::router(Arc::clone(&platform), token, lb.as_ref().map(LoadBalancer::view));
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
         let signals = Arc::clone(&platform);
