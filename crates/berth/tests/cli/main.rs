@@ -5,6 +5,7 @@ mod util;
 
 mod admin_client;
 mod backup;
+mod console;
 mod containers;
 mod cost;
 #[path = "../../../berth-local/tests/support/engine.rs"]
