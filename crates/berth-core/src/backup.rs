@@ -19,6 +19,14 @@ use crate::ledger::ClaimRecord;
 use crate::retention::{self, KeepPolicy};
 use crate::snapshot::{LockMode, SnapshotId, SnapshotKind, SnapshotLock, SnapshotRecord};
 
+/// A schedule that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cron expression {expression:?}: {reason}")]
+pub struct ScheduleError {
+    pub expression: String,
+    pub reason: String,
+}
+
 /// When scheduled snapshots are taken.
 #[derive(Clone, Debug)]
 pub enum Schedule {
@@ -32,10 +40,11 @@ impl Schedule {
     /// A cron expression: five fields (minute hour day month weekday), or
     /// six or seven with seconds first and a year last, as the `cron` crate
     /// reads them.
-    pub fn cron(expression: &str) -> Result<Self, String> {
+    pub fn cron(expression: &str) -> Result<Self, ScheduleError> {
         let fields = expression.split_whitespace().count();
         let full = if fields == 5 { format!("0 {expression}") } else { expression.to_owned() };
-        let schedule = cron::Schedule::from_str(&full).map_err(|e| format!("cron expression {expression:?}: {e}"))?;
+        let schedule = cron::Schedule::from_str(&full)
+            .map_err(|e| ScheduleError { expression: expression.to_owned(), reason: e.to_string() })?;
         Ok(Self::Cron { expression: expression.to_owned(), schedule: Box::new(schedule) })
     }
 
@@ -328,7 +337,7 @@ mod tests {
         assert!(!due(&hourly, &s, at(10, 14)));
         assert!(due(&hourly, &s, at(10, 15)));
         assert_eq!(hourly.period(at(0, 0)), Duration::from_secs(3600));
-        assert!(Schedule::cron("every hour").unwrap_err().contains("every hour"));
+        assert!(Schedule::cron("every hour").unwrap_err().to_string().contains("every hour"));
         let six = Schedule::cron("*/10 * * * * *").unwrap();
         assert_eq!(six.period(at(0, 0)), Duration::from_secs(10));
     }

@@ -37,7 +37,7 @@ pub struct AppState {
 
 impl AppState {
     /// The state for `config`; an error says which setting is wrong.
-    pub fn new(config: ServeConfig, volume: Arc<Volume>) -> Result<Self, String> {
+    pub fn new(config: ServeConfig, volume: Arc<Volume>) -> Result<Self, crate::cluster::ClusterError> {
         let metrics = Metrics::default();
         Ok(Self {
             health: Health::new(Arc::clone(&volume)),

@@ -70,26 +70,38 @@ enum PeerList {
     List(Vec<String>),
 }
 
+/// A cluster setting that cannot be used; `berth serve` refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("peer '{0}' is not an http(s) URL such as http://10.0.0.5:5000")]
+    Peer(String),
+    #[error("peer list URL '{0}' is not an http(s) URL")]
+    PeerList(String),
+    #[error("advertise URL '{0}' is not an http(s) URL such as http://10.0.0.5:5000")]
+    Advertise(String),
+    #[error("cannot build the HTTP client for peers: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
 impl Cluster {
     /// A cluster for `config`, or `None` when the task runs alone; an error
     /// names a member or peer-list URL that is not an http(s) URL.
-    pub fn new(config: &ServeConfig) -> Result<Option<Self>, String> {
+    pub fn new(config: &ServeConfig) -> Result<Option<Self>, ClusterError> {
         match &config.peers {
             PeerSource::None => return Ok(None),
             PeerSource::Static(list) => {
                 if let Some(bad) = list.iter().find(|u| normalize(u).is_none()) {
-                    return Err(format!("peer '{bad}' is not an http(s) URL such as http://10.0.0.5:5000"));
+                    return Err(ClusterError::Peer(bad.clone()));
                 }
             }
             PeerSource::Url(url) => {
                 if normalize(url).is_none() {
-                    return Err(format!("peer list URL '{url}' is not an http(s) URL"));
+                    return Err(ClusterError::PeerList(url.clone()));
                 }
             }
         }
         let advertise = config.advertise_url();
-        let me = normalize(&advertise)
-            .ok_or_else(|| format!("advertise URL '{advertise}' is not an http(s) URL such as http://10.0.0.5:5000"))?;
+        let me = normalize(&advertise).ok_or_else(|| ClusterError::Advertise(advertise.clone()))?;
         let client = reqwest::Client::builder()
             .connect_timeout(config.peer_timeout)
             // A member closes a connection that has waited its header
@@ -98,7 +110,7 @@ impl Cluster {
             // dropped here first (members share the service's settings).
             .pool_idle_timeout(config.header_timeout / 2)
             .build()
-            .map_err(|e| format!("cannot build the HTTP client for peers: {e}"))?;
+            .map_err(ClusterError::Client)?;
         Ok(Some(Self {
             me,
             source: config.peers.clone(),

@@ -29,8 +29,8 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] crate::cluster::ClusterError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,

@@ -129,29 +129,44 @@ fn write_key(path: &Path, password: &str) -> io::Result<()> {
     }
 }
 
+/// Why a task's secret cannot be had. The message names where the secret
+/// comes from, never its value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretSourceError {
+    #[error(
+        "{0:?} is not a place berth up reads a secret from: use env:NAME (a variable of berth up's \
+         environment) or file:/absolute/path"
+    )]
+    Unknown(String),
+    #[error("variable {0} is not set for berth up")]
+    Unset(String),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
 /// Checks a secret's `valueFrom` as `berth up` reads it: `env:NAME` or
 /// `file:PATH` (an absolute path).
-pub fn check_value_from(value_from: &str) -> Result<(), String> {
+pub fn check_value_from(value_from: &str) -> Result<(), SecretSourceError> {
     match value_from.split_once(':') {
         Some(("env", name)) if !name.is_empty() && !name.contains('=') => Ok(()),
         Some(("file", path)) if Path::new(path).is_absolute() => Ok(()),
-        _ => Err(format!(
-            "{value_from:?} is not a place berth up reads a secret from: use env:NAME (a variable of berth up's \
-             environment) or file:/absolute/path"
-        )),
+        _ => Err(SecretSourceError::Unknown(value_from.to_owned())),
     }
 }
 
 /// Reads a secret from its `valueFrom` at a task's launch: the variable
-/// of this process's environment, or the file's first line. The error
-/// names where, never the value.
-pub fn read_secret(value_from: &str) -> Result<String, String> {
+/// of this process's environment, or the file's first line.
+pub fn read_secret(value_from: &str) -> Result<String, SecretSourceError> {
     check_value_from(value_from)?;
     match value_from.split_once(':') {
-        Some(("env", name)) => std::env::var(name).map_err(|_| format!("variable {name} is not set for berth up")),
-        Some(("file", path)) => {
-            std::fs::read_to_string(path).map(|text| first_line(&text)).map_err(|e| format!("cannot read {path}: {e}"))
-        }
+        Some(("env", name)) => std::env::var(name).map_err(|_| SecretSourceError::Unset(name.to_owned())),
+        Some(("file", path)) => std::fs::read_to_string(path)
+            .map(|text| first_line(&text))
+            .map_err(|source| SecretSourceError::Read { path: path.to_owned(), source }),
         _ => unreachable!("checked above"),
     }
 }
@@ -210,7 +225,7 @@ mod tests {
         std::fs::write(&file, "s3cret\nignored").unwrap();
         assert_eq!(read_secret(&format!("file:{}", file.display())).unwrap(), "s3cret");
         assert_eq!(read_secret("env:PATH").unwrap(), std::env::var("PATH").unwrap());
-        let err = read_secret("env:BERTH_NO_SUCH_VARIABLE_X").unwrap_err();
+        let err = read_secret("env:BERTH_NO_SUCH_VARIABLE_X").unwrap_err().to_string();
         assert!(err.contains("BERTH_NO_SUCH_VARIABLE_X"), "{err}");
         for bad in ["s3cret", "file:relative/path", "env:", "vault:x"] {
             assert!(check_value_from(bad).is_err(), "{bad}");

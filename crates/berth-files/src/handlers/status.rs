@@ -17,7 +17,7 @@ use crate::volume::filesystem_size;
 pub async fn health(state: Shared) -> Response {
     let timestamp = iso8601(SystemTime::now());
     let verdict = if state.draining.load(Ordering::Relaxed) {
-        Err("shutting down".to_owned())
+        Err(crate::health::Unhealthy::Draining)
     } else if let Some(_probe) = state.quiesce.try_probe() {
         state.health.check().await
     } else {
@@ -27,7 +27,7 @@ pub async fn health(state: Shared) -> Response {
         Ok(()) => Json(json!({ "status": "healthy", "timestamp": timestamp })).into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unhealthy", "reason": reason, "timestamp": timestamp })),
+            Json(json!({ "status": "unhealthy", "reason": reason.to_string(), "timestamp": timestamp })),
         )
             .into_response(),
     }

@@ -74,7 +74,7 @@ pub async fn upload_multipart(
             return Err(ApiError::bad_request("No selected file: the 'file' field has no filename"));
         }
         let name = FileName::parse(&raw)?;
-        let body = field.map_err(|e| e.to_string()).boxed();
+        let body = field.map_err(std::io::Error::other).boxed();
         return receive(&state, &headers, name, body, expected, StatusCode::OK, MULTIPART_OVERHEAD).await;
     }
 }
@@ -88,7 +88,7 @@ pub async fn put_file(
     let Path(raw) = name.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let name = FileName::parse(&raw)?;
     let expected = parse_checksum(&headers, true)?;
-    let body = body.into_data_stream().map_err(|e| e.to_string()).boxed();
+    let body = body.into_data_stream().map_err(std::io::Error::other).boxed();
     receive(&state, &headers, name, body, expected, StatusCode::CREATED, 0).await
 }
 
@@ -99,7 +99,7 @@ async fn receive(
     state: &Shared,
     headers: &HeaderMap,
     name: FileName,
-    body: BoxStream<'_, Result<Bytes, String>>,
+    body: BoxStream<'_, Result<Bytes, std::io::Error>>,
     expected: Option<[u8; 32]>,
     created: StatusCode,
     overhead: u64,
@@ -144,7 +144,7 @@ async fn receive(
 
 /// The request body, read with the size limit and the stall timeout applied.
 struct Inbound<'a> {
-    stream: BoxStream<'a, Result<Bytes, String>>,
+    stream: BoxStream<'a, Result<Bytes, std::io::Error>>,
     received: u64,
     /// Whether the body was read at all (after which "100 Continue" was sent).
     polled: bool,

@@ -7,5 +7,5 @@
 pub mod hook;
 pub mod replicas;
 
-pub use hook::{Hook, HookTarget};
+pub use hook::{Hook, HookError, HookTarget};
 pub use replicas::{replicate, Replicas};

@@ -47,8 +47,25 @@ impl std::fmt::Display for HealthState {
     }
 }
 
+/// Why one health check of the load balancer failed; its text is the
+/// reason a target's state shows.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum CheckFailure {
+    #[error("invalid health check path: {0}")]
+    Path(String),
+    /// The request failed: the error and its sources on one line.
+    #[error("{0}")]
+    Request(String),
+    #[error("reading the answer: {0}")]
+    Body(String),
+    #[error("no answer within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    #[error("status {0}")]
+    Status(StatusCode),
+}
+
 /// The outcome of one health check: pass, or why it failed.
-pub(crate) type Probe = Result<(), String>;
+pub(crate) type Probe = Result<(), CheckFailure>;
 
 /// A state change with its reason ("2 consecutive health checks passed").
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,16 +136,16 @@ pub(crate) fn check_client() -> CheckClient {
 /// whole answer read within `timeout`.
 pub(crate) async fn probe(client: &CheckClient, addr: SocketAddr, cfg: &TargetHealth) -> Probe {
     let uri = format!("http://{addr}{}", cfg.path);
-    let request = Request::get(&uri).body(Empty::new()).map_err(|e| format!("invalid health check path: {e}"))?;
+    let request = Request::get(&uri).body(Empty::new()).map_err(|e| CheckFailure::Path(e.to_string()))?;
     let check = async {
-        let response = client.request(request).await.map_err(|e| error_chain(&e))?;
+        let response = client.request(request).await.map_err(|e| CheckFailure::Request(error_chain(&e)))?;
         let status = response.status();
-        response.into_body().collect().await.map_err(|e| format!("reading the answer: {e}"))?;
+        response.into_body().collect().await.map_err(|e| CheckFailure::Body(e.to_string()))?;
         check_status(status)
     };
     match tokio::time::timeout(cfg.timeout, check).await {
         Ok(result) => result,
-        Err(_) => Err(format!("no answer within {}", humantime::format_duration(cfg.timeout))),
+        Err(_) => Err(CheckFailure::Timeout(cfg.timeout)),
     }
 }
 
@@ -136,7 +153,7 @@ fn check_status(status: StatusCode) -> Probe {
     if status.is_success() {
         Ok(())
     } else {
-        Err(format!("status {status}"))
+        Err(CheckFailure::Status(status))
     }
 }
 
@@ -179,13 +196,17 @@ mod tests {
         let t0 = Instant::now();
         let mut t = Tracker::new(t0);
         for _ in 0..10 {
-            assert_eq!(t.observe(&Err("refused".into()), t0 + Duration::from_secs(59), &cfg(), GRACE), None);
+            assert_eq!(
+                t.observe(&Err(CheckFailure::Request("refused".into())), t0 + Duration::from_secs(59), &cfg(), GRACE),
+                None
+            );
         }
         assert_eq!(t.state(), HealthState::Initial);
         let after = t0 + GRACE;
-        assert_eq!(t.observe(&Err("x".into()), after, &cfg(), GRACE), None);
-        assert_eq!(t.observe(&Err("x".into()), after, &cfg(), GRACE), None);
-        let tr = t.observe(&Err("status 500".into()), after, &cfg(), GRACE).unwrap();
+        assert_eq!(t.observe(&Err(CheckFailure::Request("x".into())), after, &cfg(), GRACE), None);
+        assert_eq!(t.observe(&Err(CheckFailure::Request("x".into())), after, &cfg(), GRACE), None);
+        let tr =
+            t.observe(&Err(CheckFailure::Status(StatusCode::INTERNAL_SERVER_ERROR)), after, &cfg(), GRACE).unwrap();
         assert_eq!(tr.to, HealthState::Unhealthy);
         assert_eq!(tr.reason, "3 consecutive health checks failed, last: status 500");
     }
@@ -196,7 +217,7 @@ mod tests {
         let mut t = Tracker::new(t0);
         let _ = t.observe(&Ok(()), t0, &cfg(), Duration::ZERO);
         let _ = t.observe(&Ok(()), t0, &cfg(), Duration::ZERO);
-        let fail = Err("x".to_string());
+        let fail = Err(CheckFailure::Request("x".into()));
         let _ = t.observe(&fail, t0, &cfg(), Duration::ZERO);
         let _ = t.observe(&fail, t0, &cfg(), Duration::ZERO);
         let _ = t.observe(&Ok(()), t0, &cfg(), Duration::ZERO);

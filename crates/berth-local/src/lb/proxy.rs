@@ -95,7 +95,7 @@ impl Proxy {
         let backend = guard.backend().clone();
         let request = match outbound(request, backend.target.addr, peer, (self.port, self.proto)) {
             Ok(request) => request,
-            Err(e) => return Ok(json_error(StatusCode::BAD_REQUEST, serde_json::json!({ "error": e }))),
+            Err(e) => return Ok(json_error(StatusCode::BAD_REQUEST, serde_json::json!({ "error": e.to_string() }))),
         };
         let cut = backend.cut_signal();
         let answer = tokio::select! {
@@ -117,6 +117,15 @@ impl Proxy {
     }
 }
 
+/// A request that cannot be forwarded as it came (a 400 to the client).
+#[derive(Debug, thiserror::Error)]
+enum Unforwardable {
+    #[error("invalid request target: {0}")]
+    Target(#[source] hyper::http::Error),
+    #[error("invalid X-Forwarded-For: {0}")]
+    ForwardedFor(#[source] hyper::header::InvalidHeaderValue),
+}
+
 /// The request as the target gets it: origin-form URI on the target's
 /// address, forwarding headers added, hop-by-hop headers removed.
 fn outbound(
@@ -124,7 +133,7 @@ fn outbound(
     target: SocketAddr,
     peer: SocketAddr,
     (port, proto): (u16, &'static str),
-) -> Result<Request<Incoming>, String> {
+) -> Result<Request<Incoming>, Unforwardable> {
     let (mut parts, body) = request.into_parts();
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     parts.uri = Uri::builder()
@@ -132,7 +141,7 @@ fn outbound(
         .authority(target.to_string())
         .path_and_query(path)
         .build()
-        .map_err(|e| format!("invalid request target: {e}"))?;
+        .map_err(Unforwardable::Target)?;
     if !parts.headers.contains_key(header::HOST) {
         if let Ok(host) = HeaderValue::from_str(&target.to_string()) {
             parts.headers.insert(header::HOST, host);
@@ -145,7 +154,7 @@ fn outbound(
         Some(before) if !before.trim().is_empty() => format!("{before}, {client}"),
         _ => client,
     };
-    headers.insert(X_FORWARDED_FOR, HeaderValue::from_str(&forwarded_for).map_err(|e| e.to_string())?);
+    headers.insert(X_FORWARDED_FOR, HeaderValue::from_str(&forwarded_for).map_err(Unforwardable::ForwardedFor)?);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     headers.insert(X_FORWARDED_PORT, HeaderValue::from(port));
     Ok(Request::from_parts(parts, body))

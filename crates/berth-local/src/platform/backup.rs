@@ -25,6 +25,25 @@ use super::{Platform, PlatformError};
 use crate::backup::{replicate, Hook, HookTarget};
 use crate::host::HostRuntime;
 
+/// Why a scheduled snapshot was not taken (the backup report's error).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NotBackedUp {
+    #[error("the claim is gone")]
+    Gone,
+    #[error("the claim has no running task")]
+    NoTask,
+    #[error("the claim has no volume")]
+    NoVolume,
+    #[error("the service has no backup policy")]
+    NoPolicy,
+    #[error(transparent)]
+    Ledger(#[from] berth_core::LedgerError),
+    #[error(transparent)]
+    Runtime(#[from] berth_core::PortError),
+    #[error(transparent)]
+    Snapshot(#[from] berth_core::controller::ControllerError),
+}
+
 /// How often the loop looks: a quarter of the shortest schedule, between
 /// a quarter second and half a minute.
 fn tick(policies: &[(ServiceConfig, Policy)]) -> Duration {
@@ -121,7 +140,7 @@ impl<R: HostRuntime> Platform<R> {
                 snapshot: None,
                 consistency: None,
                 hook_error: None,
-                error: Some(e),
+                error: Some(e.to_string()),
                 seconds: started.elapsed().as_secs_f64(),
             },
         };
@@ -145,20 +164,20 @@ impl<R: HostRuntime> Platform<R> {
         name: &ClaimName,
         service: &ServiceConfig,
         policy: &Policy,
-    ) -> Result<(String, Consistency, Option<String>), String> {
-        let claim = self.ledger.claim(name).await.map_err(|e| e.to_string())?.ok_or("the claim is gone")?;
-        let tasks = self.runtime.tasks().await.map_err(|e| e.to_string())?;
-        let task = running_task(&claim, &tasks).ok_or("the claim has no running task")?;
-        let volume = claim.volume.clone().ok_or("the claim has no volume")?;
+    ) -> Result<(String, Consistency, Option<String>), NotBackedUp> {
+        let claim = self.ledger.claim(name).await?.ok_or(NotBackedUp::Gone)?;
+        let tasks = self.runtime.tasks().await?;
+        let task = running_task(&claim, &tasks).ok_or(NotBackedUp::NoTask)?;
+        let volume = claim.volume.clone().ok_or(NotBackedUp::NoVolume)?;
 
-        let backup = service.backup.as_ref().ok_or("the service has no backup policy")?;
+        let backup = service.backup.as_ref().ok_or(NotBackedUp::NoPolicy)?;
         let hook = hook_of(backup, &service.command);
         let mut env = service.env.clone();
         env.insert("STORAGE_PATH".into(), self.controller.volumes.inner().path(&volume).display().to_string());
         let endpoint = task.endpoint.clone().unwrap_or_default();
         let target = HookTarget { endpoint: &endpoint, env: &env };
         let quiesced = match &hook {
-            Hook::None => Err("no quiesce hook is configured".to_owned()),
+            Hook::None => Err(crate::backup::HookError::NotConfigured),
             hook => hook.quiesce(&target, backup.quiesce_timeout).await,
         };
         let consistency = if quiesced.is_ok() { Consistency::Application } else { Consistency::Crash };
@@ -170,8 +189,9 @@ impl<R: HostRuntime> Platform<R> {
                 tracing::warn!(claim = %name, error = %e, "resume hook failed; the task resumes at its timeout");
             }
         }
-        let record = taken.map_err(|e| e.to_string())?;
-        Ok((record.id.0, consistency, quiesced.err().filter(|_| !matches!(hook, Hook::None))))
+        let record = taken?;
+        let hook_error = quiesced.err().filter(|_| !matches!(hook, Hook::None)).map(|e| e.to_string());
+        Ok((record.id.0, consistency, hook_error))
     }
 
     /// Copies the claim's snapshots each replica lacks, then applies the
@@ -317,29 +337,24 @@ impl<R: HostRuntime> Platform<R> {
         let volumes = Arc::clone(self.controller.volumes.inner());
         let replicas = Arc::clone(&self.replicas);
         let claim_name = name.clone();
-        let found = tokio::task::spawn_blocking(move || -> Result<Option<String>, String> {
-            let source = replicas.open(&replica.location).map_err(|e| e.to_string())?;
-            let there: Vec<_> = source
-                .list()
-                .map_err(|e| e.to_string())?
-                .iter()
-                .map(crate::to_record)
-                .filter(|s| s.claim.as_ref() == Some(&claim_name))
-                .collect();
+        let found = tokio::task::spawn_blocking(move || -> Result<Option<String>, berth_repo::RepoError> {
+            let source = replicas.open(&replica.location)?;
+            let there: Vec<_> =
+                source.list()?.iter().map(crate::to_record).filter(|s| s.claim.as_ref() == Some(&claim_name)).collect();
             let Some(chosen) = backup::at_or_before(&there, at) else { return Ok(None) };
-            let primary = volumes.repo().map_err(|e| e.to_string())?;
-            source.copy_to(primary, std::slice::from_ref(&chosen.id.0)).map_err(|e| e.to_string())?;
+            let primary = volumes.repo()?;
+            source.copy_to(primary, std::slice::from_ref(&chosen.id.0))?;
             // A copy keeps its original's time and tags: that finds it
             // whether it was copied now or was there all along.
-            let back =
-                primary.list().map_err(|e| e.to_string())?.into_iter().find(|s| {
-                    s.claim.as_deref() == Some(claim_name.as_str()) && crate::snapshot_time(s) == chosen.time
-                });
+            let back = primary
+                .list()?
+                .into_iter()
+                .find(|s| s.claim.as_deref() == Some(claim_name.as_str()) && crate::snapshot_time(s) == chosen.time);
             Ok(back.map(|s| s.id))
         })
         .await
         .map_err(|e| PlatformError::Backup(e.to_string()))?
-        .map_err(PlatformError::Backup)?;
+        .map_err(|e| PlatformError::Backup(e.to_string()))?;
         let id = found.ok_or_else(|| PlatformError::NoSnapshotAt(name.clone(), at.to_rfc3339()))?;
         self.controller.refresh_snapshots().await?;
         Ok(berth_core::SnapshotId(id))

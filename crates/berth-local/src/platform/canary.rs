@@ -20,6 +20,28 @@ use super::config::ServiceConfig;
 use super::Platform;
 use crate::host::HostRuntime;
 
+/// Why a canary did not prove a restore: the verification's or drill's error.
+#[derive(Debug, thiserror::Error)]
+pub enum CanaryError {
+    #[error("cannot start a canary: {0}")]
+    Start(#[source] berth_core::PortError),
+    #[error("{0}")]
+    Runtime(#[source] berth_core::PortError),
+    #[error("the canary stopped before it was healthy ({0})")]
+    Stopped(String),
+    #[error("the canary is gone from the runtime")]
+    Gone,
+    #[error("not healthy within {0:?}")]
+    NotHealthy(Duration),
+    /// Any of the above, with where the canary's output is.
+    #[error("canary on the restored volume: {source} (log: {log})")]
+    OnVolume {
+        #[source]
+        source: Box<CanaryError>,
+        log: String,
+    },
+}
+
 /// How often a canary is probed until it passes.
 const PROBE_EVERY: Duration = Duration::from_millis(200);
 
@@ -31,7 +53,7 @@ impl<R: HostRuntime> Platform<R> {
         claim: &ClaimName,
         service: &ServiceConfig,
         scratch: &Path,
-    ) -> Result<(), String> {
+    ) -> Result<(), CanaryError> {
         let mut definition = service.definition();
         let configured = definition.health_check.clone();
         let within = configured
@@ -63,13 +85,13 @@ impl<R: HostRuntime> Platform<R> {
         let nonce = format!("{:016x}", fastrand::u64(..));
         let request = LaunchRequest::canary_of(&service.name, claim, definition, volume, &nonce);
         let mut events = self.runtime.subscribe();
-        let task = self.runtime.run_task(&request).await.map_err(|e| format!("cannot start a canary: {e}"))?;
+        let task = self.runtime.run_task(&request).await.map_err(CanaryError::Start)?;
         let outcome = self.until_healthy(&task.arn, &mut events, within).await;
         let _ = self.runtime.stop_task(&task.arn, StopCode::UserInitiated, "canary finished").await;
         // The scratch volume goes next: not while the canary still writes to it.
         let _ = tokio::time::timeout(stop_timeout + Duration::from_secs(5), self.runtime.wait_stopped(&task.arn)).await;
         let log = self.runtime.log_path(&task.arn).map(|p| p.display().to_string()).unwrap_or_default();
-        outcome.map_err(|e| format!("canary on the restored volume: {e} (log: {log})"))
+        outcome.map_err(|e| CanaryError::OnVolume { source: Box::new(e), log })
     }
 
     /// Waits until `task` is ready (RUNNING and passing its health check),
@@ -80,22 +102,22 @@ impl<R: HostRuntime> Platform<R> {
         task: &TaskArn,
         events: &mut E,
         within: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), CanaryError> {
         let deadline = Instant::now() + within;
         loop {
-            let now = self.runtime.tasks().await.map_err(|e| e.to_string())?;
+            let now = self.runtime.tasks().await.map_err(CanaryError::Runtime)?;
             match now.iter().find(|t| &t.arn == task) {
                 Some(t) if t.is_ready() => return Ok(()),
                 Some(t) if t.is_stopped() => {
                     let why = t.stopped_reason.as_deref().unwrap_or("no reason given");
-                    return Err(format!("the canary stopped before it was healthy ({why})"));
+                    return Err(CanaryError::Stopped(why.to_owned()));
                 }
                 Some(_) => {}
-                None => return Err("the canary is gone from the runtime".into()),
+                None => return Err(CanaryError::Gone),
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(format!("not healthy within {within:?}"));
+                return Err(CanaryError::NotHealthy(within));
             }
             let _ = tokio::time::timeout(left.min(Duration::from_secs(1)), events.next()).await;
         }

@@ -180,11 +180,11 @@ impl<R: HostRuntime> Platform<R> {
                 report.files = r.files;
                 report.bytes = r.bytes;
                 report.data_ok = true;
-                self.canary(claim, service, &scratch).await
+                self.canary(claim, service, &scratch).await.map_err(|e| e.to_string())
             }
             Err((snapshot, e)) => {
                 report.snapshot = snapshot;
-                Err(e)
+                Err(e.to_string())
             }
         };
         match outcome {
@@ -216,46 +216,71 @@ impl<R: HostRuntime> Platform<R> {
         source: &str,
         location: &str,
         scratch: &Path,
-    ) -> Result<Restored, (Option<String>, String)> {
+    ) -> Result<Restored, (Option<String>, RestoreFailure)> {
         let volumes = Arc::clone(self.controller.volumes.inner());
         let replicas = Arc::clone(&self.replicas);
         let (claim, primary, location, scratch) =
             (claim.clone(), source == "primary", location.to_owned(), scratch.to_path_buf());
         tokio::task::spawn_blocking(move || {
-            let none = |e: String| (None, e);
+            let none = |e: RestoreFailure| (None, e);
             let replica;
             let repo = if primary {
-                volumes.repo().map_err(|e| none(e.to_string()))?
+                volumes.repo().map_err(|e| none(e.into()))?
             } else {
-                replica = replicas.open(&location).map_err(|e| none(e.to_string()))?;
+                replica = replicas.open(&location).map_err(|e| none(e.into()))?;
                 &*replica
             };
-            let snaps = repo.list().map_err(|e| none(e.to_string()))?;
+            let snaps = repo.list().map_err(|e| none(e.into()))?;
             let newest = snaps
                 .iter()
                 .filter(|s| s.claim.as_deref() == Some(claim.as_str()))
                 .max_by_key(|s| s.unix_time)
-                .ok_or_else(|| none(format!("no snapshot of claim {claim} in {location}")))?;
-            let chosen = |e: String| (Some(newest.id.clone()), e);
-            std::fs::create_dir_all(&scratch)
-                .map_err(|e| chosen(format!("cannot create {}: {e}", scratch.display())))?;
+                .ok_or_else(|| none(RestoreFailure::NoSnapshot { claim: claim.clone(), location: location.clone() }))?;
+            let chosen = |e: RestoreFailure| (Some(newest.id.clone()), e);
+            let scratch_io = |source| RestoreFailure::Scratch { path: scratch.clone(), source };
+            std::fs::create_dir_all(&scratch).map_err(|e| chosen(scratch_io(e)))?;
             let t = Instant::now();
             repo.restore(&newest.id, &scratch)
-                .map_err(|e| chosen(format!("restore of snapshot {}: {e}", newest.id)))?;
+                .map_err(|source| chosen(RestoreFailure::Restore { snapshot: newest.id.clone(), source }))?;
             let seconds = t.elapsed().as_secs_f64();
-            let (files, bytes) =
-                tree_size(&scratch).map_err(|e| chosen(format!("reading the restored volume: {e}")))?;
+            let (files, bytes) = tree_size(&scratch).map_err(|e| chosen(scratch_io(e)))?;
             if newest.files > 0 && (files != newest.files || bytes != newest.bytes) {
-                return Err(chosen(format!(
-                    "snapshot {} restored {files} files / {bytes} bytes where it recorded {} / {}",
-                    newest.id, newest.files, newest.bytes
-                )));
+                return Err(chosen(RestoreFailure::Differs {
+                    snapshot: newest.id.clone(),
+                    restored: (files, bytes),
+                    recorded: (newest.files, newest.bytes),
+                }));
             }
             Ok(Restored { snapshot: newest.id.clone(), time: crate::snapshot_time(newest), files, bytes, seconds })
         })
         .await
-        .map_err(|e| (None, format!("the restore task failed: {e}")))?
+        .map_err(|e| (None, RestoreFailure::Task(e.to_string())))?
     }
+}
+
+/// Why a verification's or drill's restore failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RestoreFailure {
+    #[error(transparent)]
+    Repo(#[from] berth_repo::RepoError),
+    #[error("no snapshot of claim {claim} in {location}")]
+    NoSnapshot { claim: ClaimName, location: String },
+    #[error("the scratch volume {}: {source}", path.display())]
+    Scratch {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("restore of snapshot {snapshot}: {source}")]
+    Restore {
+        snapshot: String,
+        #[source]
+        source: berth_repo::RepoError,
+    },
+    #[error("snapshot {snapshot} restored {} files / {} bytes where it recorded {} / {}", restored.0, restored.1, recorded.0, recorded.1)]
+    Differs { snapshot: String, restored: (u64, u64), recorded: (u64, u64) },
+    #[error("the restore task failed: {0}")]
+    Task(String),
 }
 
 fn missed(objectives: &Objectives, rpo: Duration, rto: Duration) -> String {

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::config::ServiceConfig;
+use super::config::{Invalid, ServiceConfig};
 
 /// Task-level fields berth honours, or that describe rather than configure
 /// (what `describe-task-definition` adds, and the launch type and network
@@ -65,14 +65,14 @@ const CONTAINER_FIELDS: &[&str] = &[
 
 /// Reads the task definition at `path` into `service`; returns the fields
 /// it does not honour.
-pub(crate) fn apply_file(service: &mut ServiceConfig, path: &Path) -> Result<Vec<String>, String> {
+pub(crate) fn apply_file(service: &mut ServiceConfig, path: &Path) -> Result<Vec<String>, Invalid> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let value: Value = serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
-    apply(service, &value).map_err(|e| format!("{}: {e}", path.display()))
+    apply(service, &value).map_err(|e| Invalid(format!("{}: {e}", path.display())))
 }
 
 /// [`apply_file`] of parsed JSON.
-pub(crate) fn apply(service: &mut ServiceConfig, value: &Value) -> Result<Vec<String>, String> {
+pub(crate) fn apply(service: &mut ServiceConfig, value: &Value) -> Result<Vec<String>, Invalid> {
     let task = value.get("taskDefinition").unwrap_or(value);
     let task = task.as_object().ok_or("a task definition is a JSON object")?;
     let mut ignored: Vec<String> = task.keys().filter(|k| !TASK_FIELDS.contains(&k.as_str())).cloned().collect();
@@ -138,16 +138,18 @@ pub(crate) fn apply(service: &mut ServiceConfig, value: &Value) -> Result<Vec<St
 
 /// The container's health check, with ECS's defaults (30 s, 5 s, 3
 /// retries, no start period); none without one, as on ECS.
-fn health_check(service: &mut ServiceConfig, check: Option<&Value>) -> Result<(), String> {
+fn health_check(service: &mut ServiceConfig, check: Option<&Value>) -> Result<(), Invalid> {
     let h = &mut service.health_check;
     let Some(check) = check.and_then(Value::as_object) else {
         h.enabled = false;
         return Ok(());
     };
-    let seconds = |key: &str, default: u64| -> Result<Duration, String> {
+    let seconds = |key: &str, default: u64| -> Result<Duration, Invalid> {
         match check.get(key) {
             None => Ok(Duration::from_secs(default)),
-            Some(v) => v.as_u64().map(Duration::from_secs).ok_or(format!("healthCheck.{key} is not whole seconds")),
+            Some(v) => {
+                v.as_u64().map(Duration::from_secs).ok_or(Invalid(format!("healthCheck.{key} is not whole seconds")))
+            }
         }
     };
     h.enabled = true;
@@ -164,7 +166,7 @@ fn health_check(service: &mut ServiceConfig, check: Option<&Value>) -> Result<()
 }
 
 /// Where the volume configured at launch is mounted in the container.
-fn mount_path(task: &Map<String, Value>, container: &Map<String, Value>) -> Result<String, String> {
+fn mount_path(task: &Map<String, Value>, container: &Map<String, Value>) -> Result<String, Invalid> {
     let volumes = task.get("volumes").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
     let at_launch: Vec<&str> = volumes
         .iter()
@@ -172,10 +174,10 @@ fn mount_path(task: &Map<String, Value>, container: &Map<String, Value>) -> Resu
         .filter_map(|v| v.get("name").and_then(Value::as_str))
         .collect();
     let [volume] = at_launch.as_slice() else {
-        return Err(format!(
+        return Err(Invalid(format!(
             "berth needs exactly one volume with \"configuredAtLaunch\": true (the claim's volume); found {}",
             at_launch.len()
-        ));
+        )));
     };
     let mounts = container.get("mountPoints").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
     mounts
@@ -183,26 +185,28 @@ fn mount_path(task: &Map<String, Value>, container: &Map<String, Value>) -> Resu
         .find(|m| m.get("sourceVolume").and_then(Value::as_str) == Some(volume))
         .and_then(|m| m.get("containerPath").and_then(Value::as_str))
         .map(str::to_owned)
-        .ok_or_else(|| format!("the essential container has no mountPoints entry for volume {volume:?}"))
+        .ok_or_else(|| Invalid(format!("the essential container has no mountPoints entry for volume {volume:?}")))
 }
 
-fn string(object: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
+fn string(object: &Map<String, Value>, key: &str) -> Result<Option<String>, Invalid> {
     match object.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(format!("{key} is {other}, not a string")),
+        Some(other) => Err(Invalid(format!("{key} is {other}, not a string"))),
     }
 }
 
-fn strings(object: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, String> {
+fn strings(object: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, Invalid> {
     match object.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|_| format!("{key} is not a list of strings")),
+        Some(v) => {
+            serde_json::from_value(v.clone()).map(Some).map_err(|_| Invalid(format!("{key} is not a list of strings")))
+        }
     }
 }
 
 /// A list of `{"name": …, "<value>": …}` as a map.
-fn pairs(object: &Map<String, Value>, key: &str, value: &str) -> Result<BTreeMap<String, String>, String> {
+fn pairs(object: &Map<String, Value>, key: &str, value: &str) -> Result<BTreeMap<String, String>, Invalid> {
     let Some(list) = object.get(key) else { return Ok(BTreeMap::new()) };
     let list = list.as_array().ok_or_else(|| format!("{key} is not a list"))?;
     list.iter()
@@ -211,7 +215,7 @@ fn pairs(object: &Map<String, Value>, key: &str, value: &str) -> Result<BTreeMap
             let v = entry.get(value).and_then(Value::as_str);
             name.zip(v)
                 .map(|(n, v)| (n.to_owned(), v.to_owned()))
-                .ok_or_else(|| format!("an entry of {key} lacks \"name\" or \"{value}\""))
+                .ok_or_else(|| Invalid(format!("an entry of {key} lacks \"name\" or \"{value}\"")))
         })
         .collect()
 }
@@ -297,17 +301,17 @@ mod tests {
     fn a_task_definition_without_its_launch_volume_or_image_is_one_clear_error() {
         let mut bare = described();
         bare["taskDefinition"]["volumes"] = json!([]);
-        let err = apply(&mut ServiceConfig::default(), &bare).unwrap_err();
+        let err = apply(&mut ServiceConfig::default(), &bare).unwrap_err().to_string();
         assert!(err.contains("configuredAtLaunch"), "{err}");
         let mut no_image = described();
         no_image["taskDefinition"]["containerDefinitions"][1]["image"] = Value::Null;
-        let err = apply(&mut ServiceConfig::default(), &no_image).unwrap_err();
+        let err = apply(&mut ServiceConfig::default(), &no_image).unwrap_err().to_string();
         assert!(err.contains("no image"), "{err}");
-        let err = apply(&mut ServiceConfig::default(), &json!({"family": "x"})).unwrap_err();
+        let err = apply(&mut ServiceConfig::default(), &json!({"family": "x"})).unwrap_err().to_string();
         assert!(err.contains("containerDefinitions"), "{err}");
         let mut odd = described();
         odd["taskDefinition"]["cpu"] = json!("lots");
-        assert!(apply(&mut ServiceConfig::default(), &odd).unwrap_err().contains("cpu"));
+        assert!(apply(&mut ServiceConfig::default(), &odd).unwrap_err().to_string().contains("cpu"));
     }
 
     #[test]

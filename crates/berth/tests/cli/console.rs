@@ -49,17 +49,21 @@ impl Drop for Driver {
     }
 }
 
-async fn browser(driver: &Driver) -> Client {
+/// A laptop's screen, or (`phone`) a phone's: 375 CSS pixels wide, which
+/// headless Chromium only gives through device emulation (its windows are
+/// at least 500 pixels wide).
+async fn browser(driver: &Driver, phone: bool) -> Client {
+    let mut options = json!({
+        "binary": "/usr/bin/chromium",
+        // Root has no sandbox; /dev/shm is small in containers.
+        "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1280,1000"],
+    });
+    if phone {
+        options["mobileEmulation"] = json!({ "deviceMetrics": { "width": 375, "height": 800, "pixelRatio": 2 } });
+    }
     let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": "/usr/bin/chromium",
-            // Root has no sandbox; /dev/shm is small in containers.
-            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1280,1000"],
-        }),
-    );
+    caps.insert("goog:chromeOptions".into(), options);
     let http = hyper_util::client::legacy::connect::HttpConnector::new();
     ClientBuilder::new(http).capabilities(caps).connect(&driver.url).await.expect("a WebDriver session")
 }
@@ -81,6 +85,22 @@ async fn run(c: &Client, script: &str, args: Vec<Value>) -> Value {
     c.execute(script, args).await.unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
 }
 
+/// WebDriver's codes for the Tab and Enter keys.
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
+
+/// Presses Tab until the focused element is the link named `text`.
+async fn tab_to(c: &Client, text: &str) -> fantoccini::elements::Element {
+    for _ in 0..40 {
+        let focused = c.active_element().await.unwrap();
+        if focused.tag_name().await.unwrap() == "a" && focused.text().await.unwrap().trim() == text {
+            return focused;
+        }
+        focused.send_keys(TAB).await.unwrap();
+    }
+    panic!("no link {text:?} within 40 presses of Tab");
+}
+
 async fn screenshot(c: &Client, name: &str) {
     if let Ok(dir) = std::env::var("BERTH_CONSOLE_SCREENSHOTS") {
         std::thread::sleep(Duration::from_millis(500)); // let the page's first reads land
@@ -92,7 +112,8 @@ async fn screenshot(c: &Client, name: &str) {
 
 #[test]
 fn the_console_logs_in_shows_claims_stops_scales_and_moves_files_and_refuses_forged_actions() {
-    let site = Site::new(TWO_CLAIMS);
+    // With a backup policy, so the backups page has claims to chart.
+    let site = Site::new(&format!("{TWO_CLAIMS}\n[service.backup]\ninterval = \"1h\"\n"));
     let _up = site.up(&[]);
     site.wait_serving("files-0", Some(1));
     site.wait_serving("files-1", Some(1));
@@ -101,7 +122,7 @@ fn the_console_logs_in_shows_claims_stops_scales_and_moves_files_and_refuses_for
     let driver = Driver::start();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let c = browser(&driver).await;
+        let c = browser(&driver, false).await;
 
         // No session: the console sends the browser to its login page,
         // which refuses a wrong token and takes the right one.
@@ -119,12 +140,13 @@ fn the_console_logs_in_shows_claims_stops_scales_and_moves_files_and_refuses_for
         wait_css(&c, "#nav").await;
         assert!(c.current_url().await.unwrap().path().ends_with("/console"));
 
-        // The overview, then both claims.
+        // The overview; then, by keyboard alone, the claims.
         wait_css(&c, "table#services").await;
         wait_css(&c, "table#lb-targets tr[data-target]").await;
         screenshot(&c, "console-overview.png").await;
-        c.goto(&format!("{admin}/console#/claims")).await.unwrap();
+        tab_to(&c, "Claims").await.send_keys(ENTER).await.unwrap();
         wait_css(&c, "tr[data-claim='files-0']").await;
+        assert!(c.current_url().await.unwrap().fragment() == Some("/claims"), "Enter on the focused link follows it");
         wait_css(&c, "tr[data-claim='files-1']").await;
 
         // Stop files-0's task as a Spot interruption from its page: the
@@ -140,6 +162,13 @@ fn the_console_logs_in_shows_claims_stops_scales_and_moves_files_and_refuses_for
         wait_css(&c, "svg#timeline g.generation[data-generation='2']").await;
         assert_eq!(site.claim("files-0")["generation"], 2, "the stop reached the controller");
         screenshot(&c, "console-claim.png").await;
+
+        // A restore verification from the page lands in the backups
+        // page's history, as a point of the RTO/RPO chart and a table row.
+        c.find(Locator::Css("button[data-action='verify']")).await.unwrap().click().await.unwrap();
+        c.goto(&format!("{admin}/console#/backups")).await.unwrap();
+        wait_css(&c, "table.history-table[data-claim='files-0'][data-series='drills'] tr[data-time]").await;
+        wait_css(&c, "svg.history-chart[data-claim='files-0'][data-series='drills'] circle").await;
 
         // Scale out to 3 (no confirmation), then in to 2 (confirmed).
         c.goto(&format!("{admin}/console#/services/files")).await.unwrap();
@@ -196,6 +225,27 @@ fn the_console_logs_in_shows_claims_stops_scales_and_moves_files_and_refuses_for
             run(&c, "return fetch('/v1/claims', {credentials: 'same-origin'}).then((r) => r.status);", vec![]).await;
         assert_eq!(read, json!(200));
         assert_eq!(desired_count(&site), Some(2), "a refused action changed nothing");
+
+        // At a phone's width no page scrolls sideways (tables scroll
+        // inside their wrappers, the nav and forms wrap).
+        let link = site.json(&["console"])["url"].as_str().unwrap().to_owned();
+        let phone = browser(&driver, true).await;
+        phone.goto(&link).await.unwrap();
+        wait_css(&phone, "#nav").await;
+        for (page, ready) in [
+            ("#/", "table#services"),
+            ("#/claims", "tr[data-claim='files-1']"),
+            ("#/claims/files-0", "#generations tr[data-generation='2']"),
+            ("#/backups", "section.history[data-claim='files-0']"),
+            ("#/files/files", "table#files"),
+        ] {
+            phone.goto(&format!("{admin}/console{page}")).await.unwrap();
+            wait_css(&phone, ready).await;
+            let widths = run(&phone, "return [document.documentElement.scrollWidth, window.innerWidth];", vec![]).await;
+            assert_eq!(widths[1], json!(375), "the phone's viewport");
+            assert!(widths[0].as_u64() <= widths[1].as_u64(), "{page} scrolls sideways at 375 px: {widths}");
+        }
+        phone.close().await.unwrap();
 
         // A one-time login link works once.
         let link = site.json(&["console"])["url"].as_str().unwrap().to_owned();

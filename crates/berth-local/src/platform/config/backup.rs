@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{duration, opt_duration, RetentionConfig};
+use super::{duration, opt_duration, Invalid, RetentionConfig};
 
 /// `[service.backup]`: scheduled snapshots of running claims, copied to
 /// replicas, verified by restores, judged against recovery objectives.
@@ -108,40 +108,40 @@ impl BackupConfig {
         self.hook.unwrap_or(if command.is_empty() { HookKind::Http } else { HookKind::None })
     }
 
-    pub(super) fn validate(&self, service: &str, command: &[String]) -> Result<(), String> {
+    pub(super) fn validate(&self, service: &str, command: &[String]) -> Result<(), Invalid> {
         let at = |m: String| format!("service {service:?}: [service.backup] {m}");
         match (&self.interval, &self.cron) {
-            (Some(_), Some(_)) => return Err(at("has both interval and cron; pick one".into())),
-            (None, None) => return Err(at("needs interval (\"1h\") or cron (\"0 * * * *\")".into())),
-            (Some(d), None) if d.is_zero() => return Err(at("interval must be above 0".into())),
+            (Some(_), Some(_)) => return Err(Invalid(at("has both interval and cron; pick one".into()))),
+            (None, None) => return Err(Invalid(at("needs interval (\"1h\") or cron (\"0 * * * *\")".into()))),
+            (Some(d), None) if d.is_zero() => return Err(Invalid(at("interval must be above 0".into()))),
             _ => {}
         }
-        self.policy().map_err(at)?;
+        self.policy().map_err(|e| Invalid(at(e.0)))?;
         if self.hook_for(command) == HookKind::Command && self.quiesce_command.is_empty() {
-            return Err(at("hook = \"command\" needs quiesce_command (and usually resume_command)".into()));
+            return Err(Invalid(at("hook = \"command\" needs quiesce_command (and usually resume_command)".into())));
         }
         if self.quiesce_timeout.is_zero() {
-            return Err(at("quiesce_timeout must be above 0".into()));
+            return Err(Invalid(at("quiesce_timeout must be above 0".into())));
         }
         for (i, r) in self.replicas.iter().enumerate() {
             if r.name.is_empty() || !r.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(at(format!("replica name {:?} must be letters, digits, '-' or '_'", r.name)));
+                return Err(Invalid(at(format!("replica name {:?} must be letters, digits, '-' or '_'", r.name))));
             }
             if self.replicas[..i].iter().any(|o| o.name == r.name) {
-                return Err(at(format!("replica {:?} is configured twice", r.name)));
+                return Err(Invalid(at(format!("replica {:?} is configured twice", r.name))));
             }
             if r.repo.is_empty() {
-                return Err(at(format!("replica {:?} needs repo (a folder or an s3:// URL)", r.name)));
+                return Err(Invalid(at(format!("replica {:?} needs repo (a folder or an s3:// URL)", r.name))));
             }
         }
         if self.verify_interval.is_some_and(|d| d.is_zero()) {
-            return Err(at("verify_interval must be above 0".into()));
+            return Err(Invalid(at("verify_interval must be above 0".into())));
         }
         Ok(())
     }
 
     /// Core's view of the policy.
-    pub fn policy(&self) -> Result<berth_core::backup::Policy, String> {
+    pub fn policy(&self) -> Result<berth_core::backup::Policy, Invalid> {
         use berth_core::backup::{LockPolicy, Objectives, Policy, Replica, Schedule};
         let schedule = match (&self.interval, &self.cron) {
             (_, Some(c)) => Schedule::cron(c)?,

@@ -32,6 +32,30 @@ pub enum ConfigError {
     Invalid { path: String, message: String },
 }
 
+/// What is wrong with a berth.toml (or a task definition it names), in one
+/// line that says where and what to change.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl From<String> for Invalid {
+    fn from(m: String) -> Self {
+        Self(m)
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(m: &str) -> Self {
+        Self(m.to_owned())
+    }
+}
+
+impl From<berth_core::backup::ScheduleError> for Invalid {
+    fn from(e: berth_core::backup::ScheduleError) -> Self {
+        Self(e.to_string())
+    }
+}
+
 /// Whether a variable's name says its value is a secret.
 fn looks_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
@@ -360,21 +384,20 @@ impl Config {
             Err(source) => return Err(ConfigError::Read { path: path.display().to_string(), source }),
         };
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse_in(&text, base)
-            .map_err(|message| ConfigError::Invalid { path: path.display().to_string(), message })
+        Self::parse_in(&text, base).map_err(|e| ConfigError::Invalid { path: path.display().to_string(), message: e.0 })
     }
 
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, Invalid> {
         Self::parse_in(text, Path::new("."))
     }
 
     /// Parses a berth.toml whose relative paths are from `base`.
-    fn parse_in(text: &str, base: &Path) -> Result<Self, String> {
-        let mut config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+    fn parse_in(text: &str, base: &Path) -> Result<Self, Invalid> {
+        let mut config: Self = toml::from_str(text).map_err(|e| Invalid(e.to_string()))?;
         for s in &mut config.services {
             let Some(file) = s.task_definition.clone() else { continue };
             let ignored = super::taskdef::apply_file(s, &base.join(&file))
-                .map_err(|e| format!("service {:?}: task_definition {e}", s.name))?;
+                .map_err(|e| Invalid(format!("service {:?}: task_definition {e}", s.name)))?;
             if !ignored.is_empty() {
                 tracing::warn!(
                     service = %s.name,
@@ -402,7 +425,7 @@ impl Config {
         self.lb.service.clone().unwrap_or_else(|| self.services.first().map(|s| s.name.clone()).unwrap_or_default())
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         if self.services.is_empty() {
             return Err("no [[service]] is configured".into());
         }
@@ -412,47 +435,53 @@ impl Config {
         if let Some(s) =
             self.services.iter().find(|s| s.background_snapshots.is_some_and(|d| d < Duration::from_secs(1)))
         {
-            return Err(format!("service {}: background_snapshots must be at least 1s", s.name));
+            return Err(Invalid(format!("service {}: background_snapshots must be at least 1s", s.name)));
         }
         if self.lb.cert.is_some() != self.lb.key.is_some() {
             return Err("[lb] cert and key go together: give both or neither".into());
         }
         if let Some(s) = &self.lb.service {
             if !self.services.iter().any(|x| &x.name == s) {
-                return Err(format!("[lb] service {s:?} is not a configured [[service]]"));
+                return Err(Invalid(format!("[lb] service {s:?} is not a configured [[service]]")));
             }
         }
         for (i, s) in self.services.iter().enumerate() {
             ClaimName::of_service(&s.name, 0).map_err(|e| format!("service name {:?}: {e}", s.name))?;
             if self.services[..i].iter().any(|o| o.name == s.name) {
-                return Err(format!("service {:?} is configured twice", s.name));
+                return Err(Invalid(format!("service {:?} is configured twice", s.name)));
             }
             for (name, from) in &s.secrets {
                 crate::secrets::check_value_from(from)
                     .map_err(|e| format!("service {:?}: secret {name}: {e}", s.name))?;
                 if s.env.contains_key(name) {
-                    return Err(format!("service {:?}: {name} is in both env and secrets; keep it in secrets", s.name));
+                    return Err(Invalid(format!(
+                        "service {:?}: {name} is in both env and secrets; keep it in secrets",
+                        s.name
+                    )));
                 }
             }
             let h = &s.health_check;
             if h.http.is_some() && h.command.is_some() {
-                return Err(format!("service {:?}: health_check has both http and command; pick one", s.name));
+                return Err(Invalid(format!("service {:?}: health_check has both http and command; pick one", s.name)));
             }
             if h.command.as_ref().is_some_and(Vec::is_empty) {
-                return Err(format!("service {:?}: health_check.command is empty", s.name));
+                return Err(Invalid(format!("service {:?}: health_check.command is empty", s.name)));
             }
             let a = &s.autoscaling;
             if a.enabled {
                 a.policy().validate().map_err(|e| format!("service {:?}: [service.autoscaling] {e}", s.name))?;
                 if s.desired_count != 0 && !(a.min_capacity..=a.max_capacity).contains(&s.desired_count) {
-                    return Err(format!(
+                    return Err(Invalid(format!(
                         "service {:?}: desired_count {} is outside autoscaling's {}–{}; change desired_count, \
                          min_capacity or max_capacity, or set [service.autoscaling] enabled = false",
                         s.name, s.desired_count, a.min_capacity, a.max_capacity
-                    ));
+                    )));
                 }
                 if a.sample_interval.is_zero() {
-                    return Err(format!("service {:?}: [service.autoscaling] sample_interval must be above 0", s.name));
+                    return Err(Invalid(format!(
+                        "service {:?}: [service.autoscaling] sample_interval must be above 0",
+                        s.name
+                    )));
                 }
             }
             if let Some(b) = &s.backup {
@@ -462,10 +491,10 @@ impl Config {
             if h.enabled
                 && (h.interval.is_zero() || h.timeout.is_zero() || h.retries == 0 || h.start_interval.is_zero())
             {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "service {:?}: health_check interval, start_interval, timeout and retries must be above 0",
                     s.name
-                ));
+                )));
             }
         }
         Ok(())
@@ -480,27 +509,27 @@ impl Config {
 impl ServiceConfig {
     /// The container settings mean something only with an image, and the
     /// limits must be ones an engine takes.
-    fn validate_container(&self) -> Result<(), String> {
+    fn validate_container(&self) -> Result<(), Invalid> {
         let name = &self.name;
         let Some(image) = &self.image else {
             if !self.entry_point.is_empty() || self.user.is_some() || self.working_dir.is_some() {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "service {name:?}: entry_point, user and working_dir are container settings; set image too"
-                ));
+                )));
             }
             return Ok(());
         };
         if image.trim().is_empty() || image.chars().any(char::is_whitespace) {
-            return Err(format!("service {name:?}: image {image:?} is not an image reference"));
+            return Err(Invalid(format!("service {name:?}: image {image:?} is not an image reference")));
         }
         if !self.mount_path.starts_with('/') || self.mount_path == "/" {
-            return Err(format!("service {name:?}: mount_path must be an absolute path below / (like /data)"));
+            return Err(Invalid(format!("service {name:?}: mount_path must be an absolute path below / (like /data)")));
         }
         // Fargate's smallest task is 256 units and 512 MiB; berth also
         // runs smaller ones locally (a test's 64 MiB), but not below what
         // an engine starts a container with.
         if self.memory < 6 || self.cpu == 0 {
-            return Err(format!("service {name:?}: cpu must be above 0 and memory at least 6 MiB"));
+            return Err(Invalid(format!("service {name:?}: cpu must be above 0 and memory at least 6 MiB")));
         }
         Ok(())
     }
@@ -609,9 +638,9 @@ mod tests {
         assert_eq!(s.definition.health_check.as_ref().unwrap().probe, Probe::Command(vec!["true".into()]));
         assert_eq!(s.retention.last, Some(2));
         assert_eq!(s.retention.daily, Some(7));
-        let typo = Config::parse("[[service]]\nname = \"x\"\ndesierd_count = 1\n").unwrap_err();
+        let typo = Config::parse("[[service]]\nname = \"x\"\ndesierd_count = 1\n").unwrap_err().to_string();
         assert!(typo.contains("desierd_count"), "{typo}");
-        assert!(Config::parse("[controller]\nlease = \"soon\"\n").unwrap_err().contains("soon"));
+        assert!(Config::parse("[controller]\nlease = \"soon\"\n").unwrap_err().to_string().contains("soon"));
         assert!(Config::parse("[[service]]\nname = \"Bad Name\"\n").is_err());
     }
 
@@ -622,17 +651,21 @@ mod tests {
         assert!(a.enabled);
         assert_eq!((a.min_capacity, a.max_capacity, a.cpu_target, a.memory_target), (2, 10, 70.0, 80.0));
         assert_eq!(c.services[0].deployment.timeout, Duration::from_secs(600));
-        let e = Config::parse("[[service]]\nname = \"x\"\ndesired_count = 1\n").unwrap_err();
+        let e = Config::parse("[[service]]\nname = \"x\"\ndesired_count = 1\n").unwrap_err().to_string();
         assert!(e.contains("outside autoscaling's 2–10") && e.contains("enabled = false"), "{e}");
         Config::parse("[[service]]\nname = \"x\"\ndesired_count = 1\n[service.autoscaling]\nenabled = false\n")
             .unwrap();
         Config::parse("[[service]]\nname = \"x\"\ndesired_count = 0\n").expect("0 is a stopped service");
         let e = Config::parse("[[service]]\nname = \"x\"\n[service.autoscaling]\nmin_capacity = 5\nmax_capacity = 3\n")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("min_capacity 5 is above max_capacity 3"), "{e}");
         let c = Config::parse("[[service]]\nname = \"x\"\nwhen_scaled = \"delete\"\n").unwrap();
         assert_eq!(c.specs()[0].when_scaled, berth_core::service::WhenScaled::Delete);
-        assert!(Config::parse("[[service]]\nname = \"x\"\nwhen_scaled = \"drop\"\n").unwrap_err().contains("drop"));
+        assert!(Config::parse("[[service]]\nname = \"x\"\nwhen_scaled = \"drop\"\n")
+            .unwrap_err()
+            .to_string()
+            .contains("drop"));
         let c = Config::parse("[[service]]\nname = \"x\"\n[service.deployment]\ntimeout = \"90s\"\n").unwrap();
         assert_eq!(c.services[0].deployment.timeout, Duration::from_secs(90));
     }
@@ -669,8 +702,9 @@ mod tests {
         assert_eq!(p.lock.unwrap().mode, berth_core::LockMode::Compliance);
         assert_eq!(p.objectives.rpo, Some(Duration::from_secs(1200)));
         assert_eq!(p.window(), Some(Duration::from_secs(12 * 3600)));
-        let bad =
-            |body: &str| Config::parse(&format!("[[service]]\nname = \"x\"\n[service.backup]\n{body}")).unwrap_err();
+        let bad = |body: &str| {
+            Config::parse(&format!("[[service]]\nname = \"x\"\n[service.backup]\n{body}")).unwrap_err().to_string()
+        };
         assert!(bad("").contains("needs interval"));
         assert!(bad("interval = \"1h\"\ncron = \"0 * * * *\"\n").contains("pick one"));
         assert!(bad("cron = \"hourly please\"\n").contains("hourly please"));

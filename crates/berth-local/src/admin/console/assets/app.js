@@ -35,11 +35,12 @@ const $ = (sel) => document.querySelector(sel);
 const enc = encodeURIComponent;
 
 // A table in a wrapper that scrolls sideways on a narrow screen; the
-// wrapper is focusable so a keyboard can scroll it too.
+// wrapper is focusable so a keyboard can scroll it too. `id` is the
+// table's id, or its attributes (a table repeated per claim has no id).
 function table(id, caption, headers, rows) {
   const body = rows.length ? rows : [el('tr', {}, el('td', { colspan: headers.length, class: 'none' }, 'None.'))];
   return el('div', { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': caption },
-    el('table', { id },
+    el('table', typeof id === 'object' ? id : { id },
       el('caption', {}, caption),
       el('thead', {}, el('tr', {}, headers.map((h) => el('th', { scope: 'col' }, h)))),
       el('tbody', {}, body)));
@@ -445,6 +446,38 @@ function snapshotsTable(snaps) {
       s.lock && ms(s.lock.until) > now ? `${s.lock.mode} until ${fmtTime(s.lock.until)}` : '—'])));
 }
 
+/* ---------- charts over time (the claim's lineage, the Backups page) ---------- */
+
+// The tick label for a time axis `span` ms wide: the coarsest unit that
+// still tells the five ticks apart. Ticks are span/4 apart, so a unit no
+// longer than that never shows two ticks alike (seconds alone repeated
+// "12:57:02" over a span of 3 s).
+function tickFormat(span) {
+  const hms = { hour: '2-digit', minute: '2-digit', second: '2-digit' };
+  const o = span < 10e3 ? { ...hms, fractionalSecondDigits: 1 }
+    : span < 600e3 ? hms
+      : span < 12 * 3600e3 ? { hour: '2-digit', minute: '2-digit' }
+        : span < 4 * 86400e3 ? { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' }
+          : { year: span > 300 * 86400e3 ? 'numeric' : undefined, month: 'short', day: 'numeric' };
+  return (t) => new Date(t).toLocaleString(undefined, o);
+}
+
+// A time axis from x0 to x1 at height y: a line, five ticks, and labels
+// that never repeat (a clock change could still make two alike: skip it).
+function timeAxis(out, x, t0, t1, y, x0, x1) {
+  out.append(svg('line', { x1: x0, x2: x1, y1: y, y2: y, class: 'axis' }));
+  const label = tickFormat(t1 - t0);
+  let last = null;
+  for (let k = 0; k <= 4; k++) {
+    const t = t0 + ((t1 - t0) * k) / 4;
+    const text = label(t);
+    if (text === last) continue;
+    last = text;
+    out.append(svg('line', { x1: x(t), x2: x(t), y1: y, y2: y + 4, class: 'axis' }),
+      svg('text', { x: x(t), y: y + 16, 'text-anchor': k === 0 ? 'start' : k === 4 ? 'end' : 'middle', class: 'tick' }, text));
+  }
+}
+
 // The lineage as a picture: one lane per generation, a bar from its start
 // to its stop (or now), its snapshots as points on the lane at their time.
 function timeline(name, gens, snaps) {
@@ -489,15 +522,7 @@ function timeline(name, gens, snaps) {
       cx: x(ms(s.time)), cy: y(known.has(s.generation) ? s.generation : 'other') + 9, r: 5 },
     svg('title', {}, `${kind} snapshot ${shortId(s.id)} at ${fmtTime(s.time)}${locked ? `, locked (${s.lock.mode})` : ''}`)));
   }
-  const base = H - axis + 4;
-  out.append(svg('line', { x1: left, x2: W - right, y1: base, y2: base, class: 'axis' }));
-  const span = t1 - t0;
-  for (let k = 0; k <= 4; k++) {
-    const t = t0 + (span * k) / 4;
-    const opts = span > 86400000 ? { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' } : { hour: '2-digit', minute: '2-digit', second: '2-digit' };
-    out.append(svg('line', { x1: x(t), x2: x(t), y1: base, y2: base + 4, class: 'axis' }),
-      svg('text', { x: x(t), y: base + 16, 'text-anchor': k === 0 ? 'start' : k === 4 ? 'end' : 'middle', class: 'tick' }, new Date(t).toLocaleString(undefined, opts)));
-  }
+  timeAxis(out, x, t0, t1, H - axis + 4, left, W - right);
   return out;
 }
 
@@ -651,11 +676,163 @@ function barChart(id, title, rows) {
         met(r) === null ? '—' : met(r) ? 'yes' : 'no']))));
 }
 
+// The event kinds the history is drawn from.
+const CHECK_EVENTS = ['dr-drill', 'dr-drill-failed', 'restore-verified', 'restore-verify-failed'];
+const HISTORY_EVENTS = new Set([...CHECK_EVENTS, 'backup-taken', 'backup-failed', 'replicated']);
+const dataOf = (e) => (e.data && typeof e.data === 'object' ? e.data : {});
+const secs = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+// One claim's history as plain data (also the key that decides a redraw):
+// its checks (a DrillReport each), the gaps between its snapshots, its
+// failed scheduled snapshots and its copies to replicas, oldest first.
+function historyOf(name, report, snaps) {
+  const mine = events.list.filter((e) => e.claim === name && HISTORY_EVENTS.has(e.kind));
+  const checks = mine.filter((e) => CHECK_EVENTS.includes(e.kind)).map((e) => {
+    const d = dataOf(e);
+    return { t: ms(d.started_at) || ms(e.time), kind: d.kind || (e.kind.startsWith('dr-') ? 'drill' : 'verify'), source: d.source || '—',
+      rto: secs(d.rto_seconds), rpo: secs(d.rpo_seconds), objectives: d.objectives || {}, passed: d.passed ?? !e.kind.endsWith('failed'), error: d.error || null };
+  }).filter((c) => Number.isFinite(c.t)).sort((a, b) => a.t - b.t);
+  const took = new Map(mine.filter((e) => e.kind === 'backup-taken').map((e) => [dataOf(e).snapshot, dataOf(e)]));
+  const done = (snaps || []).filter((s) => !s.pending).sort((a, b) => ms(a.time) - ms(b.time));
+  // The newest 100 gaps, and the failures since the first of them.
+  const gaps = done.slice(1).map((s, i) => ({ t: ms(s.time), gap: (ms(s.time) - ms(done[i].time)) / 1000, id: s.id, kind: s.kind || 'unknown', outcome: took.get(s.id) || null })).slice(-100);
+  const from = gaps.length ? gaps[0].t : -Infinity;
+  const failures = mine.filter((e) => e.kind === 'backup-failed').map((e) => ({ t: ms(dataOf(e).time) || ms(e.time), seconds: secs(dataOf(e).seconds), error: dataOf(e).error || e.message }))
+    .filter((f) => Number.isFinite(f.t) && f.t >= from).slice(-50);
+  const replications = mine.filter((e) => e.kind === 'replicated').map((e) => ({ time: e.time, ...dataOf(e) })).slice(-20);
+  // The objectives of today's policy; a claim no longer in the report keeps those of its newest check.
+  const last = checks[checks.length - 1];
+  const objectives = report ? report.objectives : (last && last.objectives) || {};
+  return { name, objectives, checks, gaps, failures, replications, replicas: report ? Object.keys(report.replicas || {}) : [] };
+}
+
+// A chart over time: one panel per measure, each on its own seconds scale
+// (an RPO of hours would flatten an RTO of seconds) with its objective as a
+// dashed line, over one shared time axis. A mark is a point (circle, or
+// square for a drill) or a bar; one with no value is a cross at the top.
+function historyChart(claim, series, said, panels) {
+  const W = 720; const left = 78; const right = 16; const ph = 90; const above = 24; const axis = 28;
+  const times = panels.flatMap((p) => p.marks.map((m) => m.t)).filter(Number.isFinite);
+  const pad = Math.max(1000, (Math.max(...times) - Math.min(...times)) * 0.04);
+  const t0 = Math.min(...times) - pad; const t1 = Math.max(...times) + pad;
+  const x = (t) => left + ((t - t0) / (t1 - t0)) * (W - left - right);
+  const H = panels.length * (ph + above) + axis;
+  const out = svg('svg', { class: 'history-chart', 'data-claim': claim, 'data-series': series, role: 'img', 'aria-label': said, viewBox: `0 0 ${W} ${H}`, width: W, height: H });
+  panels.forEach((p, i) => {
+    const top = above + i * (ph + above); const bottom = top + ph;
+    const max = Math.max(1e-3, ...p.marks.map((m) => m.value || 0), p.objective || 0) * 1.1;
+    const y = (v) => bottom - (v / max) * ph;
+    const barW = Math.max(2, Math.min(14, ((W - left - right) / (p.marks.length + 1)) * 0.6));
+    out.append(svg('text', { x: left, y: top - 8, class: 'panel-label' }, p.name),
+      svg('line', { x1: left, x2: left, y1: top, y2: bottom, class: 'axis' }),
+      svg('line', { x1: left, x2: W - right, y1: bottom, y2: bottom, class: 'grid' }),
+      svg('text', { x: left - 6, y: top + 8, 'text-anchor': 'end', class: 'tick' }, fmtSecs(max)),
+      svg('text', { x: left - 6, y: bottom, 'text-anchor': 'end', class: 'tick' }, '0'));
+    if (p.objective) {
+      out.append(svg('line', { x1: left, x2: W - right, y1: y(p.objective), y2: y(p.objective), class: 'objective' }),
+        svg('text', { x: W - right, y: y(p.objective) - 4, 'text-anchor': 'end', class: 'tick objective-label' }, `objective ${fmtSecs(p.objective)}`));
+    }
+    for (const m of p.marks) {
+      const cx = x(m.t); const cls = `mark ${m.failed ? 'failed' : m.over ? 'over' : 'passed'}`;
+      const title = svg('title', {}, m.title);
+      if (m.value === null) out.append(svg('path', { d: `M${cx - 4},${top} l8,8 m0,-8 l-8,8`, class: 'mark missing' }, title));
+      else if (m.bar) out.append(svg('rect', { x: cx - barW / 2, y: y(m.value), width: barW, height: Math.max(1, bottom - y(m.value)), class: `${cls} bar` }, title));
+      else if (m.square) out.append(svg('rect', { x: cx - 4, y: y(m.value) - 4, width: 8, height: 8, class: cls }, title));
+      else out.append(svg('circle', { cx, cy: y(m.value), r: 4.5, class: cls }, title));
+    }
+  });
+  timeAxis(out, x, t0, t1, H - axis + 4, left, W - right);
+  return el('div', { class: 'chart-wrap' }, out);
+}
+
+const swatch = (cls, text) => el('li', {}, el('span', { class: `swatch ${cls}`, 'aria-hidden': 'true' }), text);
+const checkWhat = (c) => `${c.kind === 'drill' ? 'drill' : 'verification'} from ${c.source}`;
+
+function drillHistory(h) {
+  const title = 'Drill and verification RTO and RPO over time';
+  if (!h.checks.length) return el('p', { class: 'none' }, 'No drill or verification yet.');
+  const o = h.objectives;
+  const marks = (field) => h.checks.map((c) => ({ t: c.t, value: c[field], failed: !c.passed, square: c.kind === 'drill',
+    title: `${checkWhat(c)} at ${fmtTime(c.t)}: ${field.toUpperCase()} ${fmtSecs(c[field])}, ${c.passed ? 'passed' : `failed${c.error ? `: ${c.error}` : ''}`}` }));
+  const failed = h.checks.filter((c) => !c.passed).length;
+  const said = `${title} for claim ${h.name}: ${h.checks.length} check${h.checks.length === 1 ? '' : 's'} from ${fmtTime(h.checks[0].t)} to ${fmtTime(h.checks[h.checks.length - 1].t)}, ${failed} failed; `
+    + `RTO objective ${o.rto ? fmtSecs(o.rto) : 'none'}, RPO objective ${o.rpo ? fmtSecs(o.rpo) : 'none'}. The table below holds the same figures.`;
+  return el('figure', { class: 'chart' }, el('figcaption', {}, title),
+    historyChart(h.name, 'drills', said, [{ name: 'RTO (start to a healthy canary)', objective: o.rto, marks: marks('rto') },
+      { name: 'RPO (age of the snapshot restored)', objective: o.rpo, marks: marks('rpo') }]),
+    el('ul', { class: 'legend', 'aria-label': 'Legend' }, swatch('mark-verify', 'verification'), swatch('mark-drill', 'drill'),
+      swatch('mark-failed', 'failed check (hollow)'), swatch('mark-missing', 'failed, nothing measured (cross)'), swatch('line-objective', 'objective')),
+    table({ class: 'history-table', 'data-claim': h.name, 'data-series': 'drills' }, `${title}, claim ${h.name}, newest first`,
+      ['Time', 'Kind', 'Source', 'RTO', 'RPO', 'Objectives', 'Outcome'],
+      h.checks.slice().reverse().map((c) => row({ 'data-time': new Date(c.t).toISOString(), class: c.passed ? null : 'bad' }, [
+        timeEl(new Date(c.t).toISOString()), c.kind, c.source, fmtSecs(c.rto), fmtSecs(c.rpo),
+        `RTO ${c.objectives.rto ? fmtSecs(c.objectives.rto) : 'none'}, RPO ${c.objectives.rpo ? fmtSecs(c.objectives.rpo) : 'none'}`,
+        c.passed ? 'passed' : `failed${c.error ? `: ${c.error}` : ''}`]))));
+}
+
+function gapHistory(h) {
+  const title = 'Time between snapshots (the data a loss could cost) over time';
+  if (!h.gaps.length && !h.failures.length) return el('p', { class: 'none' }, 'Fewer than two snapshots: no gap to show yet.');
+  const rpo = h.objectives.rpo;
+  const over = (g) => !!rpo && g.gap > rpo;
+  const marks = h.gaps.map((g) => ({ t: g.t, value: g.gap, bar: true, over: over(g), title: `${g.kind} snapshot ${shortId(g.id)} at ${fmtTime(g.t)}: ${fmtSecs(g.gap)} after the previous` }))
+    .concat(h.failures.map((f) => ({ t: f.t, value: null, title: `scheduled snapshot failed at ${fmtTime(f.t)}: ${f.error}` })));
+  const longest = Math.max(0, ...h.gaps.map((g) => g.gap));
+  const said = `${title} for claim ${h.name}: ${h.gaps.length} gap${h.gaps.length === 1 ? '' : 's'}, the longest ${fmtSecs(longest)}, ${h.gaps.filter(over).length} over the RPO objective (${rpo ? fmtSecs(rpo) : 'none'}); `
+    + `${h.failures.length} failed scheduled snapshot${h.failures.length === 1 ? '' : 's'}. The table below holds the same figures.`;
+  const rows = h.gaps.map((g) => ({ t: g.t, cells: [el('code', { title: g.id }, shortId(g.id)), g.kind, fmtSecs(g.gap), rpo ? (over(g) ? 'no' : 'yes') : '—',
+    g.outcome ? `taken in ${fmtSecs(g.outcome.seconds)}${g.outcome.hook_error ? `; quiesce failed: ${g.outcome.hook_error}` : ''}` : '—'], bad: over(g) }))
+    .concat(h.failures.map((f) => ({ t: f.t, cells: ['none', 'scheduled', '—', '—', `failed after ${fmtSecs(f.seconds)}: ${f.error}`], bad: true })))
+    .sort((a, b) => b.t - a.t);
+  return el('figure', { class: 'chart' }, el('figcaption', {}, title),
+    historyChart(h.name, 'snapshot-gaps', said, [{ name: 'Gap since the previous snapshot', objective: rpo, marks }]),
+    el('ul', { class: 'legend', 'aria-label': 'Legend' }, swatch('bar-within', 'within the RPO objective'), swatch('bar-over', 'over it'),
+      swatch('mark-missing', 'failed scheduled snapshot (cross)'), swatch('line-objective', 'RPO objective')),
+    table({ class: 'history-table', 'data-claim': h.name, 'data-series': 'snapshot-gaps' }, `${title}, claim ${h.name}, newest first`,
+      ['Time', 'Snapshot', 'Kind', 'Gap since the previous', 'Within the RPO objective', 'Outcome'],
+      rows.map((r) => row({ 'data-time': new Date(r.t).toISOString(), class: r.bad ? 'bad' : null }, [timeEl(new Date(r.t).toISOString()), ...r.cells]))));
+}
+
+// Lag is kept only as the replica's state now (the chart above): the log
+// records copies, not lag, so the copies are what can be shown over time.
+function replicaHistory(h) {
+  if (!h.replications.length && !h.replicas.length) return null;
+  return [el('p', { class: 'meta' }, 'Replica lag is not recorded over time: it is shown as current only, above. The copies to replicas:'),
+    table({ class: 'history-table', 'data-claim': h.name, 'data-series': 'replicated' }, `Copies of claim ${h.name} to replicas, newest first`,
+      ['Time', 'Replica', 'Copied', 'Forgotten'],
+      h.replications.slice().reverse().map((r) => row({}, [timeEl(r.time), r.replica || '—', r.copied ?? '—', r.forgotten ?? '—'])))];
+}
+
+function claimHistory(h) {
+  const empty = !h.checks.length && !h.gaps.length && !h.failures.length && !h.replications.length;
+  return el('section', { class: 'history', 'data-claim': h.name, 'aria-label': `History of claim ${h.name}` },
+    el('h3', {}, 'Claim ', el('a', { href: `#/claims/${enc(h.name)}` }, h.name)),
+    empty ? el('p', { class: 'none' }, 'No history yet: no drill, verification, copy to a replica or second snapshot.')
+      : [drillHistory(h), gapHistory(h), replicaHistory(h)]);
+}
+
 function backupsView(root) {
   const box = el('div');
-  root.append(el('h1', { tabindex: -1 }, 'Backups'), box);
+  const history = el('div');
+  root.append(el('h1', { tabindex: -1 }, 'Backups'), box, el('h2', {}, 'Over time'),
+    el('p', { class: 'meta' }, `From the event log this page holds (its newest ${KEEP_EVENTS} events) and each claim's snapshots.`), history);
+  let latest = null;
+  const showHistory = () => {
+    if (!latest) return;
+    // Every claim with a policy, and any other with history in the log.
+    const names = [...new Set(latest.report.map((c) => c.claim)
+      .concat(events.list.filter((e) => e.claim && HISTORY_EVENTS.has(e.kind)).map((e) => e.claim).sort()))];
+    const all = names.map((n) => historyOf(n, latest.report.find((c) => c.claim === n), latest.snaps.get(n)));
+    render(history, [events.loaded, all], () => [events.loaded ? null : el('p', {}, 'Loading the event log…'),
+      all.length ? all.map(claimHistory) : el('p', {}, 'No claim has a backup policy or any backup history.')]);
+  };
+  onEvents((batch) => { if (!batch.length || batch.some((e) => HISTORY_EVENTS.has(e.kind))) showHistory(); });
   every(5000, async () => {
     const report = await api('/v1/backups');
+    // A claim deleted in between has no snapshots to show, not an error.
+    const snaps = await Promise.all(report.map((c) => api(`/v1/claims/${enc(c.claim)}`).then((d) => d.snapshots, () => [])));
+    latest = { report, snaps: new Map(report.map((c, i) => [c.claim, snaps[i]])) };
+    showHistory();
     render(box, report, () => {
       if (!report.length) return el('p', {}, 'No claim has a backup policy ([service.backup] in berth.toml).');
       const age = report.map((c) => ({ claim: c.claim, label: c.claim, value: c.newest_snapshot ? c.newest_snapshot.age_seconds : null, objective: c.objectives.rpo }));
