@@ -101,7 +101,7 @@ impl Backup {
         let have: BTreeSet<SnapshotId> = there.iter().filter_map(|(_, src)| src.clone()).collect();
         let mut copied = false;
         for snap in controller.snapshots_of(claim).iter().filter(|s| !s.pending && !have.contains(&s.id)) {
-            let copy = controller.volumes.copy_to(store.client(), source_region, &snap.id).await?;
+            let copy = controller.volumes().copy_to(store.client(), source_region, &snap.id).await?;
             report.copied.push(copy.0);
             copied = true;
         }

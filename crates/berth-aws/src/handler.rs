@@ -24,7 +24,7 @@
 use std::collections::BTreeSet;
 
 use berth_core::autoscale::{ScalingPolicy, TaskUsage};
-use berth_core::controller::{Controller, ControllerError, Due, EventOutcome, Inline, Shell, SystemClock};
+use berth_core::controller::{Controller, Due, EventOutcome, Inline, Reconciled, Shell, SystemClock};
 use berth_core::scope::Scope;
 use berth_core::targets;
 use berth_core::ClaimName;
@@ -276,7 +276,7 @@ struct LambdaShell<'a> {
 }
 
 impl Shell for LambdaShell<'_> {
-    async fn reconcile(&self, claims: Vec<ClaimName>) -> Vec<(ClaimName, ControllerError)> {
+    async fn reconcile(&self, claims: Vec<ClaimName>) -> Reconciled {
         Inline(&self.handler.controller).reconcile(claims).await
     }
 

@@ -35,6 +35,7 @@ pub mod retention;
 pub mod scope;
 pub mod service;
 pub mod snapshot;
+pub mod snapshot_cache;
 pub mod sweep;
 pub mod targets;
 pub mod task;

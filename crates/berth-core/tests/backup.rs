@@ -29,7 +29,7 @@ async fn a_running_claim_is_backed_up_when_due_with_retention_first() {
     let world = World::new();
     let ctl = world.controller("c1", 1);
     ctl.scale_services().await.unwrap();
-    ctl.resync().await.unwrap();
+    ctl.resync().await;
     let name = World::name("files-0");
     let p = policy(2);
 
@@ -58,7 +58,7 @@ async fn a_running_claim_is_backed_up_when_due_with_retention_first() {
     let task = world.runtime.current("files-0");
     let event = world.runtime.stop_by_world(&task.arn, berth_core::StopCode::SpotInterruption, "spot");
     ctl.on_event(&event).await.unwrap();
-    ctl.resync().await.unwrap();
+    ctl.resync().await;
     let kinds: Vec<_> = world.volumes.of("files-0").into_iter().map(|s| s.kind).collect();
     assert_eq!(kinds.iter().filter(|k| **k == Some(SnapshotKind::Scheduled)).count(), 3, "{kinds:?}");
     assert!(kinds.contains(&Some(SnapshotKind::OnStop)), "{kinds:?}");
@@ -69,7 +69,7 @@ async fn a_parked_claim_is_never_due() {
     let world = World::new();
     let ctl = world.controller("c1", 0);
     ctl.scale_services().await.unwrap();
-    ctl.resync().await.unwrap();
+    ctl.resync().await;
     let due = ctl.due_backup(&World::name("files-0"), &Schedule::Every(Duration::from_secs(1))).await.unwrap();
     assert_eq!(due, None);
 }

@@ -20,7 +20,7 @@ const PENDING: Duration = Duration::from_secs(300);
 async fn up(world: &World) -> fake::Ctl {
     let ctl = world.controller("c1", 1);
     ctl.scale_services().await.unwrap();
-    let (_, failed) = ctl.resync().await.unwrap();
+    let failed = ctl.resync().await.failed;
     assert!(failed.is_empty(), "{failed:?}");
     ctl
 }
@@ -57,12 +57,12 @@ async fn a_stop_waits_for_its_pending_snapshot_then_restores_and_drops_the_old_v
 
         // Still pending: passes wait and take no second snapshot.
         world.clock.advance(Duration::from_secs(60));
-        ctl.resync().await.unwrap();
+        ctl.resync().await;
         assert_eq!(world.volumes.snapshots_taken.load(Ordering::SeqCst), 1);
         assert!(world.runtime.running().is_empty());
 
         world.clock.advance(PENDING);
-        let (_, failed) = ctl.resync().await.unwrap();
+        let failed = ctl.resync().await.failed;
         assert!(failed.is_empty(), "{failed:?}");
         let c = world.claim("files-0").await;
         assert_eq!(c.generation, Generation(2), "{code:?}");
@@ -100,7 +100,7 @@ async fn a_controller_crash_at_any_step_finishes_with_one_snapshot_and_one_repla
         // A new invocation (the Lambda keeps nothing), seconds later.
         for _ in 0..3 {
             world.clock.advance(Duration::from_secs(5));
-            world.controller("c1", 1).resync().await.unwrap();
+            world.controller("c1", 1).resync().await;
         }
         let c = world.claim("files-0").await;
         assert_eq!(c.generation, Generation(2), "{kind} #{n}");

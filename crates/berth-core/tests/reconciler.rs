@@ -18,7 +18,7 @@ use fake::World;
 async fn up(world: &World, count: u32) -> fake::Ctl {
     let ctl = world.controller("c1", count);
     ctl.scale_services().await.unwrap();
-    let (_, failed) = ctl.resync().await.unwrap();
+    let failed = ctl.resync().await.failed;
     assert!(failed.is_empty(), "{failed:?}");
     ctl
 }
@@ -180,7 +180,7 @@ async fn a_lost_event_is_fixed_by_resync() {
     let old = world.runtime.current("files-1");
     let _lost = world.runtime.stop_by_world(&old.arn, StopCode::EssentialContainerExited, "exit 1");
     world.clock.advance(Duration::from_secs(30)); // past the first backoff
-    ctl.resync().await.unwrap();
+    ctl.resync().await;
     invariants(&world).await;
     assert_eq!(world.claim("files-1").await.generation, Generation(2));
     assert_eq!(world.claim("files-0").await.generation, Generation(1));
@@ -212,20 +212,20 @@ async fn a_user_stop_parks_and_scale_to_zero_is_never_resurrected() {
     // Scale the service to zero: the other claim parks too, with a snapshot.
     ctl.set_service(fake::service(0));
     ctl.scale_services().await.unwrap();
-    ctl.resync().await.unwrap();
+    ctl.resync().await;
     invariants(&world).await;
     assert_eq!(world.claim("files-1").await.desired, DesiredState::Parked);
     assert!(world.runtime.running().is_empty());
     // Nothing brings them back: not resync, not a late event.
     world.clock.advance(Duration::from_secs(3600));
-    ctl.resync().await.unwrap();
+    ctl.resync().await;
     ctl.on_event(&e).await.unwrap();
     assert!(world.runtime.running().is_empty());
 
     // Scaling out again resumes the same claims from their data.
     ctl.set_service(fake::service(2));
     ctl.scale_services().await.unwrap();
-    ctl.resync().await.unwrap();
+    ctl.resync().await;
     invariants(&world).await;
     let c1 = world.claim("files-1").await;
     assert_eq!(c1.generation, Generation(2));
@@ -246,7 +246,7 @@ async fn a_scale_change_that_loses_its_compare_and_swap_is_made_again() {
     ctl.scale_services().await.unwrap();
     assert_eq!(world.claim("files-1").await.desired, DesiredState::Parked);
     assert_eq!(world.claim("files-0").await.desired, DesiredState::Running);
-    ctl.resync().await.unwrap();
+    ctl.resync().await;
     invariants(&world).await;
     assert_eq!(world.runtime.running().len(), 1);
 }
@@ -343,8 +343,8 @@ async fn two_controllers_racing_make_one_snapshot_and_one_replacement() {
     let (ra, rb) = tokio::join!(a.on_event(&e), b.reconcile_claim(&name));
     ra.unwrap();
     rb.unwrap();
-    a.resync().await.unwrap();
-    b.resync().await.unwrap();
+    a.resync().await;
+    b.resync().await;
     invariants(&world).await;
     assert_eq!(world.volumes.snapshots_taken.load(Ordering::SeqCst), 1);
     assert_eq!(world.runtime.runs.load(Ordering::SeqCst), 2);
@@ -366,7 +366,7 @@ async fn a_task_of_an_older_generation_is_stopped() {
         t.last_status = berth_core::TaskStatus::Running;
         t.desired_status = berth_core::TaskStatus::Running;
     }
-    ctl.resync().await.unwrap();
+    ctl.resync().await;
     invariants(&world).await;
     let t = world.runtime.tasks.lock().unwrap().iter().find(|t| t.arn == old.arn).unwrap().clone();
     assert!(t.is_stopped());
@@ -397,7 +397,7 @@ async fn a_controller_crash_at_any_step_finishes_with_one_snapshot_and_one_repla
         crashed += usize::from(first.is_err());
         drop(ctl);
         let restarted = world.controller("c1", 1);
-        restarted.resync().await.unwrap();
+        restarted.resync().await;
         invariants(&world).await;
         let c = world.claim("files-0").await;
         assert_eq!(c.generation, Generation(2), "{kind} #{n}: {first:?}");
@@ -418,11 +418,11 @@ async fn a_crashed_controllers_lease_is_taken_over_after_it_expires() {
     assert!(a.on_event(&e).await.is_err());
     drop(a);
     let b = world.controller("c2", 1);
-    let (requeue, _) = b.resync().await.unwrap();
+    let requeue = b.resync().await.requeue;
     assert!(requeue.is_some(), "b waits for a's lease");
     assert_eq!(world.claim("files-0").await.handoff.unwrap().step, HandoffStep::Snapshotting);
     world.clock.advance(Duration::from_secs(61));
-    b.resync().await.unwrap();
+    b.resync().await;
     invariants(&world).await;
     assert_eq!(world.volumes.snapshots_taken.load(Ordering::SeqCst), 1);
 }
@@ -432,7 +432,7 @@ async fn a_runtime_that_lost_its_tasks_gets_them_back_from_the_head() {
     let world = World::new();
     let ctl = up(&world, 2).await;
     world.runtime.forget_all();
-    ctl.resync().await.unwrap();
+    ctl.resync().await;
     invariants(&world).await;
     for name in ["files-0", "files-1"] {
         let c = world.claim(name).await;
@@ -548,7 +548,7 @@ async fn a_generation_unhealthy_from_the_start_is_replaced_with_backoff_not_left
     *world.runtime.start_health.lock().unwrap() = Health::Unhealthy;
     let ctl = world.controller("c1", 1);
     ctl.scale_services().await.unwrap();
-    ctl.resync().await.unwrap();
+    ctl.resync().await;
     let name = World::name("files-0");
     for _ in 0..3 {
         let stopped = world.tasks_stopped_by_berth();
@@ -567,7 +567,7 @@ async fn a_generation_unhealthy_from_the_start_is_replaced_with_backoff_not_left
             let _ = ctl.on_event(&stopped).await;
         }
         world.clock.advance(Duration::from_secs(301));
-        ctl.resync().await.unwrap();
+        ctl.resync().await;
     }
     invariants(&world).await;
 }
@@ -604,7 +604,7 @@ async fn a_claim_moved_to_a_new_revision_is_handed_off_onto_it_with_its_snapshot
     spec.revisions = vec![old];
     ctl.set_service(spec);
     // Registering a revision alone moves no claim.
-    let (_, failed) = ctl.resync().await.unwrap();
+    let failed = ctl.resync().await.failed;
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(world.claim("files-0").await.generation, Generation(1));
     assert_eq!(world.runtime.current("files-0").revision(), Some(1));
@@ -646,7 +646,7 @@ async fn with_when_scaled_delete_scale_in_deletes_the_data_and_scale_out_starts_
     };
     ctl.set_service(delete(1));
     ctl.scale_services().await.unwrap();
-    ctl.resync().await.unwrap();
+    ctl.resync().await;
     invariants(&world).await;
     let c1 = world.claim("files-1").await;
     assert_eq!(c1.desired, DesiredState::Deleted);
@@ -664,7 +664,7 @@ async fn with_when_scaled_delete_scale_in_deletes_the_data_and_scale_out_starts_
     // Scaling out again starts files-1 empty, at the next generation.
     ctl.set_service(delete(2));
     ctl.scale_services().await.unwrap();
-    ctl.resync().await.unwrap();
+    ctl.resync().await;
     invariants(&world).await;
     let c1 = world.claim("files-1").await;
     assert_eq!(c1.generation, Generation(2));

@@ -14,10 +14,9 @@ mod services;
 mod snapshots;
 mod sweep;
 
-pub use pass::{Due, Inline, PassReport, Shell};
+pub use pass::{Due, Inline, PassReport, Reconciled, Shell};
 pub use plan::Carried;
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -33,6 +32,7 @@ use crate::reconcile::{reconcile, Action, Context, Mark, World};
 use crate::scope::Scope;
 use crate::service::{scale_plan, ServiceSpec};
 use crate::snapshot::SnapshotRecord;
+use crate::snapshot_cache::Cached;
 use crate::sweep::{sweep, Sweep};
 use crate::task::{Runtime, TaskArn, TaskDefinition, TaskInfo};
 
@@ -90,16 +90,13 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(10 * 60);
 /// One controller over one runtime, volume store and ledger.
 pub struct Controller<R, V, L> {
     pub runtime: R,
-    pub volumes: V,
+    /// The volumes port, behind the snapshot cache.
+    volumes: Cached<V>,
     pub ledger: L,
     id: String,
     clock: Box<dyn Clock>,
     services: Mutex<Vec<ServiceSpec>>,
     scope: Scope,
-    /// Snapshots per claim, refreshed from the store on resync and kept
-    /// current by this controller's own snapshots and deletions (listing a
-    /// repository on every step would be slow).
-    snapshots: Mutex<BTreeMap<ClaimName, Vec<SnapshotRecord>>>,
     grace: Duration,
     /// Sees each action before it runs: `berth lambda decide` lists the
     /// steps the handler would take. (Faults are injected at the ports,
@@ -159,13 +156,12 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
     ) -> Self {
         Self {
             runtime,
-            volumes,
+            volumes: Cached::new(volumes),
             ledger,
             id: id.into(),
             clock,
             services: Mutex::new(services),
             scope,
-            snapshots: Mutex::new(BTreeMap::new()),
             grace: DEFAULT_GRACE,
             observer: None,
         }
@@ -207,13 +203,12 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
 
     async fn observe(&self, claim: &ClaimName, tasks: &[TaskInfo]) -> Result<World, ControllerError> {
         let volumes = self.volumes.list().await?.into_iter().filter(|v| &v.claim == claim).collect();
-        let cached = |c: &ClaimName| self.snapshots.lock().expect("snapshot cache lock").get(c).cloned();
         // A pending snapshot is asked after again: completing is the one
         // change to a snapshot that the cache would otherwise miss.
-        if cached(claim).is_some_and(|list| list.iter().any(|s| s.pending)) {
+        if self.volumes.has_pending(claim) {
             self.refresh_snapshots().await?;
         }
-        let snapshots = cached(claim).unwrap_or_default();
+        let snapshots = self.volumes.of(claim);
         let tasks = tasks.iter().filter(|t| t.claim.as_ref() == Some(claim)).cloned().collect();
         Ok(World { tasks, volumes, snapshots })
     }
@@ -304,7 +299,6 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
             Action::DeleteSnapshots(ids) => {
                 self.volumes.delete_snapshots(&ids).await?;
                 self.ledger.uncatalogue(&ids).await?;
-                self.uncache_snapshots(&ids);
             }
             Action::CreateVolume { generation, source } => {
                 self.volumes.create(claim_of("a volume")?, Some(generation), &source).await?;
@@ -368,21 +362,11 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
         Ok(EventOutcome::Reconciled(claim, requeue))
     }
 
-    /// Reconciles every claim from observed state (rule 2): what lost or
-    /// reordered events missed, this finds. Returns the soonest requeue and
-    /// the claims that failed.
-    pub async fn resync(&self) -> Result<(Option<Duration>, Vec<(ClaimName, ControllerError)>), ControllerError> {
-        self.refresh_snapshots().await?;
-        let mut soonest: Option<Duration> = None;
-        let mut failed = Vec::new();
-        for claim in self.ledger.claims().await? {
-            match self.reconcile_claim(&claim.name).await {
-                Ok(Some(d)) => soonest = Some(soonest.map_or(d, |s| s.min(d))),
-                Ok(None) => {}
-                Err(e) => failed.push((claim.name, e)),
-            }
-        }
-        Ok((soonest, failed))
+    /// Reconciles every claim from observed state (rule 2), at once: the
+    /// pass's claims part with the [`Inline`] shell. What lost or
+    /// reordered events missed, this finds.
+    pub async fn resync(&self) -> PassReport {
+        self.pass(&Due { claims: true, ..Default::default() }, &Inline(self)).await
     }
 
     /// Refuses a ledger that is behind the volumes and snapshots (deleted,
@@ -392,9 +376,7 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
     pub async fn check_continuity(&self) -> Result<(), ControllerError> {
         let claims = self.ledger.claims().await?;
         let volumes = self.volumes.list().await?;
-        let snapshots: Vec<SnapshotRecord> =
-            self.snapshots.lock().expect("snapshot cache lock").values().flatten().cloned().collect();
-        crate::continuity::check(&claims, &volumes, &snapshots)?;
+        crate::continuity::check(&claims, &volumes, &self.volumes.all())?;
         Ok(())
     }
 }

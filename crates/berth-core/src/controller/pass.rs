@@ -57,11 +57,20 @@ impl Due {
     }
 }
 
+/// What reconciling some claims came to.
+#[derive(Debug, Default)]
+pub struct Reconciled {
+    /// The claims that failed, with why.
+    pub failed: Vec<(ClaimName, ControllerError)>,
+    /// The soonest any of them asked to be looked at again (none when the
+    /// platform's workers keep their own timers).
+    pub requeue: Option<Duration>,
+}
+
 /// The platform's side of a pass.
 pub trait Shell: Sync {
-    /// Reconciles `claims`, at once or by waking the platform's workers;
-    /// returns the claims that failed.
-    fn reconcile(&self, claims: Vec<ClaimName>) -> impl Future<Output = Vec<(ClaimName, ControllerError)>> + Send;
+    /// Reconciles `claims`, at once or by waking the platform's workers.
+    fn reconcile(&self, claims: Vec<ClaimName>) -> impl Future<Output = Reconciled> + Send;
 
     /// Runs the platform's backups; returns what failed.
     fn back_up(&self) -> impl Future<Output = Vec<String>> + Send {
@@ -81,6 +90,9 @@ pub struct PassReport {
     pub autoscaling: Vec<String>,
     pub swept_volumes: usize,
     pub swept_snapshots: usize,
+    /// The soonest a claim reconciled at once asked to be looked at again.
+    #[serde(skip)]
+    pub requeue: Option<Duration>,
 }
 
 impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
@@ -114,8 +126,12 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
                 report.failed.push(format!("scaling: {e}"));
             }
         }
-        let failed = |report: &mut PassReport, claims: Vec<(ClaimName, ControllerError)>| {
-            report.failed.extend(claims.into_iter().map(|(c, e)| format!("{c}: {e}")));
+        let failed = |report: &mut PassReport, done: Reconciled| {
+            report.failed.extend(done.failed.into_iter().map(|(c, e)| format!("{c}: {e}")));
+            report.requeue = match (report.requeue, done.requeue) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         };
         if due.rollouts {
             let moved = self.step_rollouts(&mut report).await;
@@ -193,13 +209,15 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
 pub struct Inline<'a, R, V, L>(pub &'a Controller<R, V, L>);
 
 impl<R: Runtime, V: Volumes, L: Ledger> Shell for Inline<'_, R, V, L> {
-    async fn reconcile(&self, claims: Vec<ClaimName>) -> Vec<(ClaimName, ControllerError)> {
-        let mut failed = Vec::new();
+    async fn reconcile(&self, claims: Vec<ClaimName>) -> Reconciled {
+        let mut done = Reconciled::default();
         for claim in claims {
-            if let Err(e) = self.0.reconcile_claim(&claim).await {
-                failed.push((claim, e));
+            match self.0.reconcile_claim(&claim).await {
+                Ok(Some(d)) => done.requeue = Some(done.requeue.map_or(d, |s| s.min(d))),
+                Ok(None) => {}
+                Err(e) => done.failed.push((claim, e)),
             }
         }
-        failed
+        done
     }
 }

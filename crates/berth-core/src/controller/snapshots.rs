@@ -1,15 +1,18 @@
-//! The controller's snapshot cache and the snapshots taken outside a
-//! handoff: scheduled backups, with their retention.
-//!
-//! The cache is read on resync and kept current by this controller's own
-//! snapshots and deletions: listing a repository on every step would be slow.
+//! The snapshots taken outside a handoff (scheduled and background
+//! backups, with their retention), and the controller's reads of the
+//! snapshot cache ([`crate::snapshot_cache::Cached`], behind the port).
 
 use super::*;
 
 impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
     /// The snapshots of one claim as this controller knows them.
     pub fn snapshots_of(&self, claim: &ClaimName) -> Vec<SnapshotRecord> {
-        self.snapshots.lock().expect("snapshot cache lock").get(claim).cloned().unwrap_or_default()
+        self.volumes.of(claim)
+    }
+
+    /// The volumes port as it was given (the cache is this controller's).
+    pub fn volumes(&self) -> &V {
+        self.volumes.inner()
     }
 
     /// Takes a snapshot (a handoff's, or a scheduled backup of a running
@@ -19,15 +22,10 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
         volume: &crate::ports::VolumeId,
         request: &crate::snapshot::SnapshotRequest,
     ) -> Result<SnapshotRecord, ControllerError> {
+        // The cache (behind the port) has it at once: it is what the next
+        // pass finds the snapshot by, so a failed catalogue write must not
+        // cause a second snapshot.
         let record = self.volumes.snapshot(volume, request).await?;
-        // The cache first: it is what the next pass finds the snapshot by;
-        // a failed catalogue write must not cause a second snapshot.
-        self.snapshots
-            .lock()
-            .expect("snapshot cache lock")
-            .entry(request.claim.clone())
-            .or_default()
-            .push(record.clone());
         if let Err(e) = self.ledger.catalogue(std::slice::from_ref(&record)).await {
             tracing::warn!(error = %e, snapshot = %record.id, "could not catalogue a snapshot; the next resync does");
         }
@@ -124,23 +122,8 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
         self.execute(Some(claim), Action::DeleteSnapshots(ids.to_vec())).await
     }
 
-    /// Drops deleted snapshots from the cache, whichever claims they were of.
-    pub(super) fn uncache_snapshots(&self, ids: &[crate::snapshot::SnapshotId]) {
-        for list in self.snapshots.lock().expect("snapshot cache lock").values_mut() {
-            list.retain(|s| !ids.contains(&s.id));
-        }
-    }
-
     /// Reads every snapshot from the store into the cache.
     pub async fn refresh_snapshots(&self) -> Result<(), ControllerError> {
-        let all = self.volumes.snapshots().await?;
-        let mut by_claim: BTreeMap<ClaimName, Vec<SnapshotRecord>> = BTreeMap::new();
-        for s in all {
-            if let Some(c) = s.claim.clone() {
-                by_claim.entry(c).or_default().push(s);
-            }
-        }
-        *self.snapshots.lock().expect("snapshot cache lock") = by_claim;
-        Ok(())
+        Ok(self.volumes.refresh().await?)
     }
 }

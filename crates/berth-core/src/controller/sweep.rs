@@ -19,8 +19,7 @@ impl<R: Runtime, V: Volumes, L: Ledger> Controller<R, V, L> {
     pub async fn sweep_plan(&self) -> Result<Sweep, ControllerError> {
         let claims = self.ledger.claims().await?;
         let volumes = self.volumes.list().await?;
-        let snapshots: Vec<SnapshotRecord> =
-            self.snapshots.lock().expect("snapshot cache lock").values().flatten().cloned().collect();
+        let snapshots = self.volumes.all();
         crate::continuity::check(&claims, &volumes, &snapshots)?;
         Ok(sweep(&claims, &volumes, &snapshots, self.now(), self.grace))
     }

@@ -41,7 +41,7 @@ pub async fn now<R: HostRuntime>(State(app): State<AppState<R>>) -> Answer {
 
 /// The plan with each volume's claim, generation and size, and totals.
 async fn report<R: HostRuntime>(platform: &Platform<R>, plan: &Sweep) -> Result<serde_json::Value, ApiError> {
-    let store = platform.controller.volumes.inner();
+    let store = platform.controller.volumes().inner();
     let known = store.list().await.map_err(ApiError::internal)?;
     let mut volumes = Vec::new();
     for (id, verdict) in &plan.verdicts {

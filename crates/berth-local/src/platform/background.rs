@@ -48,7 +48,7 @@ impl<R: HostRuntime> Platform<R> {
         let Some(volume) = self.controller.due_backup(name, &Schedule::Every(Duration::ZERO)).await? else {
             return Ok(());
         };
-        let path = self.controller.volumes.inner().path(&volume);
+        let path = self.controller.volumes().inner().path(&volume);
         let fingerprint = tokio::task::spawn_blocking(move || crate::fingerprint::fingerprint(&path))
             .await
             .map_err(std::io::Error::other)??;

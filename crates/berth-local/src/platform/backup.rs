@@ -173,7 +173,7 @@ impl<R: HostRuntime> Platform<R> {
         let backup = service.backup.as_ref().ok_or(NotBackedUp::NoPolicy)?;
         let hook = hook_of(backup, &service.command);
         let mut env = service.env.clone();
-        env.insert("STORAGE_PATH".into(), self.controller.volumes.inner().path(&volume).display().to_string());
+        env.insert("STORAGE_PATH".into(), self.controller.volumes().inner().path(&volume).display().to_string());
         let endpoint = task.endpoint.clone().unwrap_or_default();
         let target = HookTarget { endpoint: &endpoint, env: &env };
         let quiesced = match &hook {
@@ -213,7 +213,7 @@ impl<R: HostRuntime> Platform<R> {
                 self.note_replica(name, replica, &primary_snaps, known.unwrap_or_default(), None, false);
                 continue;
             }
-            let volumes = Arc::clone(self.controller.volumes.inner());
+            let volumes = Arc::clone(self.controller.volumes().inner());
             let replicas = Arc::clone(&self.replicas);
             let (policy_r, claim) = (replica.clone(), name.clone());
             let result = tokio::task::spawn_blocking(move || {
@@ -334,7 +334,7 @@ impl<R: HostRuntime> Platform<R> {
             .find(|(s, _)| s.name == claim.service)
             .and_then(|(_, p)| p.replicas.into_iter().find(|r| r.name == from))
             .ok_or_else(|| PlatformError::NoReplica(claim.service.clone(), from.to_owned()))?;
-        let volumes = Arc::clone(self.controller.volumes.inner());
+        let volumes = Arc::clone(self.controller.volumes().inner());
         let replicas = Arc::clone(&self.replicas);
         let claim_name = name.clone();
         let found = tokio::task::spawn_blocking(move || -> Result<Option<String>, berth_repo::RepoError> {

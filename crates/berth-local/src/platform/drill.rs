@@ -217,7 +217,7 @@ impl<R: HostRuntime> Platform<R> {
         location: &str,
         scratch: &Path,
     ) -> Result<Restored, (Option<String>, RestoreFailure)> {
-        let volumes = Arc::clone(self.controller.volumes.inner());
+        let volumes = Arc::clone(self.controller.volumes().inner());
         let replicas = Arc::clone(&self.replicas);
         let (claim, primary, location, scratch) =
             (claim.clone(), source == "primary", location.to_owned(), scratch.to_path_buf());

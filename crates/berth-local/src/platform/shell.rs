@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use berth_core::controller::{ControllerError, Shell};
+use berth_core::controller::{Reconciled, Shell};
 use berth_core::ClaimName;
 
 use super::Platform;
@@ -20,11 +20,11 @@ pub(super) struct Local<'a, R: HostRuntime>(pub &'a Arc<Platform<R>>);
 
 impl<R: HostRuntime> Shell for Local<'_, R> {
     /// Wakes the queue's workers: a pass never waits for a handoff.
-    async fn reconcile(&self, claims: Vec<ClaimName>) -> Vec<(ClaimName, ControllerError)> {
+    async fn reconcile(&self, claims: Vec<ClaimName>) -> Reconciled {
         for claim in claims {
             self.0.queue.wake(claim);
         }
-        Vec::new()
+        Reconciled::default()
     }
 
     /// The scheduled snapshots and replication of each service with a
