@@ -111,6 +111,9 @@ pub fn volume_configuration(
         VolumeSource::Empty => None,
         VolumeSource::Snapshot(s) | VolumeSource::AdoptOrRestore { snapshot: s, .. } => Some(s.0.clone()),
     };
+    // Only a volume made from a snapshot is initialized (RunTask refuses
+    // the rate without a snapshot id).
+    let rate = spec.initialization_rate.filter(|_| snapshot.is_some());
     let mut tagging = EbsTagSpecification::builder().resource_type(EbsResourceType::Volume);
     for (key, value) in tags::volume(&settings.cluster, &request.claim, request.generation) {
         tagging = tagging.tags(Tag::builder().key(key).value(value).build());
@@ -124,6 +127,7 @@ pub fn volume_configuration(
         .encrypted(spec.encrypted)
         .set_kms_key_id(spec.kms_key_id.clone())
         .set_snapshot_id(snapshot)
+        .set_volume_initialization_rate(rate)
         .filesystem_type(TaskFilesystemType::from(spec.filesystem_type.as_str()))
         .tag_specifications(tagging.build().map_err(|e| PortError::permanent(e.to_string()))?)
         .termination_policy(
@@ -358,6 +362,57 @@ mod tests {
 
         let empty = volume_configuration(&settings, &request, &VolumeSource::Empty).unwrap();
         assert_eq!(empty.managed_ebs_volume().unwrap().snapshot_id(), None);
+        assert_eq!(ebs.volume_initialization_rate(), None, "no rate configured: the default hydration");
+    }
+
+    #[test]
+    fn a_provisioned_initialization_rate_goes_with_every_volume_from_a_snapshot_and_only_then() {
+        let settings = |rate: i32| {
+            AwsSettings::parse(
+                &serde_json::json!({
+                    "cluster": "berth", "subnets": ["subnet-1"], "security_groups": ["sg-1"], "container": "app",
+                    "volume": { "name": "data", "role_arn": "arn:aws:iam::1:role/infra", "initialization_rate": rate },
+                    "services": []
+                })
+                .to_string(),
+            )
+        };
+        for bad in [99, 301, 0] {
+            let e = settings(bad).unwrap_err().to_string();
+            assert!(e.contains("outside EBS's 100–300 MiB/s"), "{bad}: {e}");
+        }
+        let settings = settings(300).unwrap();
+        let claim = ClaimName::parse("files-0").unwrap();
+        let definition = TaskDefinition {
+            family: "files".into(),
+            revision: 1,
+            command: vec![],
+            env: Default::default(),
+            port: 5000,
+            health_check: None,
+            stop_timeout: std::time::Duration::from_secs(30),
+            secrets: Default::default(),
+            container: None,
+        };
+        let request = |source: VolumeSource| LaunchRequest {
+            service: "files".into(),
+            claim: claim.clone(),
+            generation: Generation(2),
+            volume: LaunchVolume::Create(source),
+            definition: definition.clone(),
+            client_token: LaunchRequest::token_for(&claim, Generation(2)),
+            canary: false,
+        };
+        let rate_for = |source: VolumeSource| {
+            let r = request(source.clone());
+            volume_configuration(&settings, &r, &source)
+                .unwrap()
+                .managed_ebs_volume()
+                .unwrap()
+                .volume_initialization_rate()
+        };
+        assert_eq!(rate_for(VolumeSource::Snapshot(SnapshotId("snap-1".into()))), Some(300));
+        assert_eq!(rate_for(VolumeSource::Empty), None, "RunTask takes a rate only with a snapshot id");
     }
 
     #[test]

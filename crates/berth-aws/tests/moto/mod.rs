@@ -215,6 +215,7 @@ pub fn files_settings(cluster: &str, subnet: String, sg: String) -> berth_aws::A
             encrypted: true,
             kms_key_id: None,
             filesystem_type: "ext4".into(),
+            initialization_rate: None,
         },
         task_definition_arn: None,
         backups: Vec::new(),
