@@ -23,6 +23,7 @@ mod ecs;
 mod elb;
 pub mod handler;
 pub mod insights;
+pub mod ledger_url;
 mod sdk;
 mod settings;
 pub mod tags;
@@ -39,9 +40,17 @@ pub use settings::{AwsAutoscaling, AwsBackup, AwsSettings, EbsVolumeSpec, Settin
 /// The SDK configuration for `endpoint` (moto on loopback in tests, or
 /// `None` for AWS itself), with credentials and region from the environment.
 pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
+    sdk_config_in(endpoint, None).await
+}
+
+/// [`sdk_config`] in `region` rather than the environment's.
+pub async fn sdk_config_in(endpoint: Option<&str>, region: Option<&str>) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(url) = endpoint {
         loader = loader.endpoint_url(url);
+    }
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region.to_owned()));
     }
     loader.load().await
 }

@@ -308,7 +308,78 @@ async fn a_claims_whole_life_on_ecs_ebs_dynamodb_and_the_alb() {
     // Not an event at all: dropped, not retried forever.
     let report = handler.handle(&json!({ "Records": [{ "messageId": "m-x", "body": "not json" }] })).await;
     assert!(report.batch_item_failures.is_empty());
+
+    operator_reads_the_claims_life_from_the_dynamodb_ledger(&stack);
     drop(stack.moto);
+}
+
+/// `berth` beside `berth-aws` (a workspace build has both), run with the
+/// AWS ledger on moto.
+fn berth(stack: &Stack, args: &[&str]) -> (bool, String, String) {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_berth-aws")).with_file_name("berth");
+    assert!(
+        bin.is_file(),
+        "{} is missing: `cargo test --workspace` builds it (or cargo build -p berth)",
+        bin.display()
+    );
+    let out = std::process::Command::new(&bin)
+        .args(args)
+        .env("BERTH_AWS_ENDPOINT", stack.moto.url())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("BERTH_STATE")
+        .env_remove("BERTH_LEDGER")
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+/// An operator of the AWS stack reads what the controller did with the
+/// CLI's own commands, as `berth up` users do: claims, a claim's
+/// generations with their stop codes, snapshots and RTO, and the events.
+fn operator_reads_the_claims_life_from_the_dynamodb_ledger(stack: &Stack) {
+    let ledger = format!("dynamodb://{TABLE}?region=us-east-1");
+    let (ok, out, err) = berth(stack, &["claims", "--ledger", &ledger, "--json"]);
+    assert!(ok, "{err}");
+    let claims: Vec<berth_core::ClaimRecord> = serde_json::from_str(&out).unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].generation, Generation(5));
+
+    let (ok, out, err) = berth(stack, &["claim", "history", "files-0", "--ledger", &ledger]);
+    assert!(ok, "{err}");
+    // The table as locally: each generation with its stop snapshot (1 to
+    // 4) and the RTO of the handoff that started it (2 to 5). (moto sets
+    // no stopCode on DescribeTasks, so the STOP-CODE column stays empty
+    // here; ECS reports it.)
+    let rows: Vec<Vec<&str>> =
+        out.lines().skip(1).take_while(|l| !l.trim().is_empty()).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows.len(), 5, "{out}");
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row[0], (i + 1).to_string(), "{out}");
+        assert_eq!(row[7].starts_with("snap-"), i < 4, "stop snapshot of generation {}:\n{out}", i + 1);
+        assert_eq!(row[8] != "-", i > 0, "RTO of generation {}:\n{out}", i + 1);
+    }
+    let (ok, out, err) = berth(stack, &["claim", "history", "files-0", "--ledger", &ledger, "--json"]);
+    assert!(ok, "{err}");
+    let history: berth_core::ledger::read::ClaimHistory = serde_json::from_str(&out).unwrap();
+    assert_eq!(history.generations.len(), 5);
+    assert!(history.generations[1].rto_ms.is_some(), "a handoff's RTO is measured: {:?}", history.generations[1]);
+    assert!(history.snapshots.iter().any(|s| s.kind == Some(berth_core::SnapshotKind::OnStop)));
+
+    let (ok, out, err) = berth(stack, &["events", "--ledger", &ledger, "--claim", "files-0", "--json"]);
+    assert!(ok, "{err}");
+    let events: Vec<berth_core::ledger::EventRecord> = serde_json::from_str(&out).unwrap();
+    assert!(events.iter().any(|e| e.kind == "handoff-done"), "{events:?}");
+
+    // Read only, and clear about what it cannot do.
+    let (ok, _, err) = berth(stack, &["claim", "history", "files-9", "--ledger", &ledger]);
+    assert!(!ok && err.contains("no claim files-9"), "{err}");
+    let (ok, _, err) = berth(stack, &["scale", "files", "3", "--ledger", &ledger]);
+    assert!(!ok && err.contains("read only"), "{err}");
+    let (ok, _, err) = berth(stack, &["claims", "--ledger", "dynamodb://x"]);
+    assert!(!ok && (err.contains("is not dynamodb://TABLE") || err.contains("table name")), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -13,6 +13,7 @@
 //! DynamoDB ledgers both run it.
 
 pub mod contract;
+pub mod read;
 
 use std::future::Future;
 

@@ -1,33 +1,14 @@
-// The CDK app: one BerthStack. Context (cdk -c KEY=VALUE):
+// The CDK app: one BerthStack. Context (cdk -c KEY=VALUE), read by lib/app.ts:
 //   certificateArn  ACM certificate of the HTTPS listener (required)
+//   stackName       CloudFormation's stack name (default: BerthStack; the blog's steps read EcsEbsStack)
 //   lambdaAsset     folder with the Lambda's `bootstrap` (default: ../../target/lambda/berth-lambda)
 //   desiredCount, minCapacity, maxCapacity, natGateways, volumeGiB
+//   volumeInitializationRate  MiB/s (100–300) at which a claim's volume restored from a snapshot is initialized
 import * as path from "node:path";
 import { App } from "aws-cdk-lib";
-import { BerthStack } from "../lib/berth-stack";
+import { berthApp } from "../lib/app";
 
-const app = new App();
-const context = (key: string): string | undefined => app.node.tryGetContext(key);
-const number = (key: string): number | undefined => {
-  const value = context(key);
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`context ${key}=${value} is not a whole number`);
-  return n;
-};
-const certificateArn = context("certificateArn");
-if (!certificateArn) {
-  throw new Error("give the HTTPS listener's certificate: cdk deploy -c certificateArn=arn:aws:acm:…");
-}
-const root = path.resolve(__dirname, "../../..");
-new BerthStack(app, "BerthStack", {
-  env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
-  certificateArn,
-  lambdaAsset: path.resolve(context("lambdaAsset") ?? path.join(root, "target/lambda/berth-lambda")),
-  repositoryRoot: root,
-  desiredCount: number("desiredCount"),
-  minCapacity: number("minCapacity"),
-  maxCapacity: number("maxCapacity"),
-  natGateways: number("natGateways"),
-  volumeGiB: number("volumeGiB"),
+berthApp(new App(), path.resolve(__dirname, "../../.."), {
+  account: process.env.CDK_DEFAULT_ACCOUNT,
+  region: process.env.CDK_DEFAULT_REGION,
 });

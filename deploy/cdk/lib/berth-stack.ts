@@ -49,15 +49,35 @@ export interface BerthStackProps extends StackProps {
   natGateways?: number;
   /** Size of each claim's gp3 volume in GiB. */
   volumeGiB?: number;
+  /**
+   * EBS's provisioned rate for volume initialization, in MiB/s (a whole
+   * number, 100–300): a claim's volume restored from a snapshot has every
+   * block fetched from S3 within size/rate, instead of at the default,
+   * unpredictable rate. Sent with RunTask only for volumes made from a
+   * snapshot (`volumeInitializationRate`); billed per GiB initialized.
+   * Default: unset, the default rate.
+   */
+  volumeInitializationRate?: number;
   /** Scheduled EBS snapshot of each running claim this often (default 1 hour; 0 turns backups off). */
   backupIntervalMinutes?: number;
   /** A second region every snapshot is copied to (CopySnapshot) for disaster recovery. */
   replicaRegion?: string;
 }
 
+/** The range of `volumeInitializationRate` (MiB/s), per EC2's CreateVolume API reference. */
+export const VOLUME_INITIALIZATION_RATES = { min: 100, max: 300 };
+
 export class BerthStack extends Stack {
   constructor(scope: Construct, id: string, props: BerthStackProps) {
     super(scope, id, props);
+    const rate = props.volumeInitializationRate;
+    const { min, max } = VOLUME_INITIALIZATION_RATES;
+    if (rate !== undefined && !(Number.isInteger(rate) && rate >= min && rate <= max)) {
+      throw new Error(
+        `volumeInitializationRate ${rate} is not a whole number of MiB/s in ${min}–${max} ` +
+          "(EBS's provisioned rate for volume initialization)",
+      );
+    }
     if (!fs.existsSync(path.join(props.lambdaAsset, "bootstrap"))) {
       throw new Error(
         `no Lambda package at ${props.lambdaAsset}/bootstrap: build it with cargo lambda ` +
@@ -225,6 +245,8 @@ export class BerthStack extends Stack {
             encrypted: true,
             kms_key_id: volumeKey.keyArn,
             filesystem_type: "ext4",
+            // Only with a rate: without the key, the default hydration.
+            ...(rate !== undefined ? { initialization_rate: rate } : {}),
           },
           backups:
             (props.backupIntervalMinutes ?? 60) > 0
@@ -400,7 +422,9 @@ export class BerthStack extends Stack {
       }),
     );
 
-    new CfnOutput(this, "LoadBalancerDns", { value: alb.loadBalancerDnsName });
+    // The blog's validation steps read this output by its exact name
+    // (OutputKey==`LoadBalancerDNS`).
+    new CfnOutput(this, "LoadBalancerDNS", { value: alb.loadBalancerDnsName });
     new CfnOutput(this, "LedgerTable", { value: table.tableName });
     new CfnOutput(this, "EventQueue", { value: queue.queueUrl });
     new CfnOutput(this, "DeadLetterQueue", { value: deadLetters.queueUrl });

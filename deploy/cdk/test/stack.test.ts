@@ -9,20 +9,44 @@ import * as path from "node:path";
 import { App } from "aws-cdk-lib";
 import { Match, Template } from "aws-cdk-lib/assertions";
 import { BerthStack } from "../lib/berth-stack";
+import { appSettings, berthApp } from "../lib/app";
 
-function synth(overrides: Record<string, unknown> = {}): Template {
+const certificateArn = "arn:aws:acm:us-east-1:111111111111:certificate/00000000-0000-0000-0000-000000000000";
+const repositoryRoot = path.resolve(__dirname, "../../..");
+
+function placeholderLambda(): string {
   const lambdaAsset = fs.mkdtempSync(path.join(os.tmpdir(), "berth-lambda-"));
   // Synthesis only packages the folder; the real one comes from cargo lambda.
   fs.writeFileSync(path.join(lambdaAsset, "bootstrap"), "#!/bin/sh\nexit 1\n", { mode: 0o755 });
+  return lambdaAsset;
+}
+
+function synth(overrides: Record<string, unknown> = {}): Template {
+  const lambdaAsset = placeholderLambda();
   const app = new App({ outdir: fs.mkdtempSync(path.join(os.tmpdir(), "berth-cdk-")) });
   const stack = new BerthStack(app, "BerthStack", {
     env: { account: "111111111111", region: "us-east-1" },
-    certificateArn: "arn:aws:acm:us-east-1:111111111111:certificate/00000000-0000-0000-0000-000000000000",
+    certificateArn,
     lambdaAsset,
-    repositoryRoot: path.resolve(__dirname, "../../.."),
+    repositoryRoot,
     ...overrides,
   });
   return Template.fromStack(stack);
+}
+
+// BERTH_CONFIG as the Lambda reads it, with what CloudFormation resolves
+// at deploy time (the Fn::Join's references) as "<resolved at deploy>".
+function berthConfig(t: Template): any {
+  const env = Object.values(t.findResources("AWS::Lambda::Function"))
+    .map((f: any) => f.Properties?.Environment?.Variables)
+    .find((v: any) => v && v.BERTH_CONFIG);
+  assert.ok(env, "a function with BERTH_CONFIG");
+  const config = env.BERTH_CONFIG;
+  const text =
+    typeof config === "string"
+      ? config
+      : config["Fn::Join"][1].map((part: unknown) => (typeof part === "string" ? part : "<resolved at deploy>")).join(config["Fn::Join"][0]);
+  return JSON.parse(text);
 }
 
 const template = synth();
@@ -239,4 +263,69 @@ test("the task definition in ECS API shape is test/taskdef.json, which berth up 
   const text = JSON.stringify(shaped, null, 2) + "\n";
   if (process.env.UPDATE_FIXTURES === "1") fs.writeFileSync(fixture, text);
   assert.equal(fs.readFileSync(fixture, "utf8"), text, "run UPDATE_FIXTURES=1 npm test in deploy/cdk");
+});
+
+test("the blog's output LoadBalancerDNS is the ALB's DNS name, under that exact name only", () => {
+  const outputs = template.toJSON().Outputs as Record<string, any>;
+  const dns = Object.keys(outputs).filter((k) => k.toLowerCase() === "loadbalancerdns");
+  assert.deepEqual(dns, ["LoadBalancerDNS"], "one output, named as the blog's describe-stacks query reads it");
+  const [albId] = Object.keys(template.findResources("AWS::ElasticLoadBalancingV2::LoadBalancer"));
+  assert.deepEqual(outputs.LoadBalancerDNS.Value, { "Fn::GetAtt": [albId, "DNSName"] });
+});
+
+test("the app names the stack from context stackName, BerthStack by default", () => {
+  const context = (values: Record<string, unknown>) => (key: string) => values[key];
+  const lambdaAsset = placeholderLambda();
+  const named = appSettings(context({ certificateArn, lambdaAsset, stackName: "EcsEbsStack" }), repositoryRoot);
+  assert.equal(named.stackName, "EcsEbsStack");
+  assert.equal(named.props.stackName, "EcsEbsStack");
+  assert.equal(named.props.lambdaAsset, lambdaAsset);
+  assert.equal(appSettings(context({ certificateArn }), repositoryRoot).stackName, "BerthStack");
+  assert.equal(
+    appSettings(context({ certificateArn }), repositoryRoot).props.lambdaAsset,
+    path.join(repositoryRoot, "target/lambda/berth-lambda"),
+  );
+  assert.throws(() => appSettings(context({}), repositoryRoot), /certificateArn/);
+
+  // As bin/berth.ts runs it: `cdk deploy -c stackName=EcsEbsStack -c certificateArn=…`
+  // (the CLI hands context values over as strings).
+  const app = new App({
+    outdir: fs.mkdtempSync(path.join(os.tmpdir(), "berth-cdk-")),
+    context: { stackName: "EcsEbsStack", certificateArn, lambdaAsset, volumeInitializationRate: "300" },
+  });
+  const stack = berthApp(app, repositoryRoot, { account: "111111111111", region: "us-east-1" });
+  assert.equal(stack.stackName, "EcsEbsStack");
+  const artifact = app.synth().getStackByName("EcsEbsStack");
+  assert.equal(artifact.templateFile, "EcsEbsStack.template.json");
+  assert.ok(artifact.template.Outputs.LoadBalancerDNS, "the blog's query finds its output in EcsEbsStack");
+  assert.equal(berthConfig(Template.fromStack(stack)).volume.initialization_rate, 300);
+
+  const unnamed = new App({ outdir: fs.mkdtempSync(path.join(os.tmpdir(), "berth-cdk-")), context: { certificateArn, lambdaAsset } });
+  assert.equal(berthApp(unnamed, repositoryRoot).stackName, "BerthStack");
+  const badName = new App({ context: { certificateArn, lambdaAsset, stackName: "Ecs_Ebs" } });
+  assert.throws(() => berthApp(badName, repositoryRoot), /Stack name must match/);
+  assert.throws(
+    () => appSettings(context({ certificateArn, volumeInitializationRate: "150.5" }), repositoryRoot),
+    /context volumeInitializationRate=150.5 is not a whole number/,
+  );
+});
+
+test("a provisioned volume initialization rate reaches BERTH_CONFIG's volume, and only when set", () => {
+  const volume = berthConfig(synth({ volumeInitializationRate: 150 })).volume;
+  assert.equal(volume.initialization_rate, 150);
+  assert.equal(volume.size_gib, 10);
+  const unset = berthConfig(template).volume;
+  assert.ok(!("initialization_rate" in unset), JSON.stringify(unset));
+  assert.equal(berthConfig(synth({ volumeInitializationRate: 100 })).volume.initialization_rate, 100);
+  assert.equal(berthConfig(synth({ volumeInitializationRate: 300 })).volume.initialization_rate, 300);
+});
+
+test("a volume initialization rate that is not a whole number in 100–300 MiB/s is refused", () => {
+  for (const rate of [99, 301, 150.5, 0, Number.NaN]) {
+    assert.throws(
+      () => synth({ volumeInitializationRate: rate }),
+      (e: Error) => e.message.includes("volumeInitializationRate") && e.message.includes("100–300"),
+      `rate ${rate}`,
+    );
+  }
 });

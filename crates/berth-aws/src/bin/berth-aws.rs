@@ -4,6 +4,11 @@
 //! `berth-aws cleanup --cluster C [--stack S]` lists what the stack leaves
 //! behind; `--delete` removes berth's own orphans; `--verify` exits 1 while
 //! anything is left, for a script after `cdk destroy`.
+//!
+//! `berth-aws ledger get --ledger dynamodb://TABLE[?region=R] PATH` answers
+//! a read of the admin API (`/v1/claims`, `/v1/claims/NAME`, `/v1/events?…`)
+//! from the DynamoDB ledger, as JSON: `berth claims --ledger …` and the
+//! other read-only commands run it and print it as they print berth up's.
 
 use std::process::ExitCode;
 
@@ -21,7 +26,22 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum LedgerCommand {
+    /// Print the JSON the admin API would answer for PATH, read from the ledger.
+    Get {
+        /// dynamodb://TABLE[?region=REGION]
+        #[arg(long)]
+        ledger: berth_aws::ledger_url::LedgerUrl,
+        /// /v1/claims, /v1/claims/NAME or /v1/events[?after=N&claim=NAME&limit=N]
+        path: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
+    /// Read the controller's DynamoDB ledger (read only).
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
     /// List the volumes, snapshots and security groups a berth stack leaves
     /// behind, and delete berth's own orphans on request.
     Cleanup {
@@ -47,12 +67,37 @@ enum Command {
     },
 }
 
+/// Exit status of a read that found nothing at its path (a 404's).
+const NOT_FOUND: u8 = 3;
+
+async fn ledger_get(endpoint: Option<&str>, ledger: &berth_aws::ledger_url::LedgerUrl, path: &str) -> ExitCode {
+    use berth_core::ledger::read::{self, ReadError};
+    let config = berth_aws::sdk_config_in(endpoint, ledger.region.as_deref()).await;
+    let store = berth_aws::DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), &ledger.table);
+    match read::get(&store, path).await {
+        Ok(json) => {
+            println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("berth-aws ledger get: {e}");
+            match e {
+                ReadError::NoClaim(_) | ReadError::NoView(_) => ExitCode::from(NOT_FOUND),
+                _ => ExitCode::from(2),
+            }
+        }
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = berth_aws::sdk_config(cli.endpoint.as_deref()).await;
     match cli.command {
+        Command::Ledger(LedgerCommand::Get { ledger, path }) => {
+            ledger_get(cli.endpoint.as_deref(), &ledger, &path).await
+        }
         Command::Cleanup { cluster, stack, delete, include_pinned, verify, json } => {
+            let config = berth_aws::sdk_config(cli.endpoint.as_deref()).await;
             let ec2 = aws_sdk_ec2::Client::new(&config);
             let scope = Scope { cluster, stack, include_pinned };
             let run = async {

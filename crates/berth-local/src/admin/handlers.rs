@@ -4,6 +4,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use berth_core::event::StopCode;
+use berth_core::ledger::read;
 use berth_core::ledger::Ledger;
 use berth_core::task::{Runtime, TaskArn};
 use berth_core::{ClaimName, DesiredState};
@@ -17,7 +18,7 @@ use crate::host::HostRuntime;
 type Answer = Result<Json<Value>, ApiError>;
 
 fn claim_name(raw: &str) -> Result<ClaimName, ApiError> {
-    ClaimName::parse(raw).map_err(|e| ApiError::bad_request(format!("claim {raw:?}: {e}")))
+    read::claim_name(raw).map_err(read_error)
 }
 
 pub async fn status<R: HostRuntime>(State(app): State<AppState<R>>) -> Answer {
@@ -89,22 +90,25 @@ pub async fn peers<R: HostRuntime>(
     Ok(Json(json!({ "peers": urls(m.members), "leaving": urls(m.leaving), "expected": m.expected })))
 }
 
+// The ledger's read-only views: one shape for berth up and the AWS
+// ledger (`berth_core::ledger::read`).
+fn read_error(e: read::ReadError) -> ApiError {
+    match e {
+        read::ReadError::NoClaim(_) | read::ReadError::NoView(_) => ApiError::not_found(e.to_string()),
+        read::ReadError::BadRequest(m) => ApiError::bad_request(m),
+        read::ReadError::Ledger(e) => ApiError::internal(e),
+    }
+}
+
 pub async fn claims<R: HostRuntime>(State(app): State<AppState<R>>) -> Answer {
-    let claims = app.platform.ledger.claims().await.map_err(ApiError::internal)?;
+    let claims = read::claims(&*app.platform.ledger).await.map_err(read_error)?;
     Ok(Json(serde_json::to_value(claims).map_err(ApiError::internal)?))
 }
 
 pub async fn claim<R: HostRuntime>(State(app): State<AppState<R>>, Path(name): Path<String>) -> Answer {
     let name = claim_name(&name)?;
-    let ledger = &app.platform.ledger;
-    let claim = ledger
-        .claim(&name)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found(format!("no claim {name}")))?;
-    let generations = ledger.generations(&name).await.map_err(ApiError::internal)?;
-    let snapshots = ledger.snapshots(Some(&name)).await.map_err(ApiError::internal)?;
-    Ok(Json(json!({ "claim": claim, "generations": generations, "snapshots": snapshots })))
+    let history = read::history(&*app.platform.ledger, &name).await.map_err(read_error)?;
+    Ok(Json(serde_json::to_value(history).map_err(ApiError::internal)?))
 }
 
 #[derive(Deserialize)]
@@ -117,8 +121,7 @@ pub struct EventQuery {
 
 pub async fn events<R: HostRuntime>(State(app): State<AppState<R>>, Query(q): Query<EventQuery>) -> Answer {
     let claim = q.claim.as_deref().map(claim_name).transpose()?;
-    let limit = q.limit.unwrap_or(1000).min(10_000);
-    let events = app.platform.ledger.events(q.after, claim.as_ref(), limit).await.map_err(ApiError::internal)?;
+    let events = read::events(&*app.platform.ledger, q.after, claim.as_ref(), q.limit).await.map_err(read_error)?;
     Ok(Json(serde_json::to_value(events).map_err(ApiError::internal)?))
 }
 

@@ -37,6 +37,12 @@ pub struct AdminArgs {
     )]
     pub state: PathBuf,
 
+    /// Read the AWS stack's ledger instead of a running `berth up`:
+    /// dynamodb://TABLE[?region=REGION] (read only: claims, claim history,
+    /// events; runs `berth-aws ledger get`).
+    #[arg(long, global = true, env = "BERTH_LEDGER", value_name = "URL", help_heading = "Admin")]
+    pub ledger: Option<String>,
+
     /// Print the server's JSON instead of a table.
     #[arg(long, global = true, help_heading = "Output")]
     pub json: bool,
@@ -51,18 +57,24 @@ pub struct AdminInfo {
     pub pid: u32,
 }
 
-/// A connection to the admin API of one `berth up`.
+/// A connection to the admin API of one `berth up`, or to the AWS ledger
+/// (`--ledger`), which answers the same reads.
 pub struct Client {
-    http: reqwest::blocking::Client,
-    token: String,
-    state: PathBuf,
-    pub info: AdminInfo,
+    remote: Remote,
+}
+
+enum Remote {
+    Admin { http: reqwest::blocking::Client, token: String, state: PathBuf, info: AdminInfo },
+    Ledger { url: String },
 }
 
 impl Client {
     /// Reads the state folder's admin files. Nothing is sent yet: a
     /// `berth up` that has gone away shows at the first request.
     pub fn connect(args: &AdminArgs) -> Result<Self> {
+        if let Some(url) = &args.ledger {
+            return Ok(Self { remote: Remote::Ledger { url: url.clone() } });
+        }
         let state = args.state.clone();
         let info_path = state.join("admin.json");
         let text = match std::fs::read_to_string(&info_path) {
@@ -84,27 +96,47 @@ impl Client {
             .no_proxy()
             .build()
             .context("cannot set up an HTTP client")?;
-        Ok(Self { http, token, state, info })
+        Ok(Self { remote: Remote::Admin { http, token, state, info } })
+    }
+
+    /// Where the running `berth up` is; there is none behind `--ledger`.
+    pub fn info(&self) -> Result<&AdminInfo> {
+        match &self.remote {
+            Remote::Admin { info, .. } => Ok(info),
+            Remote::Ledger { url } => bail!("this command needs a running berth up; --ledger {url} is only read"),
+        }
     }
 
     /// GETs `path` (which starts with `/v1/`) and decodes the JSON answer.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        self.send(self.http.get(self.url(path)), "GET", path)
+        match &self.remote {
+            Remote::Admin { http, .. } => self.send(http.get(self.url(path)?), "GET", path),
+            Remote::Ledger { url } => super::aws::ledger_get(url, path),
+        }
     }
 
     /// POSTs `body` as JSON to `path` and decodes the JSON answer.
     pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
-        self.send(self.http.post(self.url(path)).json(body), "POST", path)
+        self.send(self.http()?.post(self.url(path)?).json(body), "POST", path)
     }
 
     /// [`Client::post`] for work that takes long (a restore, a drill):
     /// waits up to `timeout` for the answer.
     pub fn post_slow<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize, timeout: Duration) -> Result<T> {
-        self.send(self.http.post(self.url(path)).json(body).timeout(timeout), "POST", path)
+        self.send(self.http()?.post(self.url(path)?).json(body).timeout(timeout), "POST", path)
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.info.url.trim_end_matches('/'))
+    fn http(&self) -> Result<&reqwest::blocking::Client> {
+        match &self.remote {
+            Remote::Admin { http, .. } => Ok(http),
+            Remote::Ledger { url } => {
+                bail!("--ledger {url} is read only: act through the AWS stack (its controller acts on its own)")
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> Result<String> {
+        Ok(format!("{}{path}", self.info()?.url.trim_end_matches('/')))
     }
 
     fn send<T: DeserializeOwned>(
@@ -113,10 +145,11 @@ impl Client {
         method: &str,
         path: &str,
     ) -> Result<T> {
-        let response = match request.bearer_auth(&self.token).send() {
+        let Remote::Admin { token, state, info, .. } = &self.remote else { bail!("{method} {path}: no berth up") };
+        let response = match request.bearer_auth(token).send() {
             Ok(r) => r,
-            Err(e) if e.is_connect() => return Err(not_running(&self.state)),
-            Err(e) => return Err(e).with_context(|| format!("{method} {path} to berth up at {}", self.info.url)),
+            Err(e) if e.is_connect() => return Err(not_running(state)),
+            Err(e) => return Err(e).with_context(|| format!("{method} {path} to berth up at {}", info.url)),
         };
         let status = response.status();
         let body = response.text().with_context(|| format!("reading the answer to {method} {path}"))?;

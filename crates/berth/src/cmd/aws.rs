@@ -22,6 +22,26 @@ fn binary() -> PathBuf {
     beside.filter(|p| p.is_file()).unwrap_or_else(|| PathBuf::from("berth-aws"))
 }
 
+/// A read of the admin API's `path` answered from the AWS ledger at `url`
+/// (`berth-aws ledger get`), decoded as the admin API's answer would be.
+pub fn ledger_get<T: serde::de::DeserializeOwned>(url: &str, path: &str) -> Result<T> {
+    let bin = binary();
+    let out = match Command::new(&bin).args(["ledger", "get", "--ledger", url, path]).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "--ledger needs the berth-aws binary, which is not beside berth nor on PATH; \
+             build it with `cargo build --release -p berth-aws` (it links the AWS SDK)"
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot run {}", bin.display())),
+    };
+    if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stderr);
+        let said = said.trim().strip_prefix("berth-aws ledger get: ").unwrap_or(said.trim());
+        bail!("{said}");
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| format!("unexpected answer of berth-aws ledger get {path}"))
+}
+
 /// Runs `berth-aws`, and exits with its exit status.
 pub fn run(args: Args) -> Result<()> {
     let bin = binary();

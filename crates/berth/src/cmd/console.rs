@@ -29,7 +29,7 @@ struct Link {
 pub fn run(args: Args) -> Result<()> {
     let client = Client::connect(&args.admin)?;
     let link: Link = client.post("/v1/console/links", &json!({}))?;
-    let url = format!("{}{}", client.info.url, link.path);
+    let url = format!("{}{}", client.info()?.url, link.path);
     if args.admin.json {
         return print_json(&json!({ "url": url, "expires_in_seconds": link.expires_in_seconds }));
     }

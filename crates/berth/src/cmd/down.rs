@@ -38,7 +38,7 @@ struct Stopping {
 
 pub fn run(args: Args) -> Result<()> {
     let client = Client::connect(&args.admin)?;
-    let pid = client.info.pid;
+    let pid = client.info()?.pid;
     let start = Instant::now();
     let answer: Stopping = client.post("/v1/down", &json!({}))?;
     eprintln!("stopping {} with snapshots…", tasks(answer.stopping));
