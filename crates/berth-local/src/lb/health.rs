@@ -208,7 +208,7 @@ mod tests {
         let tr =
             t.observe(&Err(CheckFailure::Status(StatusCode::INTERNAL_SERVER_ERROR)), after, &cfg(), GRACE).unwrap();
         assert_eq!(tr.to, HealthState::Unhealthy);
-        assert_eq!(tr.reason, "3 consecutive health checks failed, last: status 500");
+        assert_eq!(tr.reason, "3 consecutive health checks failed, last: status 500 Internal Server Error");
     }
 
     #[test]
