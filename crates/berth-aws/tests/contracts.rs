@@ -13,6 +13,9 @@
 //! - a volume's blocks: moto keeps no data, so the volume filler models
 //!   EBS's data plane with a tag (a snapshot holds its volume's marker, a
 //!   volume made from a snapshot holds the snapshot's).
+//!
+//! Every call the adapters make here is also checked against the stack's
+//! IAM policy (`moto::permissions`).
 
 mod moto;
 
@@ -40,7 +43,8 @@ async fn the_ecs_runtime_keeps_the_runtime_contract_on_moto() {
     let (_vpc, subnet, sg) = moto::network(&ec2).await;
     ecs.create_cluster().cluster_name(CLUSTER).send().await.unwrap();
     assert_eq!(moto::register_files_revision(&ecs, "berth:contract").await, 1);
-    let runtime = EcsRuntime::new(ecs, moto::files_settings(CLUSTER, subnet, sg));
+    let controller = aws_sdk_ecs::Client::new(&moto.controller_config());
+    let runtime = EcsRuntime::new(controller, moto::files_settings(CLUSTER, subnet, sg));
     let launches = runtime::Launches {
         request: |claim: &ClaimName, generation: Generation| LaunchRequest {
             service: "files".into(),
@@ -55,6 +59,7 @@ async fn the_ecs_runtime_keeps_the_runtime_contract_on_moto() {
     };
     runtime::a_launch_runs_the_requests_task(&runtime, &launches).await;
     runtime::one_client_token_starts_one_task(&runtime, &launches).await;
+    moto::permissions::assert_allowed(&moto, "ecs:RunTask");
 }
 
 /// The volume's tags as RunTask's `tagSpecifications` give them.
@@ -82,7 +87,7 @@ fn marker_of(tags: &[Tag]) -> Option<String> {
 async fn ebs_volumes_keep_the_volumes_contract_on_moto() {
     let moto = moto::Moto::start();
     let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config());
-    let store = EbsVolumes::new(ec2.clone(), CLUSTER);
+    let store = EbsVolumes::new(aws_sdk_ec2::Client::new(&moto.controller_config()), CLUSTER);
     let fill = volumes::Fill {
         // ECS's part of RunTask: the task's volume, empty or from a snapshot.
         make: |claim: ClaimName, generation: Generation, source: VolumeSource, marker: Option<String>| {
@@ -126,4 +131,5 @@ async fn ebs_volumes_keep_the_volumes_contract_on_moto() {
         },
     };
     volumes::run_all(&store, &fill).await;
+    moto::permissions::assert_allowed(&moto, "ec2:CreateSnapshot");
 }

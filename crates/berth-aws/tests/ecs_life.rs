@@ -67,8 +67,16 @@ impl Stack {
         stack
     }
 
+    /// The Lambda's handler, signing as the controller (see `moto::permissions`).
     fn handler(&self) -> Handler {
-        Handler::new(self.settings.clone(), &self.config, TABLE)
+        Handler::new(self.settings.clone(), &self.moto.controller_config(), TABLE)
+    }
+
+    /// Every call the controller made in this test is one the stack's IAM
+    /// policy for the Lambda's role allows (issue 25: no AccessDenied on
+    /// the first deployment).
+    fn assert_permitted(&self) {
+        moto::permissions::assert_allowed(&self.moto, "dynamodb:GetItem");
     }
 
     fn ledger(&self) -> DynamoLedger {
@@ -310,6 +318,7 @@ async fn a_claims_whole_life_on_ecs_ebs_dynamodb_and_the_alb() {
     assert!(report.batch_item_failures.is_empty());
 
     operator_reads_the_claims_life_from_the_dynamodb_ledger(&stack);
+    stack.assert_permitted();
     drop(stack.moto);
 }
 
@@ -382,6 +391,15 @@ fn operator_reads_the_claims_life_from_the_dynamodb_ledger(stack: &Stack) {
     assert!(!ok && (err.contains("is not dynamodb://TABLE") || err.contains("table name")), "{err}");
 }
 
+#[test]
+fn the_permission_check_refuses_what_the_stacks_policy_does_not_allow() {
+    let asked = |actions: &[&str]| moto::permissions::denied(&actions.iter().map(|a| a.to_string()).collect());
+    assert_eq!(asked(&["ecs:StopTask", "ec2:CreateSnapshot", "dynamodb:PutItem"]), Vec::<String>::new());
+    let denied = asked(&["ec2:RunInstances", "ecs:CreateCluster"]);
+    assert_eq!(denied.len(), 2, "{denied:?}");
+    assert!(denied[0].contains("no statement allows it"), "{denied:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn scheduled_ebs_snapshots_keep_their_retention_and_are_copied_to_the_replica_region() {
     let mut stack = Stack::new().await;
@@ -445,6 +463,7 @@ async fn scheduled_ebs_snapshots_keep_their_retention_and_are_copied_to_the_repl
     assert_eq!(copies.len(), 2, "replica retention keeps two: {sources:?}");
     assert!(sources.contains(newest), "the newest snapshot is replicated: {sources:?} / {newest}");
     assert!(sources.iter().all(|s| taken.contains(s)), "{sources:?} / {taken:?}");
+    stack.assert_permitted();
 }
 
 /// Container Insights' part, played by the test: one minute's datapoint
@@ -526,6 +545,7 @@ async fn container_insights_readings_scale_claims_out_and_in_with_the_count_in_t
     assert_eq!(kept.desired, berth_core::intent::DesiredState::Running);
     let events = stack.ledger().events(0, None, 100).await.unwrap();
     assert_eq!(events.iter().filter(|e| e.kind == "autoscale").count(), 2, "{events:?}");
+    stack.assert_permitted();
 }
 
 impl Stack {
@@ -591,4 +611,5 @@ async fn a_revision_the_stack_registers_is_run_under_ecs_number_and_deployed_whe
     deployer.handle(&json!({ "resync": true })).await;
     let events = stack.ledger().events(0, None, 200).await.unwrap();
     assert_eq!(events.iter().filter(|e| e.kind == "deploy-started").count(), 1, "{events:?}");
+    stack.assert_permitted();
 }

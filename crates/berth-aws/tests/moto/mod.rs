@@ -17,10 +17,14 @@ use aws_sdk_dynamodb::config::Credentials;
 const MOTO_START: Duration = Duration::from_secs(300);
 
 /// moto's server, killed when dropped.
+pub mod permissions;
+
 pub struct Moto {
     child: Child,
     addr: SocketAddr,
     log: tempfile::NamedTempFile,
+    /// moto's recording of every request it answered (its recorder).
+    recording: tempfile::NamedTempFile,
 }
 
 impl Moto {
@@ -39,7 +43,10 @@ impl Moto {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/moto-server");
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = tempfile::NamedTempFile::new().unwrap();
+        let recording = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(&script)
+            .env("MOTO_ENABLE_RECORDING", "True")
+            .env("MOTO_RECORDER_FILEPATH", recording.path())
             .args(first)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
@@ -47,7 +54,7 @@ impl Moto {
             .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        let mut moto = Moto { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), log };
+        let mut moto = Moto { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), log, recording };
         let started = Instant::now();
         while TcpStream::connect_timeout(&moto.addr, Duration::from_millis(200)).is_err() {
             if let Some(status) = moto.child.try_wait().unwrap() {
@@ -77,16 +84,33 @@ impl Moto {
         format!("http://{}", self.addr)
     }
 
-    /// One SDK configuration for every client (ECS, EC2, ELBv2, DynamoDB).
+    /// One SDK configuration for every client (ECS, EC2, ELBv2, DynamoDB)
+    /// of the test's own: setting up what the stack would, playing ECS.
     pub fn sdk_config(&self) -> aws_config::SdkConfig {
+        self.sdk_config_as("testing")
+    }
+
+    /// The SDK configuration for berth's controller: its calls are signed
+    /// with its own access key, [`permissions::CONTROLLER_KEY`], so the
+    /// recording tells them from the test's.
+    pub fn controller_config(&self) -> aws_config::SdkConfig {
+        self.sdk_config_as(permissions::CONTROLLER_KEY)
+    }
+
+    fn sdk_config_as(&self, key: &str) -> aws_config::SdkConfig {
         aws_config::SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
-                "testing", "testing", None, None, "moto",
+                key, "testing", None, None, "moto",
             )))
             .endpoint_url(format!("http://{}", self.addr))
             .build()
+    }
+
+    /// Every request moto has answered so far, as its recorder wrote them.
+    pub fn recording(&self) -> String {
+        std::fs::read_to_string(self.recording.path()).unwrap_or_default()
     }
 
     /// POSTs JSON to moto's own API (`/moto-api/...`); panics unless 2xx.
