@@ -125,6 +125,50 @@ pub struct EbsVolumeSpec {
     pub initialization_rate: Option<i32>,
 }
 
+impl EbsVolumeSpec {
+    /// The rules of ECS's API reference for a task's managed EBS volume
+    /// that the service model does not carry (so no SDK check catches
+    /// them; RunTask would refuse each task):
+    /// <https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_TaskManagedEBSVolumeConfiguration.html>.
+    pub fn check(&self) -> Result<(), SettingsError> {
+        let bad = |m: String| Err(SettingsError::Volume(m));
+        let (sizes, iops): (std::ops::RangeInclusive<i32>, Option<std::ops::RangeInclusive<i32>>) = match self
+            .volume_type
+            .as_str()
+        {
+            "gp2" => (1..=16_384, None),
+            "gp3" => (1..=16_384, Some(3_000..=16_000)),
+            "io1" => (4..=16_384, Some(100..=64_000)),
+            "io2" => (4..=16_384, Some(100..=256_000)),
+            "st1" | "sc1" => (125..=16_384, None),
+            other => {
+                return bad(format!("volume_type {other:?} is not one Fargate takes (gp2, gp3, io1, io2, st1, sc1)"))
+            }
+        };
+        let t = &self.volume_type;
+        if !sizes.contains(&self.size_gib) {
+            return bad(format!("size_gib {} is outside {}–{} GiB for {t}", self.size_gib, sizes.start(), sizes.end()));
+        }
+        match (self.iops, &iops) {
+            (Some(n), Some(range)) if !range.contains(&n) => {
+                return bad(format!("iops {n} is outside {}–{} for {t}", range.start(), range.end()))
+            }
+            (Some(_), None) if t != "gp2" => return bad(format!("iops is not supported for {t}")),
+            (None, Some(_)) if t.starts_with("io") => return bad(format!("iops is required for {t}")),
+            _ => {}
+        }
+        match self.throughput {
+            Some(_) if t != "gp3" => return bad(format!("throughput is supported for gp3 only, not {t}")),
+            Some(n) if !(1..=1_000).contains(&n) => return bad(format!("throughput {n} MiB/s is above 1000 MiB/s")),
+            _ => {}
+        }
+        if !matches!(self.filesystem_type.as_str(), "ext3" | "ext4" | "xfs") {
+            return bad(format!("filesystem_type {:?} is not ext3, ext4 or xfs", self.filesystem_type));
+        }
+        Ok(())
+    }
+}
+
 /// The range of `volumeInitializationRate` (MiB/s), as the EC2 API reference
 /// of CreateVolume states it (ECS's RunTask passes it on).
 pub const INITIALIZATION_RATES: std::ops::RangeInclusive<i32> = 100..=300;
@@ -166,6 +210,8 @@ pub enum SettingsError {
         high = INITIALIZATION_RATES.end()
     )]
     InitializationRate(i32),
+    #[error("BERTH_CONFIG's volume: {0}")]
+    Volume(String),
 }
 
 impl AwsSettings {
@@ -178,6 +224,7 @@ impl AwsSettings {
         if let Some(rate) = settings.volume.initialization_rate.filter(|r| !INITIALIZATION_RATES.contains(r)) {
             return Err(SettingsError::InitializationRate(rate));
         }
+        settings.volume.check()?;
         for a in &settings.autoscaling {
             if !settings.services.iter().any(|s| s.name == a.service) {
                 return Err(SettingsError::UnknownService(a.service.clone()));
@@ -252,5 +299,38 @@ mod tests {
         let bad_arn = DOC.replace("BerthTaskDef:7", "BerthTaskDef");
         let e = AwsSettings::parse(&bad_arn).unwrap_err();
         assert!(e.to_string().contains("FAMILY:REVISION"), "{e}");
+    }
+
+    /// ECS's API reference for TaskManagedEBSVolumeConfiguration states
+    /// these rules in prose; the service model carries none of them:
+    /// <https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_TaskManagedEBSVolumeConfiguration.html>.
+    #[test]
+    fn a_volume_ecs_would_refuse_is_refused_at_start_with_the_rule_it_breaks() {
+        let with = |volume: serde_json::Value| {
+            let mut doc: serde_json::Value = serde_json::from_str(DOC).unwrap();
+            for (k, v) in volume.as_object().unwrap() {
+                doc["volume"][k] = v.clone();
+            }
+            AwsSettings::parse(&doc.to_string()).map(|_| ()).map_err(|e| e.to_string())
+        };
+        assert_eq!(with(serde_json::json!({})), Ok(()));
+        assert_eq!(with(serde_json::json!({ "volume_type": "io2", "size_gib": 4, "iops": 256000 })), Ok(()));
+        for (volume, says) in [
+            (serde_json::json!({ "volume_type": "standard" }), "not one Fargate takes"),
+            (serde_json::json!({ "size_gib": 0 }), "size_gib 0 is outside 1–16384 GiB for gp3"),
+            (serde_json::json!({ "volume_type": "st1", "size_gib": 100 }), "outside 125–16384 GiB for st1"),
+            (serde_json::json!({ "iops": 2000 }), "iops 2000 is outside 3000–16000 for gp3"),
+            (serde_json::json!({ "volume_type": "io1", "size_gib": 10 }), "iops is required for io1"),
+            (
+                serde_json::json!({ "volume_type": "sc1", "size_gib": 500, "iops": 100 }),
+                "iops is not supported for sc1",
+            ),
+            (serde_json::json!({ "volume_type": "gp2", "throughput": 200 }), "throughput is supported for gp3 only"),
+            (serde_json::json!({ "throughput": 1001 }), "above 1000 MiB/s"),
+            (serde_json::json!({ "filesystem_type": "btrfs" }), "not ext3, ext4 or xfs"),
+        ] {
+            let e = with(volume.clone()).unwrap_err();
+            assert!(e.contains(says), "{volume}: {e}");
+        }
     }
 }

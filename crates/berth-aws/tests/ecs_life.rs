@@ -400,6 +400,30 @@ fn the_permission_check_refuses_what_the_stacks_policy_does_not_allow() {
     assert!(denied[0].contains("no statement allows it"), "{denied:?}");
 }
 
+#[test]
+fn the_request_check_refuses_what_the_service_models_refuse() {
+    // Two requests as moto's recorder keeps them: a RunTask with a launch
+    // type ECS does not have and a volume without its role, and a
+    // CreateSnapshot without its volume.
+    let auth = |service: &str| {
+        format!("AWS4-HMAC-SHA256 Credential=x/20261208/us-east-1/{service}/aws4_request, SignedHeaders=h, Signature=s")
+    };
+    let run_task = json!({ "taskDefinition": "files:1", "launchType": "SPOT",
+        "volumeConfigurations": [{ "name": "data", "managedEBSVolume": { "sizeInGiB": 10 } }] });
+    let lines = [
+        json!({ "headers": { "Authorization": auth("ecs"), "X-Amz-Target": "AmazonEC2ContainerServiceV20141113.RunTask" },
+            "method": "POST", "url": "/", "body": run_task.to_string(), "body_encoded": false }),
+        json!({ "headers": { "Authorization": auth("ec2") }, "method": "POST", "url": "/",
+            "body": "Action=CreateSnapshot&Version=2016-11-15&Description=x", "body_encoded": false }),
+    ];
+    let recorded: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let (ok, said) = moto::permissions::check_requests(&recorded);
+    assert!(!ok, "{said}");
+    assert!(said.contains("ecs:RunTask: launchType: 'SPOT' is not one of"), "{said}");
+    assert!(said.contains("managedEBSVolume.roleArn: required, missing"), "{said}");
+    assert!(said.contains("ec2:CreateSnapshot: VolumeId: required, missing"), "{said}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn scheduled_ebs_snapshots_keep_their_retention_and_are_copied_to_the_replica_region() {
     let mut stack = Stack::new().await;

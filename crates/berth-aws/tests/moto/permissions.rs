@@ -231,8 +231,36 @@ pub fn denied(actions: &BTreeSet<String>) -> Vec<String> {
 /// allows; `made` is one the test knows it made (so an empty recording
 /// cannot pass).
 pub fn assert_allowed(moto: &super::Moto, made: &str) {
+    assert_well_formed(moto);
     let actions = controller_actions(&moto.recording());
     assert!(actions.contains(made), "the recording has the controller's calls ({made}): {actions:?}");
     let denied = denied(&actions);
     assert!(denied.is_empty(), "the stack's policy does not allow: {denied:#?}\n(calls made: {actions:?})");
+}
+
+/// Runs `scripts/check-requests` (botocore from moto's venv) on recorded
+/// requests; whether they pass, and what it said.
+pub fn check_requests(recorded: &str) -> (bool, String) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), recorded).unwrap();
+    let venv = std::env::var("BERTH_VENV")
+        .unwrap_or_else(|_| format!("{}/.cache/berth/venv", std::env::var("HOME").unwrap_or_default()));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/check-requests");
+    let out = Command::new(format!("{venv}/bin/python")).arg(&script).arg(file.path()).output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), said)
+}
+
+/// Every request the controller sent `moto` is well formed by the AWS
+/// service models: moto ignores much of what it is sent, AWS checks it.
+pub fn assert_well_formed(moto: &super::Moto) {
+    let controller: String = moto
+        .recording()
+        .lines()
+        .filter(|l| l.contains(&format!("Credential={CONTROLLER_KEY}/")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(!controller.is_empty(), "the recording has none of the controller's requests");
+    let (ok, said) = check_requests(&controller);
+    assert!(ok, "requests AWS would refuse:\n{said}");
 }
