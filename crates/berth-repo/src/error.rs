@@ -63,6 +63,15 @@ pub enum RepoError {
     )]
     Corrupt { snapshot: Option<String>, detail: String },
 
+    /// The repository's config file does not decrypt with the key that
+    /// opened (a wrong password fails at the key, before): the file is
+    /// damaged, and no retry reads it.
+    #[error(
+        "the config file of the snapshot repository at {location} is damaged ({detail}): restore that file from a \
+         copy of the repository, or recover the data from a replica (berth dr)"
+    )]
+    DamagedConfig { location: String, detail: String },
+
     /// A disk (the repository's or the restore target's) is full.
     #[error("no space left: {detail}; free space on the repository or the target disk, then retry")]
     NoSpace { detail: String },
@@ -149,6 +158,17 @@ impl RepoError {
         Self::Other { detail: describe(err) }
     }
 
+    /// Classifies a `rustic_core` error of opening a repository: past the
+    /// password, a config that does not decrypt or parse is damage.
+    pub(crate) fn from_rustic_open(location: &str, err: &RusticError) -> Self {
+        match Self::from_rustic(location, err) {
+            Self::Other { detail } if is_damaged_config(err, &detail) => {
+                Self::DamagedConfig { location: location.to_string(), detail }
+            }
+            other => other,
+        }
+    }
+
     /// Classifies a `rustic_core` error met while reading data that should
     /// be there: anything but a full disk counts as damage (an unreadable
     /// pack is as lost as a garbled one).
@@ -183,6 +203,18 @@ pub(crate) fn describe(err: &(dyn std::error::Error + 'static)) -> String {
         current = e.source();
     }
     parts.join(": ")
+}
+
+/// A config file read with the right key that does not decrypt or parse.
+/// `RusticError` keeps its kind private, so its text tells: rustic_core
+/// names the file it processed (`Config:…`) and the kind of the failure.
+fn is_damaged_config(err: &RusticError, detail: &str) -> bool {
+    let log = err.display_log();
+    let about_config = detail.contains("Config") || log.contains("Config");
+    let unreadable = ["cryptographic", "decrypt", "deserializ", "parsing", "JSON"]
+        .iter()
+        .any(|w| detail.contains(w) || log.contains(w));
+    about_config && unreadable
 }
 
 fn is_no_space(err: &io::Error) -> bool {

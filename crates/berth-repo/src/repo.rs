@@ -112,7 +112,8 @@ impl Repo {
         if repo.config_id().map_err(|e| RepoError::from_rustic(location, &e))?.is_none() {
             return Err(RepoError::NotFound { location: location.to_string() });
         }
-        let open = repo.open(&Credentials::password(password)).map_err(|e| RepoError::from_rustic(location, &e))?;
+        let open =
+            repo.open(&Credentials::password(password)).map_err(|e| RepoError::from_rustic_open(location, &e))?;
         Ok(Self::from_open(&loc, location, backends, &open, progress))
     }
 
@@ -136,7 +137,7 @@ impl Repo {
         let repo = new_repository(&backends, progress, location)?;
         let exists = repo.config_id().map_err(|e| RepoError::from_rustic(location, &e))?.is_some();
         let open = if exists {
-            repo.open(&Credentials::password(password))
+            repo.open(&Credentials::password(password)).map_err(|e| RepoError::from_rustic_open(location, &e))?
         } else {
             match loc.local_path() {
                 Some(dir) => clear_interrupted_init(dir, location)?,
@@ -161,8 +162,8 @@ impl Repo {
                     .set_chunk_size(CHUNK_SIZE)
                     .set_chunk_min_size(CHUNK_SIZE),
             )
-        }
-        .map_err(|e| RepoError::from_rustic(location, &e))?;
+            .map_err(|e| RepoError::from_rustic(location, &e))?
+        };
         drop(lock);
         Ok(Self::from_open(&loc, location, backends, &open, progress))
     }

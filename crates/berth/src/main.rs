@@ -124,7 +124,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("berth: error: {err:#}");
+            eprintln!("berth: error: {}", output::error_line(&err));
             ExitCode::FAILURE
         }
     }

@@ -3,6 +3,25 @@
 use anyhow::Result;
 use serde::Serialize;
 
+/// An error and its causes on one line, each said once. A wrapper whose
+/// message already holds its cause's text (thiserror's `"ledger: {0}"` on a
+/// `#[from]` field, whose cause anyhow's `{:#}` prints again) would
+/// otherwise repeat it ("ledger is damaged: X …: ledger is damaged: X …").
+pub fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json(value: &impl Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
@@ -52,6 +71,22 @@ impl Table {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_error_whose_message_holds_its_cause_says_it_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("ledger is damaged: {0}")]
+        struct Damaged(String);
+        #[derive(Debug, thiserror::Error)]
+        enum Platform {
+            #[error("ledger: {0}")]
+            Ledger(#[from] Damaged),
+        }
+        let err = anyhow::Error::from(Platform::from(Damaged("x.sqlite".into()))).context("berth up");
+        assert_eq!(super::error_line(&err), "berth up: ledger: ledger is damaged: x.sqlite");
+        let plain = anyhow::anyhow!("no space").context("writing the ledger");
+        assert_eq!(super::error_line(&plain), "writing the ledger: no space");
+    }
+
     #[test]
     fn bytes() {
         assert_eq!(super::bytes(512), "512 B");

@@ -125,7 +125,8 @@ fn check_intact(conn: &Connection) -> Result<(), Fail> {
     Err(Fail::Ledger(LedgerError::Corrupt(format!(
         "SQLite's quick_check found damage ({}); move the file aside and rebuild the ledger from the volumes and \
          snapshots (berth ledger rebuild)",
-        found.join("; ")
+        // One line: SQLite's findings come with line breaks of their own.
+        found.iter().flat_map(|f| f.lines()).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
     ))))
 }
 

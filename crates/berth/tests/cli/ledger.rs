@@ -124,3 +124,50 @@ fn a_deleted_or_emptied_ledger_loses_no_acknowledged_upload() {
     assert_refused(&site, &volumes);
     let _up = rebuild_and_up(&site, &[&files0, &files1]);
 }
+
+/// A `berth up` on `site` that must refuse to start: its exit and log.
+fn refused_start(site: &Site) -> String {
+    let mut up = site.up(&[]);
+    let status = up.wait_exit(DEADLINE);
+    assert!(!status.success(), "berth up started on damaged state");
+    std::fs::read_to_string(&up.log).unwrap()
+}
+
+/// A site that ran once and went down cleanly: a ledger, a repository
+/// with stop snapshots, volumes.
+fn ran_once() -> Site {
+    let site = Site::new(ONE_CLAIM);
+    let mut up = site.up(&[]);
+    site.wait_serving("files-0", Some(1));
+    site.ok(&["down"]);
+    assert!(up.wait_exit(DEADLINE).success());
+    site
+}
+
+#[test]
+fn a_damaged_ledgers_error_says_its_damage_once() {
+    let site = ran_once();
+    // Four pages of garbage in the middle of the file, as a bad disk would.
+    let path = site.state.join("ledger.sqlite");
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 7 * 4096, "a ledger of a few pages");
+    for b in &mut bytes[3 * 4096..7 * 4096] {
+        *b = b.wrapping_mul(31).wrapping_add(7);
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let log = refused_start(&site);
+    let line = log.lines().find(|l| l.contains("berth: error:")).unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("berth ledger rebuild"), "one line, naming the way out: {line}");
+    assert_eq!(line.matches("ledger is damaged").count(), 1, "said once: {line}");
+}
+
+#[test]
+fn a_damaged_repository_config_is_reported_as_damage_not_as_something_to_retry() {
+    let site = ran_once();
+    std::fs::write(site.state.join("repository/config"), b"not a config").unwrap();
+    let log = refused_start(&site);
+    let line = log.lines().find(|l| l.contains("berth: error:")).unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("config file of the snapshot repository") && line.contains("is damaged"), "{line}");
+    assert!(!line.contains("retry"), "no retry reads a damaged file: {line}");
+    assert_eq!(line.matches("is damaged").count(), 1, "said once: {line}");
+}
