@@ -71,11 +71,22 @@ pub async fn upload_multipart(
         }
         let raw = field.file_name().unwrap_or_default().to_owned();
         if raw.is_empty() {
-            return Err(ApiError::bad_request("No selected file: the 'file' field has no filename"));
+            return Err(ApiError::bad_request(no_file_name(field.headers())));
         }
         let name = FileName::parse(&raw)?;
         let body = field.map_err(std::io::Error::other).boxed();
         return receive(&state, &headers, name, body, expected, StatusCode::OK, MULTIPART_OVERHEAD).await;
+    }
+}
+
+/// Why a `file` field has no name: none was given, or one that is not
+/// UTF-8 (the multipart parser drops it), which a user fixes by renaming.
+fn no_file_name(headers: &HeaderMap) -> &'static str {
+    let disposition = headers.get(axum::http::header::CONTENT_DISPOSITION).map(|v| v.as_bytes()).unwrap_or_default();
+    let given = disposition.windows(9).any(|w| w.eq_ignore_ascii_case(b"filename="));
+    match given && std::str::from_utf8(disposition).is_err() {
+        true => "the file name is not UTF-8: file names are UTF-8 text; rename the file and upload it again",
+        false => "No selected file: the 'file' field has no filename",
     }
 }
 

@@ -266,3 +266,16 @@ fn slow_clients_time_out_and_cannot_starve_health() {
     }
     assert!(server.disk_names().is_empty(), "no partial upload visible: {:?}", server.disk_names());
 }
+
+#[test]
+fn a_non_utf8_file_name_is_reported_as_such_not_as_no_file_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(Opts::default().storage(dir.path()));
+    let (status, body) = raw_upload(server.addr, b"caf\xe9.txt", b"latin-1 name");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not UTF-8") && body.contains("rename the file"), "{body}");
+    // A field with no name at all is still that.
+    let (status, body) = raw_upload(server.addr, b"", b"no name");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("has no filename"), "{body}");
+}
