@@ -30,7 +30,7 @@ export DOCKER_HOST=${DOCKER_HOST:-unix://$engine_dir/podman.sock}
 socket=${DOCKER_HOST#unix://}
 if ! curl -fs -o /dev/null --max-time 5 --unix-socket "$socket" http://d/v1.41/version; then
     rm -f "$socket"
-    nohup podman system service --time=0 "$DOCKER_HOST" >"$engine_dir/service.log" 2>&1 &
+    (cd / && nohup podman system service --time=0 "$DOCKER_HOST" >"$engine_dir/service.log" 2>&1 &)
     for _ in $(seq 300); do
         curl -fs -o /dev/null --max-time 5 --unix-socket "$socket" http://d/v1.41/version && break
         sleep 0.1

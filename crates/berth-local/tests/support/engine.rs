@@ -116,6 +116,10 @@ fn start() -> Engine {
     #[allow(clippy::zombie_processes)]
     Command::new("podman")
         .env("CONTAINERS_CONF", &conf)
+        // The service outlives this test process: from `/`, it does not
+        // depend on a folder that may be gone when the next test run uses
+        // it (conmon fails every start with "Failed to get working directory").
+        .current_dir("/")
         .args(["system", "service", "--time=0", &docker_host])
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
