@@ -20,7 +20,8 @@ export interface AppSettings {
  * validation steps read stack EcsEbsStack), `certificateArn` (required),
  * `lambdaAsset` (default ROOT/target/lambda/berth-lambda), and the whole
  * numbers `desiredCount`, `minCapacity`, `maxCapacity`, `natGateways`,
- * `volumeGiB`, `volumeInitializationRate`.
+ * `volumeGiB`, `volumeInitializationRate`, `backupIntervalMinutes` (0 turns
+ * scheduled snapshots off), and `replicaRegion` (a region such as eu-west-1).
  */
 export function appSettings(
   context: (key: string) => unknown,
@@ -43,6 +44,10 @@ export function appSettings(
     throw new Error("give the HTTPS listener's certificate: cdk deploy -c certificateArn=arn:aws:acm:…");
   }
   const stackName = text("stackName") ?? DEFAULT_STACK_NAME;
+  const replicaRegion = text("replicaRegion");
+  if (replicaRegion !== undefined && !/^[a-z]{2}(-[a-z]+)+-\d$/.test(replicaRegion)) {
+    throw new Error(`context replicaRegion=${replicaRegion} is not a region name such as eu-west-1`);
+  }
   return {
     stackName,
     props: {
@@ -57,6 +62,8 @@ export function appSettings(
       natGateways: number("natGateways"),
       volumeGiB: number("volumeGiB"),
       volumeInitializationRate: number("volumeInitializationRate"),
+      backupIntervalMinutes: number("backupIntervalMinutes"),
+      replicaRegion,
     },
   };
 }

@@ -310,6 +310,27 @@ test("the app names the stack from context stackName, BerthStack by default", ()
   );
 });
 
+test("the app reads backupIntervalMinutes and replicaRegion from its context", () => {
+  const context = (values: Record<string, unknown>) => (key: string) => values[key];
+  const props = appSettings(
+    context({ certificateArn, backupIntervalMinutes: "15", replicaRegion: "eu-west-1" }),
+    repositoryRoot,
+  ).props;
+  assert.equal(props.backupIntervalMinutes, 15);
+  assert.equal(props.replicaRegion, "eu-west-1");
+  const unset = appSettings(context({ certificateArn }), repositoryRoot).props;
+  assert.equal(unset.backupIntervalMinutes, undefined, "the stack's default (60) applies");
+  assert.equal(unset.replicaRegion, undefined);
+  assert.throws(
+    () => appSettings(context({ certificateArn, replicaRegion: "Europe" }), repositoryRoot),
+    /context replicaRegion=Europe is not a region name/,
+  );
+  assert.throws(
+    () => appSettings(context({ certificateArn, backupIntervalMinutes: "1h" }), repositoryRoot),
+    /context backupIntervalMinutes=1h is not a whole number/,
+  );
+});
+
 test("a provisioned volume initialization rate reaches BERTH_CONFIG's volume, and only when set", () => {
   const volume = berthConfig(synth({ volumeInitializationRate: 150 })).volume;
   assert.equal(volume.initialization_rate, 150);
