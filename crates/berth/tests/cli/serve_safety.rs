@@ -279,3 +279,25 @@ fn a_non_utf8_file_name_is_reported_as_such_not_as_no_file_name() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("has no filename"), "{body}");
 }
+
+#[test]
+fn a_request_header_that_does_not_arrive_in_time_is_answered_408() {
+    let server = Server::start_with(Opts::default().arg("--header-timeout").arg("1s"));
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(b"GET /files HTTP/1.1\r\nHost: x\r\n").unwrap();
+    // The read waits for the server to act on its timeout.
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("the server closes the connection");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 408 Request Timeout"), "{text:?}");
+    // An idle keep-alive connection, between requests, is closed without
+    // a word: a client sending on it then retries instead of taking a 408.
+    let mut idle = TcpStream::connect(server.addr).unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut out = Vec::new();
+    idle.read_to_end(&mut out).expect("the server closes the idle connection");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200") && !text.contains("408"), "{text:?}");
+}
