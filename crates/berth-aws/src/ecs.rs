@@ -318,6 +318,21 @@ mod tests {
     use super::*;
     use berth_core::{ClaimName, Generation, SnapshotId, TaskDefinition};
 
+    /// The `files` service's task definition at `revision`.
+    fn files_definition(revision: u32) -> TaskDefinition {
+        TaskDefinition {
+            family: "files".into(),
+            revision,
+            command: vec![],
+            env: Default::default(),
+            port: 5000,
+            health_check: None,
+            stop_timeout: std::time::Duration::from_secs(30),
+            secrets: Default::default(),
+            container: None,
+        }
+    }
+
     #[test]
     fn the_volume_is_restored_from_the_snapshot_kept_on_stop_and_tagged() {
         let settings: AwsSettings = serde_json::from_value(serde_json::json!({
@@ -332,17 +347,7 @@ mod tests {
             claim: claim.clone(),
             generation: Generation(7),
             volume: LaunchVolume::Create(VolumeSource::Snapshot(SnapshotId("snap-123".into()))),
-            definition: TaskDefinition {
-                family: "files".into(),
-                revision: 2,
-                command: vec![],
-                env: Default::default(),
-                port: 5000,
-                health_check: None,
-                stop_timeout: std::time::Duration::from_secs(30),
-                secrets: Default::default(),
-                container: None,
-            },
+            definition: files_definition(2),
             client_token: LaunchRequest::token_for(&claim, Generation(7)),
             canary: false,
         };
@@ -383,17 +388,7 @@ mod tests {
         }
         let settings = settings(300).unwrap();
         let claim = ClaimName::parse("files-0").unwrap();
-        let definition = TaskDefinition {
-            family: "files".into(),
-            revision: 1,
-            command: vec![],
-            env: Default::default(),
-            port: 5000,
-            health_check: None,
-            stop_timeout: std::time::Duration::from_secs(30),
-            secrets: Default::default(),
-            container: None,
-        };
+        let definition = files_definition(1);
         let request = |source: VolumeSource| LaunchRequest {
             service: "files".into(),
             claim: claim.clone(),
