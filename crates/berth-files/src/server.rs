@@ -84,22 +84,6 @@ async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                // hyper closes a connection whose request header does not
-                // arrive in time without a word; a second handle on the
-                // socket answers 408 first, as RFC 9110 has a server say it.
-                // Only a request begun and not finished gets it: an idle
-                // keep-alive connection is closed without a word, as before,
-                // so a client sending on it at that moment retries rather
-                // than takes the 408 for its own request.
-                let (stream, spare) = match with_spare(stream) {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot set up a connection");
-                        continue;
-                    }
-                };
-                let stream = Tracked { inner: stream, mid_request: Arc::default() };
-                let mid_request = Arc::clone(&stream.mid_request);
                 let conn = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(state.config.header_timeout)
@@ -107,9 +91,6 @@ async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
-                        if e.is_timeout() && mid_request.load(Ordering::Relaxed) {
-                            request_timeout(spare).await;
-                        }
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });
@@ -124,72 +105,5 @@ async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<
     match tokio::time::timeout(deadline, graceful.shutdown()).await {
         Ok(()) => tracing::info!("drained; exiting"),
         Err(_) => tracing::warn!("drain deadline passed with requests still in flight; exiting"),
-    }
-}
-
-/// The connection's socket, and a second handle on it (a duplicate file
-/// descriptor) that outlives hyper's.
-fn with_spare(stream: tokio::net::TcpStream) -> std::io::Result<(tokio::net::TcpStream, tokio::net::TcpStream)> {
-    let std = stream.into_std()?;
-    let spare = std.try_clone()?;
-    Ok((tokio::net::TcpStream::from_std(std)?, tokio::net::TcpStream::from_std(spare)?))
-}
-
-/// Answers 408 on a connection whose request header did not arrive in
-/// time, then closes it.
-async fn request_timeout(mut spare: tokio::net::TcpStream) {
-    use tokio::io::AsyncWriteExt;
-    const ANSWER: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), spare.write_all(ANSWER)).await;
-    let _ = spare.shutdown().await;
-}
-
-/// A connection's socket that notes whether a request has begun: bytes
-/// read since the last bytes written (a response).
-struct Tracked {
-    inner: tokio::net::TcpStream,
-    mid_request: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl tokio::io::AsyncRead for Tracked {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.mid_request.store(true, Ordering::Relaxed);
-        }
-        polled
-    }
-}
-
-impl tokio::io::AsyncWrite for Tracked {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        data: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
-            self.mid_request.store(false, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

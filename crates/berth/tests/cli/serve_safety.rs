@@ -279,25 +279,3 @@ fn a_non_utf8_file_name_is_reported_as_such_not_as_no_file_name() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("has no filename"), "{body}");
 }
-
-/// Sends `request` on a new connection and reads until the server closes
-/// it (the read waits for the server to act on its header timeout).
-fn until_closed(addr: std::net::SocketAddr, request: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.write_all(request).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).expect("the server closes the connection");
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[test]
-fn a_request_header_that_does_not_arrive_in_time_is_answered_408() {
-    let server = Server::start_with(Opts::default().arg("--header-timeout").arg("1s"));
-    let text = until_closed(server.addr, b"GET /files HTTP/1.1\r\nHost: x\r\n");
-    assert!(text.starts_with("HTTP/1.1 408 Request Timeout"), "{text:?}");
-    // An idle keep-alive connection, between requests, is closed without
-    // a word: a client sending on it then retries instead of taking a 408.
-    let text = until_closed(server.addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(text.starts_with("HTTP/1.1 200") && !text.contains("408"), "{text:?}");
-}
